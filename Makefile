@@ -1,0 +1,31 @@
+# Two entry points that do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Eight fake CPU devices so that sharded code paths are exercised on one CPU.
+TEST_XLA_FLAGS := --xla_force_host_platform_device_count=8
+DEMO_OUT ?= out/demo
+
+.PHONY: install demo test lint clean
+
+$(STAMP): requirements.txt setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m experiments.demo --outdir=$(DEMO_OUT)
+
+test: install
+	XLA_FLAGS=$(TEST_XLA_FLAGS) $(PY) -m pytest -q tests
+
+lint: install
+	$(PY) -m ruff check flaxgan experiments data_pipelines tests benchmarks
+
+clean:
+	rm -rf $(VENV) out .pytest_cache
