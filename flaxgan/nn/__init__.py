@@ -1,4 +1,4 @@
-"""Building blocks: FIR resampling, bias/activation, (modulated) convolution, equalized-lr layers."""
+"""Building blocks: FIR resampling, bias/activation, modulated convolution, equalized-lr layers."""
 
 from flaxgan.nn.bias_act import ACTIVATIONS, bias_act
 from flaxgan.nn.conv import conv2d_resample, modulated_conv2d
