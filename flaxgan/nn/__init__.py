@@ -1,9 +1,9 @@
 """Building blocks: FIR resampling, bias/activation, modulated convolution, equalized-lr layers."""
 
-from flaxgan.nn.bias_act import ACTIVATIONS, bias_act
+from flaxgan.nn.activation import ACTIVATIONS, bias_act
 from flaxgan.nn.conv import conv2d_resample, modulated_conv2d
+from flaxgan.nn.fir import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
 from flaxgan.nn.layers import Conv2dLayer, FullyConnectedLayer, minibatch_std, normalize_2nd_moment
-from flaxgan.nn.upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
 
 __all__ = [
     "ACTIVATIONS",

@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flaxgan.nn.bias_act import activation_spec, bias_act
+from flaxgan.nn.activation import activation_spec, bias_act
 from flaxgan.nn.conv import conv2d_resample
-from flaxgan.nn.upfirdn2d import setup_filter
+from flaxgan.nn.fir import setup_filter
 
 __all__ = [
     "FullyConnectedLayer",

@@ -1,0 +1,109 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from flaxgan.nn import conv
+from flaxgan.nn.fir import filter_size, setup_filter
+from tests.flaxgan.nn import reference_ops
+
+
+def _naive_conv2d_resample(x, w, f, up, down, padding, groups, flip_weight):
+    """Upsample (zero insertion + FIR), pad, convolve, FIR-downsample — the textbook order."""
+    fw, fh = filter_size(f)
+    px0 = px1 = py0 = py1 = padding
+    if up > 1:
+        px0 += (fw + up - 1) // 2
+        px1 += (fw - up) // 2
+        py0 += (fh + up - 1) // 2
+        py1 += (fh - up) // 2
+    if down > 1:
+        px0 += (fw - down + 1) // 2
+        px1 += (fw - down) // 2
+        py0 += (fh - down + 1) // 2
+        py1 += (fh - down) // 2
+    if not flip_weight:
+        w = w[::-1, ::-1]
+    pads = (px0, px1, py0, py1)
+    if up > 1:
+        x = reference_ops.upfirdn2d(x, f, up=up, padding=pads, gain=up * up)
+    else:
+        x = reference_ops.pad_or_crop(x, *pads)
+    x = reference_ops.correlate2d(x, w, groups)
+    if down > 1:
+        x = reference_ops.upfirdn2d(x, f, down=down)
+    return x
+
+
+@pytest.mark.parametrize(
+    "kernel, up, down, groups, flip_weight",
+    [
+        (3, 1, 1, 1, True),
+        (3, 2, 1, 1, False),
+        (3, 1, 2, 1, True),
+        (1, 2, 1, 1, False),
+        (1, 1, 2, 1, True),
+        (3, 2, 1, 2, False),
+        (3, 1, 1, 2, False),
+        (2, 1, 1, 1, True),  # asymmetric padding: general path
+    ],
+)
+def test_conv2d_resample_matches_naive(kernel, up, down, groups, flip_weight):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal([2, 8, 8, 4]).astype(np.float32)
+    w = rng.standard_normal([kernel, kernel, 4 // groups, 6]).astype(np.float32)
+    f = setup_filter([1, 3, 3, 1])
+    got = conv.conv2d_resample(jnp.asarray(x), jnp.asarray(w), f, up=up, down=down,
+                               padding=kernel // 2, groups=groups, flip_weight=flip_weight)
+    want = _naive_conv2d_resample(x, w, f, up, down, kernel // 2, groups, flip_weight)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-4)
+
+
+@pytest.mark.parametrize("up", [1, 2])
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_modulated_conv2d_fused_equals_nonfused_and_explicit(up, demodulate):
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.standard_normal([3, 8, 8, 5]), jnp.float32)
+    weight = jnp.asarray(rng.standard_normal([3, 3, 5, 4]), jnp.float32)
+    styles = jnp.asarray(rng.standard_normal([3, 5]), jnp.float32)
+    noise = jnp.asarray(rng.standard_normal([1, 8 * up, 8 * up, 1]), jnp.float32)
+    f = setup_filter([1, 3, 3, 1])
+    kwargs = dict(noise=noise, up=up, padding=1, resample_filter=f, demodulate=demodulate,
+                  flip_weight=(up == 1))
+    fused = conv.modulated_conv2d(x, weight, styles, fused_modconv=True, **kwargs)
+    nonfused = conv.modulated_conv2d(x, weight, styles, fused_modconv=False, **kwargs)
+    np.testing.assert_allclose(np.asarray(fused), np.asarray(nonfused), atol=1e-4)
+
+    # Explicit per-sample weights (eq. 1 and 3 of the StyleGAN2 paper).
+    for i in range(3):
+        wi = weight * styles[i][None, None, :, None]
+        if demodulate:
+            wi = wi / jnp.sqrt(jnp.sum(wi**2, axis=(0, 1, 2), keepdims=True) + 1e-8)
+        yi = conv.conv2d_resample(x[i:i + 1], wi, f, up=up, padding=1, flip_weight=(up == 1))
+        np.testing.assert_allclose(np.asarray(fused[i:i + 1]), np.asarray(yi + noise), atol=1e-4)
+
+
+def test_modulated_conv2d_reduced_precision_stays_close():
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal([2, 8, 8, 16]), jnp.float32)
+    weight = jnp.asarray(rng.standard_normal([3, 3, 16, 8]), jnp.float32)
+    styles = jnp.asarray(rng.standard_normal([2, 16]) * 50, jnp.float32)  # would overflow fp16
+    ref = conv.modulated_conv2d(x, weight, styles, padding=1, fused_modconv=False)
+    low = conv.modulated_conv2d(x.astype(jnp.bfloat16), weight, styles, padding=1,
+                                fused_modconv=False)
+    assert low.dtype == jnp.bfloat16
+    assert np.all(np.isfinite(np.asarray(low, np.float32)))
+    np.testing.assert_allclose(np.asarray(low, np.float32), np.asarray(ref), atol=0.1, rtol=0.05)
+
+
+def test_modulated_conv2d_checks_style_shape():
+    with pytest.raises(ValueError, match="styles"):
+        conv.modulated_conv2d(jnp.ones([2, 4, 4, 3]), jnp.ones([3, 3, 3, 2]), jnp.ones([2, 4]))
+
+
+def test_conv2d_resample_is_differentiable():
+    x = jnp.ones([1, 4, 4, 2])
+    w = jnp.ones([3, 3, 2, 2])
+    g = jax.grad(lambda w: conv.conv2d_resample(x, w, setup_filter([1, 3, 3, 1]), up=2).sum())(w)
+    assert g.shape == w.shape and np.all(np.isfinite(np.asarray(g)))
