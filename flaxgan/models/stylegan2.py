@@ -20,8 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax.core import FrozenDict
 
-from flaxgan.nn.bias_act import activation_spec, bias_act
+from flaxgan.nn.activation import activation_spec, bias_act
 from flaxgan.nn.conv import modulated_conv2d
+from flaxgan.nn.fir import downsample2d, setup_filter, upsample2d
 from flaxgan.nn.layers import (
     DEFAULT_RESAMPLE_FILTER,
     Conv2dLayer,
@@ -29,7 +30,6 @@ from flaxgan.nn.layers import (
     minibatch_std,
     normalize_2nd_moment,
 )
-from flaxgan.nn.upfirdn2d import downsample2d, setup_filter, upsample2d
 
 __all__ = [
     "MappingNetwork",
@@ -155,6 +155,8 @@ class MappingNetwork(nn.Module):
                 raise ValueError("truncation needs w_avg (num_ws and w_avg_beta must be set)")
             center = w_avg.value.astype(x.dtype)
             truncated = center + truncation_psi * (x - center)
+            if not isinstance(truncation_psi, int | float | np.number):
+                truncated = jnp.where(truncation_psi == 1, x, truncated)  # exact at traced ψ = 1
             if self.num_ws is None or truncation_cutoff is None:
                 x = truncated
             else:

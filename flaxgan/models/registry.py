@@ -1,0 +1,108 @@
+"""Official class names -> Flax modules, with each official code base's defaults.
+
+Snapshots name their networks by the official class (`training.networks.Generator` in
+stylegan2-ada-pytorch, `training.networks_stylegan2.Generator` / `...stylegan3.Generator` in
+the stylegan3 repository). The two code bases differ in defaults (e.g. the stylegan3
+repository's StyleGAN2 networks default to `num_fp16_res=4, conv_clamp=256`,
+`w_avg_beta=0.998`) and in how the generator takes synthesis arguments (a
+`synthesis_kwargs` dict vs. flat keyword arguments); this module hides both differences.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import flax.linen as nn
+
+from flaxgan.models import stylegan2
+
+__all__ = ["build_generator", "build_discriminator", "GENERATORS", "DISCRIMINATORS",
+           "register_generator"]
+
+Builder = Callable[[Mapping[str, Any]], nn.Module]
+
+_GENERATOR_ARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs")
+# Training-mode-only switch of the stylegan3 repository; inference always fuses when it pays.
+_IGNORED_SYNTHESIS_ARGS = ("fused_modconv_default",)
+
+
+def _check_args(module_cls: type[nn.Module], kwargs: Mapping[str, Any], *, given: tuple = ()):
+    """Raises TypeError for keyword arguments the module does not take (Flax builds lazily)."""
+    known = {f.name for f in dataclasses.fields(module_cls)} - {"parent", "name"}
+    unknown = sorted(set(kwargs) - known - set(given))
+    if unknown:
+        raise TypeError(f"{module_cls.__name__} got unexpected arguments {unknown}")
+
+
+def _sg2_generator(kwargs: Mapping[str, Any]) -> nn.Module:
+    _check_args(stylegan2.MappingNetwork, kwargs.get("mapping_kwargs", {}),
+                given=("z_dim", "c_dim", "w_dim", "num_ws"))
+    _check_args(stylegan2.SynthesisNetwork, kwargs.get("synthesis_kwargs", {}),
+                given=("w_dim", "img_resolution", "img_channels"))
+    return stylegan2.Generator(**kwargs)
+
+
+def _sg2_discriminator(kwargs: Mapping[str, Any]) -> nn.Module:
+    _check_args(stylegan2.DiscriminatorBlock, kwargs.get("block_kwargs", {}))
+    _check_args(stylegan2.MappingNetwork, kwargs.get("mapping_kwargs", {}))
+    _check_args(stylegan2.DiscriminatorEpilogue, kwargs.get("epilogue_kwargs", {}))
+    return stylegan2.Discriminator(**kwargs)
+
+
+def _sg2_ada_generator(kwargs: Mapping[str, Any]) -> nn.Module:
+    kwargs = dict(kwargs)
+    synthesis = {k: v for k, v in dict(kwargs.pop("synthesis_kwargs", {})).items()
+                 if k not in _IGNORED_SYNTHESIS_ARGS}
+    return _sg2_generator({**kwargs, "synthesis_kwargs": synthesis})
+
+
+def _sg3_repo_sg2_generator(kwargs: Mapping[str, Any]) -> nn.Module:
+    """`training.networks_stylegan2.Generator`: flat synthesis kwargs, other defaults."""
+    base = {k: kwargs[k] for k in _GENERATOR_ARGS if k in kwargs}
+    synthesis = {"num_fp16_res": 4, "conv_clamp": 256}
+    synthesis.update({k: v for k, v in kwargs.items()
+                      if k not in _GENERATOR_ARGS and k not in _IGNORED_SYNTHESIS_ARGS})
+    base["mapping_kwargs"] = {"w_avg_beta": 0.998, **dict(base.get("mapping_kwargs", {}))}
+    return _sg2_generator({**base, "synthesis_kwargs": synthesis})
+
+
+def _sg3_repo_sg2_discriminator(kwargs: Mapping[str, Any]) -> nn.Module:
+    return _sg2_discriminator({"num_fp16_res": 4, "conv_clamp": 256, **dict(kwargs)})
+
+
+GENERATORS: dict[str, Builder] = {
+    "training.networks.Generator": _sg2_ada_generator,
+    "training.networks_stylegan2.Generator": _sg3_repo_sg2_generator,
+}
+DISCRIMINATORS: dict[str, Builder] = {
+    "training.networks.Discriminator": _sg2_discriminator,
+    "training.networks_stylegan2.Discriminator": _sg3_repo_sg2_discriminator,
+}
+
+
+def register_generator(class_name: str, builder: Builder) -> None:
+    """Adds a generator family (e.g. StyleGAN3) under its official class name."""
+    GENERATORS[class_name] = builder
+
+
+def _build(table: Mapping[str, Builder], what: str, class_name: str,
+           kwargs: Mapping[str, Any]) -> nn.Module:
+    if class_name not in table:
+        raise ValueError(f"unsupported {what} class {class_name!r}; known: {sorted(table)}")
+    kwargs = {k: v for k, v in kwargs.items() if k != "class_name"}
+    try:
+        return table[class_name](kwargs)
+    except TypeError as e:  # Unknown or missing constructor argument.
+        raise ValueError(f"{class_name}: bad constructor arguments: {e}") from None
+
+
+def build_generator(class_name: str, kwargs: Mapping[str, Any]) -> nn.Module:
+    """The Flax generator for an official class name and its constructor kwargs."""
+    return _build(GENERATORS, "generator", class_name, kwargs)
+
+
+def build_discriminator(class_name: str, kwargs: Mapping[str, Any]) -> nn.Module:
+    """The Flax discriminator for an official class name and its constructor kwargs."""
+    return _build(DISCRIMINATORS, "discriminator", class_name, kwargs)

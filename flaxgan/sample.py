@@ -1,0 +1,475 @@
+"""Notebook API: load a generator, map latents, synthesize, mix, interpolate and blend.
+
+    from flaxgan import sample
+    g = sample.load("network-snapshot.pkl")            # official snapshot or flaxgan export
+    images = sample.generate(g, seeds=range(8), truncation_psi=0.7)
+    sample.grid(images, cols=4).save("grid.png")
+
+Conventions follow the official scripts: seed -> z is `np.random.RandomState(seed).randn(z_dim)`,
+images are float32 NHWC in [-1, 1] (raw, not clamped) and become uint8 as
+`clip(x * 127.5 + 128, 0, 255)`. Every network call is jitted and runs in batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from flaxgan import convert
+from flaxgan.models import build_generator
+
+__all__ = [
+    "LoadedGenerator",
+    "load",
+    "export",
+    "from_state_dict",
+    "seeds_to_z",
+    "labels",
+    "mapping",
+    "synthesize",
+    "generate",
+    "to_uint8",
+    "to_pil",
+    "grid",
+    "layer_indices",
+    "style_mix",
+    "interpolate",
+    "blend",
+    "slerp",
+]
+
+NETWORK_JSON = "network.json"
+DEFAULT_BATCH = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedGenerator:
+    """A generator ready for sampling: Flax module + variables + official constructor kwargs.
+
+    Attributes:
+      module: the Flax generator (`flaxgan.models.stylegan2.Generator` or StyleGAN3's).
+      variables: `{'params': ..., 'buffers': ...}` (buffers hold `w_avg`, `noise_const`, ...).
+      kwargs: official constructor kwargs including `class_name`.
+      source: where it was loaded from.
+    """
+
+    module: nn.Module
+    variables: Mapping[str, Any]
+    kwargs: Mapping[str, Any]
+    source: str = ""
+
+    @property
+    def z_dim(self) -> int:
+        return self.module.z_dim
+
+    @property
+    def c_dim(self) -> int:
+        return self.module.c_dim
+
+    @property
+    def w_dim(self) -> int:
+        return self.module.w_dim
+
+    @property
+    def num_ws(self) -> int:
+        return self.module.num_ws
+
+    @property
+    def img_resolution(self) -> int:
+        return self.module.img_resolution
+
+    @property
+    def img_channels(self) -> int:
+        return self.module.img_channels
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        return self.variables["params"]
+
+    @property
+    def buffers(self) -> Mapping[str, Any]:
+        return self.variables.get("buffers", {})
+
+    @property
+    def w_avg(self) -> np.ndarray:
+        """Tracked average of w, `[w_dim]` (the truncation centre)."""
+        return np.asarray(self.buffers["mapping"]["w_avg"])
+
+    @property
+    def has_noise(self) -> bool:
+        """StyleGAN2 layers take per-pixel noise; StyleGAN3 has no noise inputs."""
+        paths = jax.tree_util.tree_leaves_with_path(dict(self.variables))
+        return any("noise_strength" in jax.tree_util.keystr(p) for p, _ in paths)
+
+    def replace(self, **changes) -> LoadedGenerator:
+        return dataclasses.replace(self, **changes)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def from_state_dict(kwargs: Mapping[str, Any], parameters: Mapping[str, np.ndarray],
+                    buffers: Mapping[str, np.ndarray], source: str = "") -> LoadedGenerator:
+    """Builds a generator from official kwargs (with `class_name`) and an official state_dict.
+
+    Raises:
+      convert.SnapshotError: a key is missing or unexpected, or a shape does not match.
+    """
+    module = build_generator(kwargs["class_name"], kwargs)
+    variables = convert.to_flax(parameters, buffers)
+    target = jax.eval_shape(
+        lambda: module.init({"params": jax.random.key(0)}, jnp.zeros([1, module.z_dim]),
+                            jnp.zeros([1, module.c_dim]), noise_mode="const"))
+    convert.check_against(target, variables, source=source)
+    variables = jax.tree.map(jnp.asarray, variables)
+    return LoadedGenerator(module=module, variables=variables, kwargs=dict(kwargs),
+                           source=source)
+
+
+def load(path: str | os.PathLike, key: str = "G_ema") -> LoadedGenerator:
+    """Loads a generator from an official `.pkl` snapshot or a flaxgan export directory.
+
+    Args:
+      path: official stylegan2-ada-pytorch / stylegan3 snapshot (`.pkl`, read without running
+        any code it contains) or a directory written by `export`.
+      key: which network of the snapshot ('G_ema', or 'G').
+
+    Raises:
+      convert.SnapshotError: one line naming the file and the problem.
+    """
+    path = os.fspath(path)
+    name = os.path.basename(path.rstrip("/")) or path
+    if os.path.isdir(path):
+        meta_path = os.path.join(path, NETWORK_JSON)
+        if not os.path.isfile(meta_path):
+            raise convert.SnapshotError(f"{name}: not a flaxgan export (no {NETWORK_JSON})")
+        with open(meta_path) as f:
+            meta = json.load(f)
+        if key not in meta:
+            raise convert.SnapshotError(f"{name}: has no network {key!r} (has {sorted(meta)})")
+        parameters, buffers = convert.load_state_dict_npz(os.path.join(path, f"{key}.npz"))
+        return from_state_dict(meta[key], parameters, buffers, source=path)
+
+    snapshot = convert.load_snapshot(path)
+    record = snapshot.get(key) if isinstance(snapshot, Mapping) else None
+    if not isinstance(record, convert.ModuleRecord):
+        raise convert.SnapshotError(f"{name}: snapshot has no network {key!r}")
+    kwargs = {"class_name": record.class_name, **record.init_kwargs}
+    return from_state_dict(kwargs, record.parameters, record.buffers, source=path)
+
+
+def export(g: LoadedGenerator, directory: str | os.PathLike, key: str = "G_ema") -> str:
+    """Writes `g` as `<directory>/network.json` + `<key>.npz` (official names and layouts).
+
+    The npz is an official-format state_dict, so PyTorch users can `load_state_dict` it.
+    Returns the directory.
+    """
+    directory = os.fspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    parameters, buffers = convert.from_flax(jax.tree.map(np.asarray, dict(g.variables)))
+    convert.save_state_dict_npz(os.path.join(directory, f"{key}.npz"), parameters, buffers)
+    meta_path = os.path.join(directory, NETWORK_JSON)
+    meta = {}
+    if os.path.isfile(meta_path):
+        with open(meta_path) as f:
+            meta = json.load(f)
+    meta[key] = _jsonable(g.kwargs)
+    tmp = meta_path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(meta, f, indent=1)
+    os.replace(tmp, meta_path)
+    return directory
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+# ----------------------------------------------------------------------------- latents
+
+
+def seeds_to_z(g: LoadedGenerator, seeds: Iterable[int]) -> np.ndarray:
+    """`[N, z_dim]` float32; row i is `np.random.RandomState(seeds[i]).randn(z_dim)`."""
+    seeds = [int(s) for s in seeds]
+    z = np.stack([np.random.RandomState(s).randn(g.z_dim) for s in seeds]) if seeds else (
+        np.zeros([0, g.z_dim]))
+    return z.astype(np.float32)
+
+
+def labels(g: LoadedGenerator, c: Any, n: int) -> np.ndarray:
+    """Labels `[n, c_dim]` from None (unconditional), a class index, indices, or an array."""
+    if g.c_dim == 0:
+        if c is not None:
+            raise ValueError("this generator is unconditional; pass c=None")
+        return np.zeros([n, 0], np.float32)
+    if c is None:
+        raise ValueError(f"this generator is conditional (c_dim={g.c_dim}); pass a class index")
+    c_arr = np.asarray(c)
+    if c_arr.ndim == 2:
+        if c_arr.shape != (n, g.c_dim):
+            raise ValueError(f"c must be [{n}, {g.c_dim}], got {c_arr.shape}")
+        return c_arr.astype(np.float32)
+    idx = np.broadcast_to(c_arr.astype(np.int64), [n])
+    if np.any(idx < 0) or np.any(idx >= g.c_dim):
+        raise ValueError(f"class index must be in [0, {g.c_dim}), got {c}")
+    return np.eye(g.c_dim, dtype=np.float32)[idx]
+
+
+@functools.partial(jax.jit, static_argnums=0, static_argnames=("truncation_cutoff",))
+def _map(module, variables, z, c, truncation_psi, truncation_cutoff=None):
+    return module.apply(variables, z, c, truncation_psi, truncation_cutoff,
+                        method=lambda m, *a: m.map(*a))
+
+
+@functools.partial(jax.jit, static_argnums=0,
+                   static_argnames=("noise_mode", "noise_layers", "fused_modconv"))
+def _synthesize(module, variables, ws, rng, noise_mode="const", noise_layers=None,
+                fused_modconv=None, **kwargs):
+    return module.apply(variables, ws, noise_mode=noise_mode, noise_layers=noise_layers,
+                        fused_modconv=fused_modconv, rngs={"noise": rng},
+                        method=lambda m, w, **k: m.synthesize(w, **k), **kwargs)
+
+
+def _batched(fn, *arrays: np.ndarray, batch_size: int) -> np.ndarray:
+    """Applies `fn` to row batches of `arrays` and concatenates the results (as NumPy)."""
+    n = arrays[0].shape[0]
+    outs = [np.asarray(fn(*(a[i:i + batch_size] for a in arrays)))
+            for i in range(0, n, batch_size)]
+    return np.concatenate(outs) if outs else np.zeros([0])
+
+
+def mapping(
+    g: LoadedGenerator,
+    z: np.ndarray,
+    c: Any = None,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    batch_size: int = DEFAULT_BATCH,
+) -> np.ndarray:
+    """z `[N, z_dim]` (+ labels) -> ws `[N, num_ws, w_dim]` with truncation ψ (and cutoff)."""
+    z = np.asarray(z, np.float32)
+    if z.ndim != 2 or z.shape[1] != g.z_dim:
+        raise ValueError(f"z must be [N, {g.z_dim}], got {z.shape}")
+    c = labels(g, c, z.shape[0])
+    psi = np.float32(truncation_psi)
+    fn = lambda zb, cb: _map(g.module, g.variables, zb, cb, psi, truncation_cutoff)
+    return _batched(fn, z, c, batch_size=batch_size)
+
+
+def layer_indices(g: LoadedGenerator, layers: str | Sequence[int] | None) -> tuple[int, ...]:
+    """ws indices for 'all', 'none', 'coarse', 'middle', 'fine' or explicit indices.
+
+    StyleGAN2 ws index i drives resolution `2 ** (2 + (i + 1) // 2)` (the last toRGB w shares
+    the top resolution); coarse = 4²–8², middle = 16²–32², fine = 64² and up (StyleGAN paper,
+    sec. 3.1). For StyleGAN3 (no resolution per layer) the groups are the thirds of num_ws.
+    """
+    n = g.num_ws
+    if layers is None or (isinstance(layers, str) and layers == "all"):
+        return tuple(range(n))
+    if isinstance(layers, str):
+        if layers == "none":
+            return ()
+        if layers not in ("coarse", "middle", "fine"):
+            raise ValueError(
+                f"layers must be all/none/coarse/middle/fine or indices, got {layers!r}")
+        if g.kwargs.get("class_name", "").endswith("networks_stylegan3.Generator"):
+            bounds = {"coarse": (0, n // 3), "middle": (n // 3, 2 * n // 3),
+                      "fine": (2 * n // 3, n)}[layers]
+            return tuple(range(*bounds))
+        res = [min(2 ** (2 + (i + 1) // 2), g.img_resolution) for i in range(n)]
+        lo, hi = {"coarse": (4, 8), "middle": (16, 32), "fine": (64, 1 << 30)}[layers]
+        return tuple(i for i in range(n) if lo <= res[i] <= hi)
+    idx = tuple(sorted({int(i) for i in layers}))
+    if any(i < 0 or i >= n for i in idx):
+        raise ValueError(f"layer indices must be in [0, {n}), got {list(layers)}")
+    return idx
+
+
+def synthesize(
+    g: LoadedGenerator,
+    ws: np.ndarray,
+    noise_mode: str = "const",
+    noise_layers: str | Sequence[int] | None = None,
+    seed: int = 0,
+    batch_size: int = DEFAULT_BATCH,
+    fused_modconv: bool | None = None,
+    **kwargs,
+) -> np.ndarray:
+    """ws `[N, num_ws, w_dim]` -> float32 images `[N, H, W, C]`, raw (not clamped).
+
+    Args:
+      noise_mode: 'const' (stored noise), 'random' (drawn from `seed`) or 'none'.
+      noise_layers: which layers receive noise (see `layer_indices`); None = all.
+      kwargs: passed to the synthesis network (e.g. StyleGAN3's `transform`).
+    """
+    ws = np.asarray(ws, np.float32)
+    if ws.ndim != 3 or ws.shape[1:] != (g.num_ws, g.w_dim):
+        raise ValueError(f"ws must be [N, {g.num_ws}, {g.w_dim}], got {ws.shape}")
+    selected = None if noise_layers is None else layer_indices(g, noise_layers)
+    if selected is not None and not g.has_noise:
+        raise ValueError("this generator has no noise inputs (StyleGAN3); noise_layers "
+                         "does not apply")
+    keys = iter(jax.random.split(jax.random.key(seed), max(1, -(-ws.shape[0] // batch_size))))
+    fn = lambda wb: _synthesize(g.module, g.variables, wb, next(keys), noise_mode=noise_mode,
+                                noise_layers=selected, fused_modconv=fused_modconv, **kwargs)
+    return _batched(fn, ws, batch_size=batch_size)
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """float images in [-1, 1] -> uint8 (`clip(x * 127.5 + 128, 0, 255)`, as the official)."""
+    return np.clip(np.asarray(images, np.float32) * 127.5 + 128, 0, 255).astype(np.uint8)
+
+
+def to_pil(images: np.ndarray) -> list[Image.Image]:
+    """float `[N, H, W, C]` in [-1, 1] (or uint8) -> PIL images (RGB, or L for C = 1)."""
+    images = np.asarray(images)
+    images = images if images.dtype == np.uint8 else to_uint8(images)
+    return [Image.fromarray(im[..., 0] if im.shape[-1] == 1 else im) for im in images]
+
+
+def grid(images: Sequence[Image.Image] | np.ndarray, cols: int,
+         background: int = 0) -> Image.Image:
+    """Tiles equally sized images row-major into one image; `None` entries stay blank."""
+    if isinstance(images, np.ndarray):
+        images = to_pil(images)
+    images = list(images)
+    first = next((im for im in images if im is not None), None)
+    if first is None:
+        raise ValueError("grid needs at least one image")
+    if cols < 1:
+        raise ValueError(f"cols must be >= 1, got {cols}")
+    w, h = first.size
+    rows = -(-len(images) // cols)
+    canvas = Image.new(first.mode, (cols * w, rows * h), background)
+    for i, im in enumerate(images):
+        if im is not None:
+            canvas.paste(im, ((i % cols) * w, (i // cols) * h))
+    return canvas
+
+
+def generate(
+    g: LoadedGenerator,
+    seeds: Iterable[int],
+    truncation_psi: float = 1.0,
+    c: Any = None,
+    noise_mode: str = "const",
+    truncation_cutoff: int | None = None,
+) -> list[Image.Image]:
+    """Images for `seeds` with the official seed -> z convention."""
+    ws = mapping(g, seeds_to_z(g, seeds), c, truncation_psi, truncation_cutoff)
+    return to_pil(synthesize(g, ws, noise_mode=noise_mode))
+
+
+# ----------------------------------------------------------------------------- latent studies
+
+
+def style_mix(
+    g: LoadedGenerator,
+    row_seeds: Sequence[int],
+    col_seeds: Sequence[int],
+    layers: str | Sequence[int] = "coarse",
+    truncation_psi: float = 1.0,
+    c: Any = None,
+    noise_mode: str = "const",
+) -> tuple[Image.Image, dict[tuple[int, int], Image.Image]]:
+    """Style mixing (StyleGAN paper, fig. 3): row latents with `layers` taken from columns.
+
+    Returns:
+      the grid (top row: column sources, left column: row sources, then the mixes) and the
+      tiles `{(row_seed, col_seed): image}`, plus `(seed, seed)` for the sources.
+    """
+    cols = layer_indices(g, layers)
+    seeds = list(dict.fromkeys([*row_seeds, *col_seeds]))
+    ws = dict(zip(seeds, mapping(g, seeds_to_z(g, seeds), c, truncation_psi), strict=True))
+    pairs = [(r, s) for r in row_seeds for s in col_seeds]
+    mixed = np.stack([ws[r] for r, _ in pairs]) if pairs else np.zeros([0, g.num_ws, g.w_dim])
+    for k, (_, s) in enumerate(pairs):
+        mixed[k, list(cols)] = ws[s][list(cols)]
+    all_ws = np.concatenate([np.stack([ws[s] for s in seeds]), mixed])
+    images = to_pil(synthesize(g, all_ws, noise_mode=noise_mode))
+    tiles = {(s, s): images[i] for i, s in enumerate(seeds)}
+    tiles.update({p: images[len(seeds) + k] for k, p in enumerate(pairs)})
+    cells = [None, *(tiles[(s, s)] for s in col_seeds)]
+    for r in row_seeds:
+        cells += [tiles[(r, r)], *(tiles[(r, s)] for s in col_seeds)]
+    return grid(cells, cols=len(col_seeds) + 1), tiles
+
+
+def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Spherical interpolation between `a` and `b` `[..., D]` at `t` `[T]` -> `[T, ..., D]`."""
+    a_n = a / np.linalg.norm(a, axis=-1, keepdims=True)
+    b_n = b / np.linalg.norm(b, axis=-1, keepdims=True)
+    omega = np.arccos(np.clip(np.sum(a_n * b_n, axis=-1, keepdims=True), -1.0, 1.0))
+    t = np.asarray(t, np.float64).reshape((-1,) + (1,) * a.ndim)
+    so = np.sin(omega)
+    safe = so > 1e-7  # nearly parallel: fall back to lerp
+    wa = np.where(safe, np.sin((1 - t) * omega) / np.where(safe, so, 1), 1 - t)
+    wb = np.where(safe, np.sin(t * omega) / np.where(safe, so, 1), t)
+    return (wa * a + wb * b).astype(np.float32)
+
+
+def interpolate(
+    g: LoadedGenerator,
+    seed_a: int,
+    seed_b: int,
+    steps: int,
+    space: str = "z",
+    truncation_psi: float = 1.0,
+    c: Any = None,
+    noise_mode: str = "const",
+) -> list[Image.Image]:
+    """`steps` images from seed_a to seed_b: slerp in Z, or lerp in W."""
+    if steps < 2:
+        raise ValueError(f"steps must be >= 2, got {steps}")
+    t = np.linspace(0.0, 1.0, steps)
+    z = seeds_to_z(g, [seed_a, seed_b])
+    if space == "z":
+        ws = mapping(g, slerp(z[0], z[1], t), c, truncation_psi)
+    elif space == "w":
+        wa, wb = mapping(g, z, c, truncation_psi)
+        ws = (wa[None] + t[:, None, None] * (wb - wa)[None]).astype(np.float32)
+    else:
+        raise ValueError(f"space must be 'z' or 'w', got {space!r}")
+    return to_pil(synthesize(g, ws, noise_mode=noise_mode))
+
+
+def blend(
+    g: LoadedGenerator,
+    seeds: Sequence[int],
+    weights: Sequence[float],
+    truncation_psi: float = 1.0,
+    c: Any = None,
+    noise_mode: str = "const",
+) -> tuple[np.ndarray, Image.Image]:
+    """Weighted average of the seeds' w latents (weights normalised to sum 1) and its image.
+
+    Returns:
+      `(ws [num_ws, w_dim], image)`.
+    """
+    weights = np.asarray(weights, np.float64)
+    if weights.shape != (len(seeds),) or len(seeds) == 0:
+        raise ValueError(f"need one weight per seed, got {len(seeds)} seeds, {weights.shape}")
+    if abs(weights.sum()) < 1e-12:
+        raise ValueError("weights must not sum to zero")
+    ws = mapping(g, seeds_to_z(g, seeds), c, truncation_psi)
+    blended = np.tensordot(weights / weights.sum(), ws, axes=1).astype(np.float32)
+    return blended, to_pil(synthesize(g, blended[None], noise_mode=noise_mode))[0]
