@@ -1,0 +1,98 @@
+"""Loading official reference vectors (../shared/reference/README.md) into flaxgan networks."""
+
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from flaxgan import convert
+from flaxgan.models import build_discriminator, build_generator
+
+
+def assert_close(got, want, what: str = "") -> float:
+    """`|got - want| <= 1e-4 * max(1, max|want|)`; returns the relative error for reporting."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    err = float(np.max(np.abs(got - want))) / max(1.0, float(np.max(np.abs(want))))
+    assert err <= 1e-4, f"{what}: relative error {err:.3g} > 1e-4"
+    return err
+
+
+def nchw(x) -> np.ndarray:
+    return np.asarray(x).transpose(0, 3, 1, 2)
+
+
+def nhwc(x) -> jnp.ndarray:
+    return jnp.asarray(np.asarray(x).transpose(0, 2, 3, 1))
+
+
+@functools.lru_cache(maxsize=4)
+def load(npz_path: pathlib.Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    with np.load(npz_path) as f:
+        arrays = {k: f[k] for k in f.files}
+    return arrays, json.loads(npz_path.with_suffix(".json").read_text())
+
+
+def state_dict(arrays: dict[str, np.ndarray], net: str) -> dict[str, np.ndarray]:
+    prefix = f"state/{net}."
+    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+
+def init_shapes(module, *args, **kwargs):
+    return jax.eval_shape(lambda: module.init(
+        {"params": jax.random.key(0), "noise": jax.random.key(1)}, *args, **kwargs))
+
+
+def variables_from_state(state: dict[str, np.ndarray], target) -> dict[str, Any]:
+    """Official state_dict -> variables, deciding parameter vs buffer by the target tree."""
+    buffer_names = {
+        ".".join(str(k.key) for k in path)
+        for path, _ in jax.tree_util.tree_leaves_with_path(dict(target).get("buffers", {}))
+    }
+    parameters = {k: v for k, v in state.items() if k not in buffer_names}
+    buffers = {k: v for k, v in state.items() if k in buffer_names}
+    variables = convert.to_flax(parameters, buffers)
+    convert.check_against(target, variables, source="reference")
+    return jax.tree.map(jnp.asarray, variables)
+
+
+def generator(arrays, meta, **synthesis_overrides):
+    kwargs = dict(meta["G_kwargs"])
+    if synthesis_overrides:
+        key = "synthesis_kwargs" if "synthesis_kwargs" in kwargs else None
+        if key:
+            kwargs[key] = {**kwargs[key], **synthesis_overrides}
+        else:
+            kwargs.update(synthesis_overrides)
+    module = build_generator(kwargs["class_name"], kwargs)
+    c = labels(arrays, meta)
+    target = init_shapes(module, jnp.zeros([1, module.z_dim]), c[:1], noise_mode="const")
+    return module, variables_from_state(state_dict(arrays, "G"), target)
+
+
+def discriminator(arrays, meta):
+    kwargs = meta["D_kwargs"]
+    module = build_discriminator(kwargs["class_name"], kwargs)
+    res, ch = kwargs["img_resolution"], kwargs["img_channels"]
+    n = arrays["io/d_real_img"].shape[0]
+    target = init_shapes(module, jnp.zeros([n, res, res, ch]), labels(arrays, meta))
+    return module, variables_from_state(state_dict(arrays, "D"), target)
+
+
+def labels(arrays, meta) -> jnp.ndarray:
+    n = arrays["io/z"].shape[0]
+    c = arrays.get("io/c")
+    return jnp.asarray(c) if c is not None else jnp.zeros([n, meta["G_kwargs"]["c_dim"]])
+
+
+def with_w_avg(variables, w_avg: np.ndarray):
+    """Variables with the mapping's `w_avg` replaced (the truncation centre)."""
+    buffers = jax.tree.map(lambda x: x, dict(variables["buffers"]))
+    buffers["mapping"] = {**buffers["mapping"], "w_avg": jnp.asarray(w_avg)}
+    return {**variables, "buffers": buffers}

@@ -1,0 +1,153 @@
+"""Parity of the StyleGAN2-ADA networks with the official code, over every reference file.
+
+Networks are built from the kwargs in each file's json (never from its name), so reference
+files of other resolutions, architectures and conditional models are checked as they are.
+"""
+
+from __future__ import annotations
+
+import re
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from flaxgan import sample
+from tests.conftest import reference_files
+from tests.flaxgan.models import reference as ref
+
+FILES = reference_files("stylegan2")
+ids = [p.stem for p in FILES]
+pytestmark = pytest.mark.skipif(not FILES, reason="no StyleGAN2 reference files")
+
+
+def _truncations(arrays, meta):
+    """(tag, psi, cutoff) for every recorded io/ws_psi<tag>."""
+    table = meta.get("truncation", {})
+    out = []
+    for key in sorted(k for k in arrays if re.fullmatch(r"io/ws_psi[^_]+(_cutoff\d+)?", k)):
+        tag = key[len("io/ws_psi"):]
+        spec = table.get(key, {"psi": float(tag.split("_")[0]), "cutoff": None})
+        out.append((tag, spec["psi"], spec["cutoff"]))
+    return out
+
+
+@pytest.fixture(scope="module", params=FILES, ids=ids)
+def case(request):
+    arrays, meta = ref.load(request.param)
+    G, g_vars = ref.generator(arrays, meta)
+    return arrays, meta, G, g_vars, request.param
+
+
+def test_mapping_at_every_truncation(case):
+    arrays, meta, G, g_vars, _ = case
+    # Truncation is centred on the w_avg in effect when the vectors were recorded.
+    g_vars = ref.with_w_avg(g_vars, arrays.get("io/w_avg_before", arrays["state/G.mapping.w_avg"]))
+    c = ref.labels(arrays, meta)
+    for tag, psi, cutoff in _truncations(arrays, meta):
+        ws = G.apply(g_vars, jnp.asarray(arrays["io/z"]), c, psi, cutoff, method=G.map)
+        ref.assert_close(ws, arrays[f"io/ws_psi{tag}"], f"ws psi{tag}")
+
+
+def test_synthesis_images_every_variant(case):
+    arrays, meta, G, g_vars, _ = case
+    checked = 0
+    for key in sorted(k for k in arrays if k.startswith("io/img_psi")):
+        tag = key[len("io/img_psi"):]
+        base, _, variant = tag.partition("_")
+        if variant.startswith("cutoff"):
+            base, variant = tag, ""
+        if variant == "noise_random":
+            continue  # torch RNG noise: informative only
+        ws = jnp.asarray(arrays[f"io/ws_psi{base}"])
+        module, variables, kwargs = G, g_vars, {"noise_mode": "const"}
+        if variant == "noise_none":
+            kwargs["noise_mode"] = "none"
+        elif variant == "nonfused":
+            kwargs["fused_modconv"] = False
+        elif m := re.fullmatch(r"conv_clamp([\d.]+)", variant):
+            module, variables = ref.generator(arrays, meta, conv_clamp=float(m.group(1)))
+        elif variant:
+            pytest.fail(f"unknown image variant {key}")
+        img = module.apply(variables, ws, method=module.synthesize, **kwargs)
+        ref.assert_close(ref.nchw(img), arrays[key], key)
+        checked += 1
+    assert checked >= 3
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_synthesis_intermediates(case, fused):
+    arrays, meta, G, g_vars, _ = case
+    ws = jnp.asarray(arrays["io/ws_psi1.0"][:1])
+    _, state = G.apply(g_vars, ws, noise_mode="const", fused_modconv=fused,
+                       method=G.synthesize, capture_intermediates=True)
+    blocks = state["intermediates"]["synthesis"]
+    keys = [k for k in arrays if k.startswith("inter/G.synthesis.")]
+    assert keys
+    for key in keys:
+        block, index = key.split(".")[-2:]
+        x, img = blocks[block]["__call__"][0]
+        ref.assert_close(ref.nchw((x, img)[int(index)]), arrays[key], key)
+
+
+def test_style_mixing(case):
+    arrays, meta, G, g_vars, _ = case
+    ws = arrays["io/ws_psi1.0"]
+    cutoff = int(arrays["io/mix_cutoff"])
+    mixed = ws[0:2].copy()
+    mixed[:, cutoff:] = ws[2:4, cutoff:]
+    ref.assert_close(mixed, arrays["io/ws_mix"], "ws_mix")
+    img = G.apply(g_vars, jnp.asarray(mixed), noise_mode="const", method=G.synthesize)
+    ref.assert_close(ref.nchw(img), arrays["io/img_mix"], "img_mix")
+
+
+def test_w_avg_update(case):
+    arrays, meta, G, g_vars, _ = case
+    g_vars = ref.with_w_avg(g_vars, arrays["io/w_avg_before"])
+    _, updated = G.apply(g_vars, jnp.asarray(arrays["io/z"]), ref.labels(arrays, meta),
+                         update_emas=True, method=G.map, mutable=["buffers"])
+    ref.assert_close(updated["buffers"]["mapping"]["w_avg"], arrays["io/w_avg_after"], "w_avg")
+
+
+def test_discriminator_logits_and_intermediates(case):
+    arrays, meta, _, _, _ = case
+    D, d_vars = ref.discriminator(arrays, meta)
+    c = ref.labels(arrays, meta)
+    fake = D.apply(d_vars, ref.nhwc(arrays["io/img_psi1.0"]), c)
+    ref.assert_close(fake, arrays["io/d_fake_logits"], "d_fake_logits")
+    real = D.apply(d_vars, ref.nhwc(arrays["io/d_real_img"]), c)
+    ref.assert_close(real, arrays["io/d_real_logits"], "d_real_logits")
+
+    # Intermediates are recorded for sample 0 alone (minibatch-stddev group of one).
+    _, state = D.apply(d_vars, ref.nhwc(arrays["io/img_psi1.0"][:1]), c[:1],
+                       capture_intermediates=True)
+    inter = state["intermediates"]
+    for key in (k for k in arrays if k.startswith("inter/D.")):
+        name = key[len("inter/D."):]
+        if name == "b4":
+            got = inter["b4"]["__call__"][0]
+        elif name == "mapping":
+            got = inter["mapping"]["__call__"][0]
+        else:
+            block, index = name.split(".")
+            got = ref.nchw(inter[block]["__call__"][0][int(index)])
+        ref.assert_close(got, arrays[key], key)
+
+
+def test_pickle_snapshot_through_sample_load(case):
+    arrays, meta, _, _, npz_path = case
+    pkl = npz_path.with_suffix(".pkl")
+    if not pkl.exists():
+        pytest.skip("no .pkl beside this reference file")
+    for key in ("G", "G_ema"):
+        g = sample.load(pkl, key=key)
+        z = arrays["io/z"]
+        c = np.asarray(ref.labels(arrays, meta)) if g.c_dim else None
+        ws = sample.mapping(g, z, c)
+        ref.assert_close(ws, arrays["io/ws_psi1.0"], f"{key} ws")
+        # Truncation about the snapshot's own w_avg.
+        w_avg = g.w_avg
+        want = w_avg + 0.7 * (arrays["io/ws_psi1.0"] - w_avg)
+        ref.assert_close(sample.mapping(g, z, c, truncation_psi=0.7), want, f"{key} ws psi0.7")
+        img = sample.synthesize(g, arrays["io/ws_psi1.0"], noise_mode="const")
+        ref.assert_close(ref.nchw(img), arrays["io/img_psi1.0"], f"{key} image")
