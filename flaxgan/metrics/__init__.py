@@ -1,0 +1,1 @@
+"""Quality metrics: FID Inception, feature statistics, FID / KID / precision-recall."""

