@@ -9,6 +9,7 @@ Writes `seed%04d.png` per seed (the official naming) and, with --grid=COLS, `gri
 from __future__ import annotations
 
 import os
+import sys
 
 from absl import app, flags, logging
 
@@ -30,8 +31,11 @@ _GRID = flags.DEFINE_integer("grid", 0, "Also write grid.png with this many colu
 
 def main(argv: list[str]) -> None:
     del argv
-    seeds = parse_range(_SEEDS.value)
-    g = sample.load(_NETWORK.value, key=_KEY.value)
+    try:
+        seeds = parse_range(_SEEDS.value)
+        g = sample.load(_NETWORK.value, key=_KEY.value)
+    except ValueError as e:  # SnapshotError included: one line, no traceback.
+        sys.exit(f"error: {e}")
     logging.info("Loaded %s: %dx%d, z_dim %d, c_dim %d", _NETWORK.value, g.img_resolution,
                  g.img_resolution, g.z_dim, g.c_dim)
     images = sample.generate(g, seeds, truncation_psi=_TRUNC.value, c=_CLASS.value,
