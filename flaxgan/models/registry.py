@@ -16,7 +16,7 @@ from typing import Any
 
 import flax.linen as nn
 
-from flaxgan.models import stylegan2
+from flaxgan.models import stylegan2, stylegan3
 
 __all__ = ["build_generator", "build_discriminator", "GENERATORS", "DISCRIMINATORS",
            "register_generator"]
@@ -72,9 +72,19 @@ def _sg3_repo_sg2_discriminator(kwargs: Mapping[str, Any]) -> nn.Module:
     return _sg2_discriminator({"num_fp16_res": 4, "conv_clamp": 256, **dict(kwargs)})
 
 
+def _sg3_generator(kwargs: Mapping[str, Any]) -> nn.Module:
+    """`training.networks_stylegan3.Generator`: flat synthesis (and layer) kwargs."""
+    base = {k: kwargs[k] for k in _GENERATOR_ARGS if k in kwargs}
+    synthesis = {k: v for k, v in kwargs.items() if k not in _GENERATOR_ARGS}
+    _check_args(stylegan3.SynthesisNetwork, synthesis,
+                given=("w_dim", "img_resolution", "img_channels"))
+    return stylegan3.Generator(**base, synthesis_kwargs=synthesis)
+
+
 GENERATORS: dict[str, Builder] = {
     "training.networks.Generator": _sg2_ada_generator,
     "training.networks_stylegan2.Generator": _sg3_repo_sg2_generator,
+    "training.networks_stylegan3.Generator": _sg3_generator,
 }
 DISCRIMINATORS: dict[str, Builder] = {
     "training.networks.Discriminator": _sg2_discriminator,

@@ -72,14 +72,16 @@ class FullyConnectedLayer(nn.Module):
     """Equalized-lr dense layer; `weight` is `[in, out]`.
 
     Attributes mirror the official `FullyConnectedLayer`: `features` (out_features), `bias`,
-    `activation`, `lr_multiplier`, `bias_init`.
+    `activation`, `lr_multiplier`, `bias_init` (a scalar or one value per output),
+    `weight_init` (initial weight std, StyleGAN3).
     """
 
     features: int
     bias: bool = True
     activation: str = "linear"
     lr_multiplier: float = 1.0
-    bias_init: float = 0.0
+    bias_init: float | tuple[float, ...] = 0.0
+    weight_init: float = 1.0
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -87,14 +89,16 @@ class FullyConnectedLayer(nn.Module):
         in_features = x.shape[-1]
         weight = self.param(
             "weight",
-            lambda key, shape: jax.random.normal(key, shape) / self.lr_multiplier,
+            lambda key, shape: jax.random.normal(key, shape) * (
+                self.weight_init / self.lr_multiplier),
             (in_features, self.features),
         )
         w = weight.astype(x.dtype) * (self.lr_multiplier / np.sqrt(in_features))
         x = x @ w
         b = None
         if self.bias:
-            b = self.param("bias", nn.initializers.constant(self.bias_init), (self.features,))
+            b = self.param("bias", lambda _, shape: jnp.broadcast_to(
+                jnp.asarray(self.bias_init, jnp.float32), shape), (self.features,))
             b = b.astype(x.dtype) * self.lr_multiplier
         return bias_act(x, b, act=self.activation)
 
