@@ -18,6 +18,10 @@ import flax.linen as nn
 
 from flaxgan.models import stylegan2, stylegan3
 
+# Modules are built with hashable kwargs (FrozenDicts, tuples): jitted sampling functions take
+# the module as a static argument.
+freeze_kwargs = stylegan2.freeze_kwargs
+
 __all__ = ["build_generator", "build_discriminator", "GENERATORS", "DISCRIMINATORS",
            "register_generator"]
 
@@ -41,14 +45,14 @@ def _sg2_generator(kwargs: Mapping[str, Any]) -> nn.Module:
                 given=("z_dim", "c_dim", "w_dim", "num_ws"))
     _check_args(stylegan2.SynthesisNetwork, kwargs.get("synthesis_kwargs", {}),
                 given=("w_dim", "img_resolution", "img_channels"))
-    return stylegan2.Generator(**kwargs)
+    return stylegan2.Generator(**freeze_kwargs(kwargs))
 
 
 def _sg2_discriminator(kwargs: Mapping[str, Any]) -> nn.Module:
     _check_args(stylegan2.DiscriminatorBlock, kwargs.get("block_kwargs", {}))
     _check_args(stylegan2.MappingNetwork, kwargs.get("mapping_kwargs", {}))
     _check_args(stylegan2.DiscriminatorEpilogue, kwargs.get("epilogue_kwargs", {}))
-    return stylegan2.Discriminator(**kwargs)
+    return stylegan2.Discriminator(**freeze_kwargs(kwargs))
 
 
 def _sg2_ada_generator(kwargs: Mapping[str, Any]) -> nn.Module:
@@ -78,7 +82,7 @@ def _sg3_generator(kwargs: Mapping[str, Any]) -> nn.Module:
     synthesis = {k: v for k, v in kwargs.items() if k not in _GENERATOR_ARGS}
     _check_args(stylegan3.SynthesisNetwork, synthesis,
                 given=("w_dim", "img_resolution", "img_channels"))
-    return stylegan3.Generator(**base, synthesis_kwargs=synthesis)
+    return stylegan3.Generator(**freeze_kwargs({**base, "synthesis_kwargs": synthesis}))
 
 
 GENERATORS: dict[str, Builder] = {

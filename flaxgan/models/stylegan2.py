@@ -43,6 +43,7 @@ __all__ = [
     "Discriminator",
     "synthesis_num_ws",
     "NOISE_MODES",
+    "freeze_kwargs",
 ]
 
 NOISE_MODES = ("random", "const", "none")
@@ -431,13 +432,13 @@ class SynthesisNetwork(nn.Module):
         return img
 
 
-def _frozen(kwargs: Mapping[str, Any] | None) -> FrozenDict:
+def freeze_kwargs(kwargs: Mapping[str, Any] | None) -> FrozenDict:
     """Constructor kwargs as a hashable mapping; lists (filters) become tuples."""
     def fix(v):
         if isinstance(v, list | tuple):
             return tuple(fix(e) for e in v)
         if isinstance(v, Mapping):
-            return _frozen(v)
+            return freeze_kwargs(v)
         return v
     return FrozenDict({k: fix(v) for k, v in (kwargs or {}).items()})
 
@@ -460,9 +461,9 @@ class Generator(nn.Module):
     def setup(self):
         self.synthesis = SynthesisNetwork(
             w_dim=self.w_dim, img_resolution=self.img_resolution, img_channels=self.img_channels,
-            **_frozen(self.synthesis_kwargs))
+            **freeze_kwargs(self.synthesis_kwargs))
         self.mapping = MappingNetwork(z_dim=self.z_dim, c_dim=self.c_dim, w_dim=self.w_dim,
-                                      num_ws=self.num_ws, **_frozen(self.mapping_kwargs))
+                                      num_ws=self.num_ws, **freeze_kwargs(self.mapping_kwargs))
 
     @property
     def num_ws(self) -> int:
@@ -620,7 +621,8 @@ class Discriminator(nn.Module):
                 ch(res) if res < self.img_resolution else 0, ch(res), ch(res // 2), res,
                 self.img_channels, layer_idx, architecture=self.architecture,
                 conv_clamp=self.conv_clamp, use_fp16=res >= fp16_res,
-                reduced_dtype=self.reduced_dtype, name=f"b{res}", **_frozen(self.block_kwargs))
+                reduced_dtype=self.reduced_dtype, name=f"b{res}",
+                **freeze_kwargs(self.block_kwargs))
             x, img = block(x, img, force_fp32)
             has_fromrgb = res == self.img_resolution or self.architecture == "skip"
             layer_idx += 2 + int(has_fromrgb) + int(self.architecture == "resnet")
@@ -629,10 +631,10 @@ class Discriminator(nn.Module):
         if self.c_dim > 0:
             mapping = MappingNetwork(z_dim=0, c_dim=self.c_dim, w_dim=cmap_dim, num_ws=None,
                                      w_avg_beta=None, name="mapping",
-                                     **_frozen(self.mapping_kwargs))
+                                     **freeze_kwargs(self.mapping_kwargs))
             cmap = mapping(None, c)
         x = DiscriminatorEpilogue(ch(4), cmap_dim, 4, self.img_channels,
                                   architecture=self.architecture, conv_clamp=self.conv_clamp,
-                                  name="b4", **_frozen(self.epilogue_kwargs))(x, img, cmap)
+                                  name="b4", **freeze_kwargs(self.epilogue_kwargs))(x, img, cmap)
         return x
 

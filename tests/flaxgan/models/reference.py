@@ -10,8 +10,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from flaxgan import convert
+from flaxgan import convert, sample
 from flaxgan.models import build_discriminator, build_generator
 
 
@@ -96,3 +97,44 @@ def with_w_avg(variables, w_avg: np.ndarray):
     buffers = jax.tree.map(lambda x: x, dict(variables["buffers"]))
     buffers["mapping"] = {**buffers["mapping"], "w_avg": jnp.asarray(w_avg)}
     return {**variables, "buffers": buffers}
+
+
+def check_discriminator(arrays, meta) -> None:
+    """D logits on fakes and reals, and every recorded D intermediate."""
+    D, d_vars = discriminator(arrays, meta)
+    c = labels(arrays, meta)
+    fake = D.apply(d_vars, nhwc(arrays["io/img_psi1.0"]), c)
+    assert_close(fake, arrays["io/d_fake_logits"], "d_fake_logits")
+    real = D.apply(d_vars, nhwc(arrays["io/d_real_img"]), c)
+    assert_close(real, arrays["io/d_real_logits"], "d_real_logits")
+
+    # Intermediates are recorded for sample 0 alone (minibatch-stddev group of one).
+    _, state = D.apply(d_vars, nhwc(arrays["io/img_psi1.0"][:1]), c[:1],
+                       capture_intermediates=True)
+    inter = state["intermediates"]
+    for key in (k for k in arrays if k.startswith("inter/D.")):
+        name = key[len("inter/D."):]
+        if name in ("b4", "mapping"):
+            got = inter[name]["__call__"][0]
+        else:
+            block, index = name.split(".")
+            got = nchw(inter[block]["__call__"][0][int(index)])
+        assert_close(got, arrays[key], key)
+
+
+def check_pickle(arrays, meta, pkl: pathlib.Path) -> None:
+    """`sample.load` of the snapshot beside a reference file reproduces its ws and images."""
+    if not pkl.exists():
+        pytest.skip(f"no {pkl.name} beside the reference file")
+    for key in ("G", "G_ema"):
+        g = sample.load(pkl, key=key)
+        z = arrays["io/z"]
+        c = np.asarray(labels(arrays, meta)) if g.c_dim else None
+        ws = sample.mapping(g, z, c)
+        assert_close(ws, arrays["io/ws_psi1.0"], f"{key} ws")
+        # Truncation about the snapshot's own w_avg.
+        w_avg = g.w_avg
+        want = w_avg + 0.7 * (arrays["io/ws_psi1.0"] - w_avg)
+        assert_close(sample.mapping(g, z, c, truncation_psi=0.7), want, f"{key} ws psi0.7")
+        img = sample.synthesize(g, arrays["io/ws_psi1.0"], noise_mode="const")
+        assert_close(nchw(img), arrays["io/img_psi1.0"], f"{key} image")

@@ -9,10 +9,8 @@ from __future__ import annotations
 import re
 
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
-from flaxgan import sample
 from tests.conftest import reference_files
 from tests.flaxgan.models import reference as ref
 
@@ -110,44 +108,10 @@ def test_w_avg_update(case):
 
 
 def test_discriminator_logits_and_intermediates(case):
-    arrays, meta, _, _, _ = case
-    D, d_vars = ref.discriminator(arrays, meta)
-    c = ref.labels(arrays, meta)
-    fake = D.apply(d_vars, ref.nhwc(arrays["io/img_psi1.0"]), c)
-    ref.assert_close(fake, arrays["io/d_fake_logits"], "d_fake_logits")
-    real = D.apply(d_vars, ref.nhwc(arrays["io/d_real_img"]), c)
-    ref.assert_close(real, arrays["io/d_real_logits"], "d_real_logits")
-
-    # Intermediates are recorded for sample 0 alone (minibatch-stddev group of one).
-    _, state = D.apply(d_vars, ref.nhwc(arrays["io/img_psi1.0"][:1]), c[:1],
-                       capture_intermediates=True)
-    inter = state["intermediates"]
-    for key in (k for k in arrays if k.startswith("inter/D.")):
-        name = key[len("inter/D."):]
-        if name == "b4":
-            got = inter["b4"]["__call__"][0]
-        elif name == "mapping":
-            got = inter["mapping"]["__call__"][0]
-        else:
-            block, index = name.split(".")
-            got = ref.nchw(inter[block]["__call__"][0][int(index)])
-        ref.assert_close(got, arrays[key], key)
+    arrays, meta, *_ = case
+    ref.check_discriminator(arrays, meta)
 
 
 def test_pickle_snapshot_through_sample_load(case):
     arrays, meta, _, _, npz_path = case
-    pkl = npz_path.with_suffix(".pkl")
-    if not pkl.exists():
-        pytest.skip("no .pkl beside this reference file")
-    for key in ("G", "G_ema"):
-        g = sample.load(pkl, key=key)
-        z = arrays["io/z"]
-        c = np.asarray(ref.labels(arrays, meta)) if g.c_dim else None
-        ws = sample.mapping(g, z, c)
-        ref.assert_close(ws, arrays["io/ws_psi1.0"], f"{key} ws")
-        # Truncation about the snapshot's own w_avg.
-        w_avg = g.w_avg
-        want = w_avg + 0.7 * (arrays["io/ws_psi1.0"] - w_avg)
-        ref.assert_close(sample.mapping(g, z, c, truncation_psi=0.7), want, f"{key} ws psi0.7")
-        img = sample.synthesize(g, arrays["io/ws_psi1.0"], noise_mode="const")
-        ref.assert_close(ref.nchw(img), arrays["io/img_psi1.0"], f"{key} image")
+    ref.check_pickle(arrays, meta, npz_path.with_suffix(".pkl"))

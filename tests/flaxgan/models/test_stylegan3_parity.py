@@ -1,0 +1,140 @@
+"""Parity of the StyleGAN3 generator (configs T and R) with the official code.
+
+Parametrized over every StyleGAN3 reference file; networks are built from the json kwargs.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from flaxgan import sample
+from flaxgan.models import stylegan3
+from tests.conftest import reference_files
+from tests.flaxgan.models import reference as ref
+
+FILES = reference_files("stylegan3")
+pytestmark = pytest.mark.skipif(not FILES, reason="no StyleGAN3 reference files")
+
+
+@pytest.fixture(scope="module", params=FILES, ids=[p.stem for p in FILES])
+def case(request):
+    arrays, meta = ref.load(request.param)
+    G, g_vars = ref.generator(arrays, meta)
+    w_avg = arrays.get("io/ema_before/mapping.w_avg", arrays["state/G.mapping.w_avg"])
+    return arrays, meta, G, ref.with_w_avg(g_vars, w_avg), request.param
+
+
+def _truncations(meta):
+    yield "1.0", 1.0, None
+    for key, spec in meta.get("truncation", {"io/ws_psi0.7": {"psi": 0.7, "cutoff": None},
+                                            "io/ws_psi0.5_cutoff2": {"psi": 0.5, "cutoff": 2}
+                                            }).items():
+        yield key[len("io/ws_psi"):], spec["psi"], spec["cutoff"]
+
+
+def test_mapping_and_images_at_every_truncation(case):
+    arrays, meta, G, g_vars, _ = case
+    c = ref.labels(arrays, meta)
+    for tag, psi, cutoff in _truncations(meta):
+        if f"io/ws_psi{tag}" not in arrays:
+            continue
+        ws = G.apply(g_vars, jnp.asarray(arrays["io/z"]), c, psi, cutoff, method=G.map)
+        ref.assert_close(ws, arrays[f"io/ws_psi{tag}"], f"ws psi{tag}")
+        img = G.apply(g_vars, jnp.asarray(arrays[f"io/ws_psi{tag}"]), method=G.synthesize)
+        ref.assert_close(ref.nchw(img), arrays[f"io/img_psi{tag}"], f"img psi{tag}")
+
+
+def test_transformed_input_grid(case):
+    arrays, meta, G, g_vars, _ = case
+    if "io/transform" not in arrays:
+        pytest.skip("no transformed image recorded")
+    img = G.apply(g_vars, jnp.asarray(arrays["io/ws_psi0.7"]),
+                  transform=jnp.asarray(arrays["io/transform"]), method=G.synthesize)
+    ref.assert_close(ref.nchw(img), arrays["io/img_psi0.7_transformed"], "transformed")
+    # The recorded transform is the inverse of the official make_transform((0.1, -0.05), 10°).
+    np.testing.assert_allclose(
+        np.linalg.inv(stylegan3.make_transform((0.1, -0.05), 10.0)), arrays["io/transform"],
+        atol=1e-6)
+
+
+def test_layer_intermediates(case):
+    arrays, meta, G, g_vars, _ = case
+    ws = jnp.asarray(arrays["io/ws_psi1.0"][:1])
+    _, state = G.apply(g_vars, ws, method=G.synthesize, capture_intermediates=True)
+    layers = state["intermediates"]["synthesis"]
+    names = meta.get("layer_names") or [k.split(".")[-1] for k in arrays
+                                        if k.startswith("inter/G.synthesis.L")]
+    assert sorted(n for n in layers if n != "__call__") == sorted(["input", *names])
+    for name in ["input", *names]:
+        ref.assert_close(ref.nchw(layers[name]["__call__"][0]),
+                         arrays[f"inter/G.synthesis.{name}"], name)
+    if "inter/G.mapping" in arrays:
+        ws0 = G.apply(g_vars, jnp.asarray(arrays["io/z"][:1]), ref.labels(arrays, meta)[:1],
+                      method=G.map)
+        ref.assert_close(ws0, arrays["inter/G.mapping"], "mapping")
+
+
+def test_designed_filters_equal_the_official_buffers(case):
+    arrays, meta, G, _, _ = case
+    module = G.bind({})  # setup() builds the synthesis network from the kwargs
+    _, layers = module.synthesis.schedule()
+    checked = 0
+    for spec in layers:
+        for name, f in (("up_filter", spec.up_filter), ("down_filter", spec.down_filter)):
+            key = f"state/G.synthesis.{spec.name}.{name}"
+            if f is None:
+                assert key not in arrays
+                continue
+            np.testing.assert_allclose(f, arrays[key], rtol=0, atol=1e-7)
+            checked += 1
+    assert checked
+
+
+def test_style_mixing(case):
+    arrays, meta, G, g_vars, _ = case
+    ws = arrays["io/ws_psi1.0"]
+    mixed = ws[0:2].copy()
+    mixed[:, int(arrays["io/mix_cutoff"]):] = ws[2:4, int(arrays["io/mix_cutoff"]):]
+    ref.assert_close(mixed, arrays["io/ws_mix"], "ws_mix")
+    img = G.apply(g_vars, jnp.asarray(mixed), method=G.synthesize)
+    ref.assert_close(ref.nchw(img), arrays["io/img_mix"], "img_mix")
+
+
+def test_ema_update_of_w_avg_and_magnitudes(case):
+    arrays, meta, G, g_vars, _ = case
+    before = {k[len("io/ema_before/"):]: v for k, v in arrays.items()
+              if k.startswith("io/ema_before/")}
+    buffers = {**g_vars["buffers"]}
+    for name, value in before.items():
+        *path, leaf = name.split(".")
+        node = buffers
+        for p in path:
+            node[p] = dict(node[p])
+            node = node[p]
+        node[leaf] = jnp.asarray(value)
+    _, updated = G.apply({**g_vars, "buffers": buffers}, jnp.asarray(arrays["io/z"]),
+                         ref.labels(arrays, meta), update_emas=True, mutable=["buffers"])
+    for name in before:
+        node = updated["buffers"]
+        for p in name.split("."):
+            node = node[p]
+        ref.assert_close(node, arrays[f"io/ema_after/{name}"], name)
+
+
+def test_discriminator_logits(case):
+    arrays, meta, *_ = case
+    ref.check_discriminator(arrays, meta)
+
+
+def test_pickle_snapshot_through_sample_load(case):
+    arrays, meta, _, _, npz_path = case
+    ref.check_pickle(arrays, meta, npz_path.with_suffix(".pkl"))
+    if "io/transform" in arrays and npz_path.with_suffix(".pkl").exists():
+        g = sample.load(npz_path.with_suffix(".pkl"))
+        assert not g.has_noise
+        img = sample.synthesize(g, arrays["io/ws_psi0.7"], transform=arrays["io/transform"])
+        ref.assert_close(ref.nchw(img), arrays["io/img_psi0.7_transformed"], "pkl transformed")
+        with pytest.raises(ValueError, match="no noise inputs"):
+            sample.synthesize(g, arrays["io/ws_psi0.7"], noise_layers="coarse")
