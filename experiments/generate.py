@@ -2,6 +2,7 @@ r"""Generate images from a trained network (official `.pkl` or flaxgan export).
 
     python -m experiments.generate --network=snapshot.pkl --seeds=0-7 --trunc=0.7 \
         --outdir=out/generated [--class=3] [--noise_mode=const] [--trunc_cutoff=8] [--grid=4]
+        [--translate=0.1,-0.05 --rotate=10]   # StyleGAN3: move/rotate the input grid
 
 Writes `seed%04d.png` per seed (the official naming) and, with --grid=COLS, `grid.png`.
 """
@@ -27,6 +28,8 @@ _NOISE_MODE = flags.DEFINE_enum("noise_mode", "const", ["const", "random", "none
                                 "Noise mode.")
 _OUTDIR = flags.DEFINE_string("outdir", "out/generated", "Output directory.")
 _GRID = flags.DEFINE_integer("grid", 0, "Also write grid.png with this many columns (0 = no).")
+_TRANSLATE = flags.DEFINE_list("translate", None, "StyleGAN3 only: translate XCOORD,YCOORD.")
+_ROTATE = flags.DEFINE_float("rotate", None, "StyleGAN3 only: rotation angle in degrees.")
 
 
 def main(argv: list[str]) -> None:
@@ -38,8 +41,18 @@ def main(argv: list[str]) -> None:
         sys.exit(f"error: {e}")
     logging.info("Loaded %s: %dx%d, z_dim %d, c_dim %d", _NETWORK.value, g.img_resolution,
                  g.img_resolution, g.z_dim, g.c_dim)
-    images = sample.generate(g, seeds, truncation_psi=_TRUNC.value, c=_CLASS.value,
-                             noise_mode=_NOISE_MODE.value, truncation_cutoff=_TRUNC_CUTOFF.value)
+    extra = {}
+    if _TRANSLATE.value is not None or _ROTATE.value is not None:
+        translate = tuple(float(v) for v in (_TRANSLATE.value or (0, 0)))
+        if len(translate) != 2:
+            sys.exit(f"error: --translate takes X,Y, got {_TRANSLATE.value}")
+        extra["transform"] = sample.input_transform(translate, _ROTATE.value or 0.0)
+    try:
+        images = sample.generate(g, seeds, truncation_psi=_TRUNC.value, c=_CLASS.value,
+                                 noise_mode=_NOISE_MODE.value,
+                                 truncation_cutoff=_TRUNC_CUTOFF.value, **extra)
+    except ValueError as e:  # e.g. a class index out of range, or a transform for StyleGAN2.
+        sys.exit(f"error: {e}")
     os.makedirs(_OUTDIR.value, exist_ok=True)
     for seed, image in zip(seeds, images, strict=True):
         image.save(os.path.join(_OUTDIR.value, f"seed{seed:04d}.png"))

@@ -46,6 +46,7 @@ __all__ = [
     "interpolate",
     "blend",
     "slerp",
+    "input_transform",
 ]
 
 NETWORK_JSON = "network.json"
@@ -321,6 +322,8 @@ def synthesize(
     ws = np.asarray(ws, np.float32)
     if ws.ndim != 3 or ws.shape[1:] != (g.num_ws, g.w_dim):
         raise ValueError(f"ws must be [N, {g.num_ws}, {g.w_dim}], got {ws.shape}")
+    if kwargs.get("transform") is not None and g.has_noise:
+        raise ValueError("transform moves StyleGAN3's input grid; this is a StyleGAN2 generator")
     selected = None if noise_layers is None else layer_indices(g, noise_layers)
     if selected is not None and not g.has_noise:
         raise ValueError("this generator has no noise inputs (StyleGAN3); noise_layers "
@@ -366,6 +369,18 @@ def grid(images: Sequence[Image.Image] | np.ndarray, cols: int,
     return canvas
 
 
+def input_transform(translate: tuple[float, float] = (0.0, 0.0),
+                    rotate: float = 0.0) -> np.ndarray:
+    """StyleGAN3 input-grid transform that translates the image and rotates it by `rotate`
+    degrees: the inverse of the official `make_transform`, as its `gen_images.py` sets it.
+
+    Pass it as `synthesize(g, ws, transform=...)` (StyleGAN3 generators only).
+    """
+    from flaxgan.models.stylegan3 import make_transform
+
+    return np.linalg.inv(make_transform(translate, rotate)).astype(np.float32)
+
+
 def generate(
     g: LoadedGenerator,
     seeds: Iterable[int],
@@ -373,10 +388,14 @@ def generate(
     c: Any = None,
     noise_mode: str = "const",
     truncation_cutoff: int | None = None,
+    **synthesis_kwargs,
 ) -> list[Image.Image]:
-    """Images for `seeds` with the official seed -> z convention."""
+    """Images for `seeds` with the official seed -> z convention.
+
+    `synthesis_kwargs` go to `synthesize` (e.g. `transform=input_transform(...)` for StyleGAN3).
+    """
     ws = mapping(g, seeds_to_z(g, seeds), c, truncation_psi, truncation_cutoff)
-    return to_pil(synthesize(g, ws, noise_mode=noise_mode))
+    return to_pil(synthesize(g, ws, noise_mode=noise_mode, **synthesis_kwargs))
 
 
 # ----------------------------------------------------------------------------- latent studies

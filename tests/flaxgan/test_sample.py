@@ -158,3 +158,12 @@ def test_export_and_load_round_trip(g, tmp_path):
     np.testing.assert_array_equal(ws, sample.mapping(loaded, sample.seeds_to_z(g, [0, 1]),
                                                      truncation_psi=0.5))
     np.testing.assert_array_equal(sample.synthesize(g, ws), sample.synthesize(loaded, ws))
+
+
+def test_input_transform_is_the_inverse_of_make_transform(g):
+    from flaxgan.models.stylegan3 import make_transform
+
+    m = sample.input_transform((0.1, -0.05), 10.0)
+    np.testing.assert_allclose(m @ make_transform((0.1, -0.05), 10.0), np.eye(3), atol=1e-6)
+    with pytest.raises(ValueError, match="StyleGAN3"):
+        sample.synthesize(g, sample.mapping(g, sample.seeds_to_z(g, [0])), transform=m)
