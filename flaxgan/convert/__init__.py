@@ -1,0 +1,34 @@
+"""Official StyleGAN snapshots and state_dicts <-> flaxgan variables, never running torch.
+
+- `load_snapshot(path)`: an official stylegan2-ada-pytorch / stylegan3 `.pkl` as plain data
+  (`ModuleRecord`s for the networks), read without executing anything it contains.
+- `to_flax` / `from_flax`: official state_dict <-> `{'params', 'buffers'}` by the rule table
+  `RULES`; `check_against` compares converted variables with what a module expects.
+- `save_state_dict_npz` / `load_state_dict_npz`: official state_dicts as `.npz`.
+
+Every failure to read a file is a `SnapshotError` (a ValueError) of one line naming the file.
+"""
+
+from flaxgan.convert.name_table import (
+    RULES,
+    Rule,
+    check_against,
+    from_flax,
+    load_state_dict_npz,
+    save_state_dict_npz,
+    to_flax,
+)
+from flaxgan.convert.snapshot import ModuleRecord, SnapshotError, load_snapshot
+
+__all__ = [
+    "ModuleRecord",
+    "RULES",
+    "Rule",
+    "SnapshotError",
+    "check_against",
+    "from_flax",
+    "load_snapshot",
+    "load_state_dict_npz",
+    "save_state_dict_npz",
+    "to_flax",
+]

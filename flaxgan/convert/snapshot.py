@@ -1,0 +1,501 @@
+"""Reads official stylegan2-ada-pytorch / stylegan3 snapshot pickles without running them.
+
+An official `network-snapshot-*.pkl` is `pickle.dump(dict(G=..., D=..., G_ema=...,
+augment_pipe=..., training_set_kwargs=...))` of `torch_utils.persistence` modules. Each module
+pickles as `_reconstruct_persistent_obj(meta)`, where `meta` holds the source code of its
+defining Python module (which the official loader `exec`s), the class name and the module's
+`__dict__` (`_parameters`, `_buffers`, `_modules`, `_init_args`, `_init_kwargs`, ...). Tensors
+pickle as `_rebuild_tensor_v2(storage, offset, size, stride, ...)` with the storage as
+`torch.storage._load_from_bytes(<torch.save of the storage>)`; that inner stream is torch's
+*legacy* format (five pickles, then raw little-endian storage records) in every snapshot seen,
+and the newer zip format is accepted too.
+
+`load_snapshot` maps the few globals such a file may name to plain-data constructors and
+refuses every other global, so nothing in the file runs: not the embedded source, not a
+`__reduce__` payload. Persistent modules become `ModuleRecord`s; other values stay plain data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import pickle
+import struct
+import zipfile
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = ["ModuleRecord", "SnapshotError", "load_snapshot"]
+
+_MAX_MESSAGE = 300  # Characters of untrusted text quoted in an error message.
+
+# torch.save's legacy stream starts with these two pickled ints.
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+_PERSISTENCE_VERSION = 6  # `torch_utils.persistence._version`, the same in both repositories.
+_NETWORKS = ("G", "D", "G_ema")
+
+
+class SnapshotError(ValueError):
+    """A snapshot or state_dict file cannot be read; the message is one line naming the file."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class ModuleRecord:
+    """One official persistent module, as plain data.
+
+    Attributes:
+      class_name: official `module.Class`, e.g. `training.networks.Generator` (see
+        `_official_module` for how the module is identified); the bare class name when no
+        official module matches.
+      init_args: positional constructor arguments.
+      init_kwargs: keyword constructor arguments (EasyDicts as dicts, numpy scalars as Python
+        scalars).
+      parameters: trainable tensors of the whole module tree by official dotted name
+        (`synthesis.b32.conv0.weight`), official layouts, read-only arrays; None entries skipped.
+      buffers: persistent buffers likewise (`mapping.w_avg`, `...resample_filter`, ...).
+    """
+
+    class_name: str
+    init_args: tuple
+    init_kwargs: dict[str, Any]
+    parameters: dict[str, np.ndarray]
+    buffers: dict[str, np.ndarray]
+
+    def __repr__(self) -> str:
+        return (f"ModuleRecord({self.class_name}, {len(self.parameters)} parameters, "
+                f"{len(self.buffers)} buffers, init_kwargs={self.init_kwargs!r})")
+
+
+def load_snapshot(path: str | os.PathLike) -> dict[str, Any]:
+    """Reads an official snapshot `.pkl` without executing anything in it.
+
+    Args:
+      path: the snapshot file.
+
+    Returns:
+      The pickled top-level dict: `G`, `D`, `G_ema` as `ModuleRecord`s; `augment_pipe` (a
+      `ModuleRecord` or None) and `training_set_kwargs` (dict or None), None when absent, as the
+      official `legacy.load_network_pkl` fills them; any other entries as plain data.
+
+    Raises:
+      SnapshotError: one line naming `path` and what is wrong (unreadable, not a pickle,
+        truncated, a global outside the official set, bad tensor storage, wrong structure).
+    """
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as f:
+            if not f.read(1):
+                raise SnapshotError("empty file")
+            f.seek(0)
+            raw = _SnapshotUnpickler(f).load()
+            if f.read(1):
+                raise SnapshotError("unexpected data after the pickle")
+        return _interpret(raw)
+    except SnapshotError as e:
+        raise SnapshotError(_one_line(f"{name}: {e}")) from None
+    except OSError as e:
+        raise SnapshotError(_one_line(f"{name}: cannot read ({e.strerror or e})")) from None
+    except Exception as e:  # Anything a corrupt or hostile stream provokes in the unpickler.
+        raise SnapshotError(_one_line(f"{name}: not a readable snapshot pickle ({_describe(e)})")
+                            ) from None
+
+
+# ------------------------------------------------------------------------ errors
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= 2 * _MAX_MESSAGE else text[: 2 * _MAX_MESSAGE] + "..."
+
+
+def _describe(e: BaseException) -> str:
+    text = str(e)
+    return f"{type(e).__name__}: {text[:_MAX_MESSAGE]}" if text else type(e).__name__
+
+
+def _quote(name: str) -> str:
+    return repr(name[:_MAX_MESSAGE])
+
+
+# ------------------------------------------------------------------------ tensor storages
+
+
+class _StorageType(NamedTuple):
+    """Stands in for a `torch.<Type>Storage` class: only its element type matters."""
+
+    name: str
+    dtype: np.dtype
+
+
+# Storage classes whose elements numpy represents exactly, little-endian as torch writes them.
+_STORAGE_TYPES = {
+    name: _StorageType(name, np.dtype(code))
+    for name, code in [
+        ("FloatStorage", "<f4"), ("DoubleStorage", "<f8"), ("HalfStorage", "<f2"),
+        ("LongStorage", "<i8"), ("IntStorage", "<i4"), ("ShortStorage", "<i2"),
+        ("CharStorage", "i1"), ("ByteStorage", "u1"), ("BoolStorage", "?"),
+    ]
+}
+
+
+class _StorageSpec(NamedTuple):
+    """A persistent id `('storage', type, key, location, numel[, view_metadata])`."""
+
+    dtype: np.dtype
+    key: str
+    numel: int
+
+
+class _StorageUnpickler(pickle.Unpickler):
+    """The pickles inside `torch.save` of one storage: storage classes and ids, nothing else."""
+
+    def __init__(self, stream: io.BufferedIOBase, specs: dict[str, _StorageSpec]):
+        super().__init__(stream)
+        self._specs = specs
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "torch" and name in _STORAGE_TYPES:
+            return _STORAGE_TYPES[name]
+        raise SnapshotError(f"tensor storage refuses global {_quote(f'{module}.{name}')}")
+
+    def persistent_load(self, pid: Any) -> _StorageSpec:
+        ok = (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"
+              and isinstance(pid[1], _StorageType) and isinstance(pid[2], str)
+              and type(pid[4]) is int and pid[4] >= 0)
+        if not ok:
+            raise SnapshotError(f"tensor storage has an unknown persistent id {str(pid)[:80]}")
+        if len(pid) == 6 and pid[5] is not None:  # Storage views: torch < 0.4 only.
+            raise SnapshotError("tensor storage is a view (unsupported pre-0.4 torch format)")
+        spec = _StorageSpec(pid[1].dtype, pid[2], pid[4])
+        if self._specs.setdefault(spec.key, spec) != spec:
+            raise SnapshotError(f"tensor storage {spec.key!r} is declared twice differently")
+        return spec
+
+
+def _storage_from_bytes(data: bytes) -> np.ndarray:
+    """`torch.storage._load_from_bytes`: the bytes of `torch.save(storage)` -> 1-D array."""
+    if not isinstance(data, bytes):
+        raise SnapshotError(f"tensor storage is a {type(data).__name__}, not bytes")
+    try:
+        if data.startswith(b"PK\x03\x04"):
+            return _storage_from_zip(data)
+        return _storage_from_legacy(data)
+    except SnapshotError:
+        raise
+    except Exception as e:
+        raise SnapshotError(f"bad tensor storage ({_describe(e)})") from None
+
+
+def _storage_from_legacy(data: bytes) -> np.ndarray:
+    """torch's legacy format: magic, protocol, sys_info, object, keys; then per key an int64
+    element count and the raw elements."""
+    stream = io.BytesIO(data)
+    specs: dict[str, _StorageSpec] = {}
+
+    def load() -> Any:
+        return _StorageUnpickler(stream, specs).load()
+
+    if load() != _LEGACY_MAGIC or load() != _LEGACY_PROTOCOL:
+        raise SnapshotError("tensor storage is not a torch.save stream")
+    sys_info = load()
+    if not isinstance(sys_info, dict) or sys_info.get("little_endian") is not True:
+        raise SnapshotError("tensor storage is not little-endian")
+    root, keys = load(), load()
+    if not isinstance(root, _StorageSpec) or not isinstance(keys, list):
+        raise SnapshotError("tensor storage stream does not hold a single storage")
+    arrays = {}
+    for key in keys:
+        spec = specs.get(key) if isinstance(key, str) else None
+        if spec is None:
+            raise SnapshotError(f"tensor storage lists an undeclared key {str(key)[:80]!r}")
+        (count,) = struct.unpack("<q", _read_exactly(stream, 8))
+        if count != spec.numel:
+            raise SnapshotError(f"tensor storage {key!r} holds {count} elements, "
+                                f"declared {spec.numel}")
+        arrays[key] = np.frombuffer(_read_exactly(stream, count * spec.dtype.itemsize),
+                                    spec.dtype)
+    if stream.read(1):
+        raise SnapshotError("tensor storage has unexpected trailing bytes")
+    if root.key not in arrays:
+        raise SnapshotError(f"tensor storage {root.key!r} has no data")
+    return arrays[root.key]
+
+
+def _read_exactly(stream: io.BytesIO, n: int) -> bytes:
+    data = stream.read(n)
+    if len(data) != n:
+        raise SnapshotError("tensor storage is truncated")
+    return data
+
+
+def _storage_from_zip(data: bytes) -> np.ndarray:
+    """torch's zip format: `<archive>/data.pkl` + raw storages `<archive>/data/<key>`."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        pkls = [n for n in archive.namelist() if n.count("/") == 1 and n.endswith("/data.pkl")]
+        if len(pkls) != 1:
+            raise SnapshotError("tensor storage zip has no single <archive>/data.pkl")
+        prefix = pkls[0][: -len("data.pkl")]
+        if f"{prefix}byteorder" in archive.namelist():  # Absent before torch 2.1: little.
+            if archive.read(f"{prefix}byteorder").strip() != b"little":
+                raise SnapshotError("tensor storage is not little-endian")
+        specs: dict[str, _StorageSpec] = {}
+        root = _StorageUnpickler(io.BytesIO(archive.read(pkls[0])), specs).load()
+        if not isinstance(root, _StorageSpec):
+            raise SnapshotError("tensor storage zip does not hold a single storage")
+        raw = archive.read(f"{prefix}data/{root.key}")
+    if len(raw) != root.numel * root.dtype.itemsize:
+        raise SnapshotError(f"tensor storage {root.key!r} has {len(raw)} bytes, "
+                            f"expected {root.numel} x {root.dtype.itemsize}")
+    return np.frombuffer(raw, root.dtype)
+
+
+def _is_index_tuple(x: Any) -> bool:
+    return isinstance(x, tuple) and all(type(i) is int and i >= 0 for i in x)
+
+
+def _rebuild_tensor_v2(storage: Any, offset: Any, size: Any, stride: Any, *_: Any) -> np.ndarray:
+    """A tensor as a fresh array: `as_strided(storage, size, stride, offset)`, copied.
+
+    `requires_grad`, `backward_hooks` and the optional `metadata` do not affect the values.
+    """
+    ok = (isinstance(storage, np.ndarray) and storage.ndim == 1 and type(offset) is int
+          and offset >= 0 and _is_index_tuple(size) and _is_index_tuple(stride)
+          and len(size) == len(stride))
+    if not ok:
+        raise SnapshotError("malformed tensor record")
+    if all(size):  # Bounds-check the last element the view would touch.
+        last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
+        if last >= storage.size:
+            raise SnapshotError(f"tensor of size {size} overruns its storage of "
+                                f"{storage.size} elements")
+    else:
+        offset = 0
+    view = np.lib.stride_tricks.as_strided(
+        storage[offset:], shape=size, strides=[s * storage.itemsize for s in stride],
+        writeable=False)
+    array = view.astype(storage.dtype.newbyteorder("="), order="C", copy=True)
+    array.flags.writeable = False  # Records are frozen; copy to modify.
+    return array
+
+
+def _rebuild_parameter(data: Any, *_: Any) -> np.ndarray:
+    """`torch.nn.Parameter(data, requires_grad)`: just the data."""
+    if not isinstance(data, np.ndarray):
+        raise SnapshotError("malformed parameter record")
+    return data
+
+
+# ------------------------------------------------------------------------ numpy values
+
+
+class _NdarrayType:
+    """Stands in for `numpy.ndarray` as the `subtype` argument of `_reconstruct` only."""
+
+
+_NDARRAY = _NdarrayType()
+
+
+def _numpy_reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """`numpy.core.multiarray._reconstruct`: an empty ndarray that BUILD then fills."""
+    del shape, dtype  # Replaced by the state BUILD passes to `ndarray.__setstate__`.
+    if subtype is not _NDARRAY:
+        raise SnapshotError("numpy array record of a type other than numpy.ndarray")
+    return np.ndarray((0,), np.uint8)
+
+
+def _numpy_scalar(dtype: Any, data: Any) -> np.generic:
+    """`numpy.core.multiarray.scalar`: one element of a non-object dtype from its bytes."""
+    if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(data, bytes):
+        raise SnapshotError("malformed numpy scalar record")
+    if len(data) != dtype.itemsize:
+        raise SnapshotError("numpy scalar record of the wrong size")
+    return np.frombuffer(data, dtype, count=1)[0]
+
+
+def _numpy_frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+    """`numpy.core.numeric._frombuffer`, how pickle protocol 5 (Python >= 3.14's default)
+    writes contiguous arrays: raw bytes, dtype, shape, order."""
+    ok = (isinstance(buf, bytes | bytearray) and isinstance(dtype, np.dtype)
+          and not dtype.hasobject and _is_index_tuple(shape) and order in ("C", "F"))
+    if not ok:
+        raise SnapshotError("malformed numpy array record")
+    return np.frombuffer(buf, dtype).reshape(shape, order=order).copy()
+
+
+# ------------------------------------------------------------------------ persistent modules
+
+
+class _Persistent(NamedTuple):
+    """A `_reconstruct_persistent_obj(meta)` call, recorded instead of executed."""
+
+    class_name: str
+    state: dict
+
+
+def _reconstruct_persistent_obj(meta: Any) -> _Persistent:
+    ok = (isinstance(meta, dict) and meta.get("type") == "class"
+          and isinstance(meta.get("class_name"), str) and isinstance(meta.get("state"), dict)
+          and isinstance(meta.get("module_src"), str))
+    if not ok:
+        raise SnapshotError("malformed persistent object record")
+    if meta.get("version") != _PERSISTENCE_VERSION:
+        raise SnapshotError(f"persistent object of format version {meta.get('version')!r}, "
+                            f"expected {_PERSISTENCE_VERSION}")
+    return _Persistent(meta["class_name"], meta["state"])  # `module_src` is never executed.
+
+
+# The globals an official snapshot names, each mapped to a plain-data constructor. Beyond those
+# in the reference files: `dnnlib.util.EasyDict` (training_set_kwargs, nested kwargs),
+# `builtins.set` (how Python < 3.8's protocol 3 writes `_non_persistent_buffers_set`), numpy 1.x
+# module paths, and numpy's protocol-5 array record.
+_GLOBALS: dict[tuple[str, str], Any] = {
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch.storage", "_load_from_bytes"): _storage_from_bytes,
+    ("collections", "OrderedDict"): dict,
+    ("dnnlib.util", "EasyDict"): dict,
+    ("builtins", "set"): set,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy", "ndarray"): _NDARRAY,
+    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy._core.numeric", "_frombuffer"): _numpy_frombuffer,
+    ("numpy.core.numeric", "_frombuffer"): _numpy_frombuffer,
+}
+
+
+class _SnapshotUnpickler(pickle.Unpickler):
+    """Resolves only `_GLOBALS`; the stream has no persistent ids (pickle refuses them)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _GLOBALS[module, name]
+        except (KeyError, TypeError):
+            pass
+        raise SnapshotError(f"refuses global {_quote(f'{module}.{name}')} "
+                            "(not part of an official snapshot)")
+
+
+# ------------------------------------------------------------------------ interpretation
+
+
+def _interpret(raw: Any) -> dict[str, Any]:
+    """The unpickled top level -> the snapshot dict, checked as `legacy.load_network_pkl`."""
+    if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
+        raise SnapshotError(f"top level is a {type(raw).__name__}, not a dict of networks")
+    snapshot = {key: _plain(value) for key, value in raw.items()}
+    for key in _NETWORKS:
+        if key not in snapshot:
+            raise SnapshotError(f"has no network {key!r} (has {sorted(snapshot)})")
+        if not isinstance(snapshot[key], ModuleRecord):
+            raise SnapshotError(f"{key!r} is a {type(snapshot[key]).__name__}, not a network")
+    snapshot.setdefault("augment_pipe", None)
+    snapshot.setdefault("training_set_kwargs", None)
+    return snapshot
+
+
+_PLAIN_TYPES = (str, bytes, int, float, complex, set, frozenset, np.ndarray, np.dtype)
+
+
+def _plain(x: Any) -> Any:
+    """Unpickled data -> plain data: persistent modules as records, numpy scalars as Python."""
+    if isinstance(x, _Persistent):
+        return _record(x, _official_module(x))
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_plain(v) for v in x]
+    if isinstance(x, tuple):
+        return tuple(_plain(v) for v in x)
+    if isinstance(x, np.generic):
+        return x.item()
+    if x is None or isinstance(x, _PLAIN_TYPES):
+        return x
+    raise SnapshotError(f"unexpected {type(x).__name__} value in the snapshot")
+
+
+def _record(root: _Persistent, module: str | None) -> ModuleRecord:
+    """A persistent module (and its sub-module tree) -> `ModuleRecord`."""
+    state = root.state
+    init_args, init_kwargs = state.get("_init_args"), state.get("_init_kwargs")
+    if not isinstance(init_args, tuple) or not isinstance(init_kwargs, dict):
+        raise SnapshotError(f"{root.class_name} has no constructor arguments "
+                            "(_init_args / _init_kwargs)")
+    parameters: dict[str, np.ndarray] = {}
+    buffers: dict[str, np.ndarray] = {}
+    for path, obj in _walk(root, root.class_name):
+        params, bufs, _ = _module_dicts(obj, path)
+        transient = obj.state.get("_non_persistent_buffers_set") or set()
+        prefix = path.partition(".")[2]  # Names are relative to the root module.
+        prefix = prefix + "." if prefix else ""
+        parameters.update(_tensors(params, prefix, path, "parameter"))
+        bufs = {k: v for k, v in bufs.items() if k not in transient}  # As `state_dict()`.
+        buffers.update(_tensors(bufs, prefix, path, "buffer"))
+    return ModuleRecord(
+        class_name=f"{module}.{root.class_name}" if module else root.class_name,
+        init_args=_plain(init_args), init_kwargs=_plain(init_kwargs),
+        parameters=parameters, buffers=buffers)
+
+
+def _module_dicts(obj: _Persistent, path: str) -> tuple[dict, dict, dict]:
+    """`_parameters`, `_buffers`, `_modules` of one module's state, checked."""
+    dicts = tuple(obj.state.get(k) for k in ("_parameters", "_buffers", "_modules"))
+    for key, d in zip(("_parameters", "_buffers", "_modules"), dicts, strict=True):
+        if not isinstance(d, dict) or not all(isinstance(k, str) for k in d):
+            raise SnapshotError(f"{path}: module state has no {key} dict")
+    return dicts
+
+
+def _walk(obj: _Persistent, path: str) -> Iterator[tuple[str, _Persistent]]:
+    """Pre-order `(dotted path, module)` over a module tree; None sub-modules skipped."""
+    yield path, obj
+    for name, sub in _module_dicts(obj, path)[2].items():
+        if sub is None:
+            continue
+        if not isinstance(sub, _Persistent):
+            raise SnapshotError(f"{path}.{name} is a {type(sub).__name__}, not a module")
+        yield from _walk(sub, f"{path}.{name}")
+
+
+def _tensors(d: dict, prefix: str, path: str, kind: str) -> dict[str, np.ndarray]:
+    out = {}
+    for name, value in d.items():
+        if value is None:
+            continue
+        if not isinstance(value, np.ndarray) or value.dtype.hasobject:
+            raise SnapshotError(f"{path}.{name}: {kind} is a {type(value).__name__}, "
+                                "not a tensor")
+        out[prefix + name] = value
+    return out
+
+
+# The snapshot names a class but not its Python module (persistence stores only the module's
+# source, which is not run here). The official modules leave distinct marks in module state:
+# only StyleGAN3 has `SynthesisInput`; the stylegan3 repository's `FullyConnectedLayer` (also
+# used by its `networks_stylegan2`) stores `in_features`, stylegan2-ada-pytorch's does not.
+_MODULE_OF_CLASS = {
+    "SynthesisInput": "training.networks_stylegan3",
+    "AugmentPipe": "training.augment",
+}
+
+
+def _official_module(root: _Persistent) -> str | None:
+    """The official module defining `root`'s class, from its module tree; None if unknown."""
+    modules = list(_walk(root, root.class_name))
+    for _, obj in modules:
+        if obj.class_name in _MODULE_OF_CLASS:
+            return _MODULE_OF_CLASS[obj.class_name]
+    dense = [obj.state for _, obj in modules if obj.class_name == "FullyConnectedLayer"]
+    if not dense:
+        return None
+    if all("in_features" in state for state in dense):
+        return "training.networks_stylegan2"
+    return "training.networks"
+
