@@ -1,0 +1,249 @@
+"""Jitted, device-sharded feature extraction over streams of uint8 images.
+
+A *detector* is a pure function ``detector(params, images) -> features``: ``images`` uint8
+``[B, H, W, 3]``, ``features`` float32 ``[B, D]`` (e.g. :func:`inception.inception_features`).
+:func:`make_extractor` jits it under ``jax.shard_map`` over a 1-D ``Mesh`` named ``'batch'`` of
+the local devices: params are replicated, each batch is padded to a fixed size (no recompiles on
+the last, short batch), split over devices, and the features come back as numpy.
+
+An :class:`ImageSource` is a named, sized, re-iterable stream of uint8 NHWC batches: a folder
+(:func:`folder_source`), an in-memory array (:func:`array_source`) or a generator
+(:func:`generator_source`, the hook for sampling from a trained network). :func:`iterate_features`
+runs an extractor over a source with a tqdm progress bar.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+from PIL import Image
+from tqdm.auto import tqdm
+
+__all__ = [
+    'BATCH_AXIS',
+    'IMAGE_EXTENSIONS',
+    'Extractor',
+    'ImageSource',
+    'array_source',
+    'batch_mesh',
+    'folder_source',
+    'generator_source',
+    'iterate_features',
+    'list_images',
+    'make_extractor',
+]
+
+BATCH_AXIS = 'batch'
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.ppm', '.tif', '.tiff')
+
+Detector = Callable[[Any, jax.Array], jax.Array]
+Extractor = Callable[[np.ndarray], np.ndarray]
+
+
+def batch_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """1-D mesh ``('batch',)`` over ``devices`` (default: all local devices)."""
+    devices = list(jax.local_devices() if devices is None else devices)
+    return Mesh(np.asarray(devices), (BATCH_AXIS,))
+
+
+def make_extractor(detector: Detector, params: Any, *, mesh: Mesh | None = None,
+                   batch_size: int = 64, name: str = 'detector') -> Extractor:
+    """Returns ``extract(images uint8 [N, H, W, 3]) -> float32 np.ndarray [N, D]``.
+
+    ``jit(shard_map(detector, in_specs=(P(), P('batch')), out_specs=P('batch')))``: params
+    replicated once, every call padded to ``batch_size`` rounded up to a multiple of the device
+    count (one compile per image size), per-device results gathered in order.
+
+    Args:
+      detector: pure ``(params, images [b, H, W, 3]) -> [b, D]``.
+      params: the detector's parameter pytree (numpy or jax arrays).
+      mesh: a 1-D mesh with axis ``'batch'``; default :func:`batch_mesh` of all local devices.
+      batch_size: images per device step (all devices together).
+      name: recorded as ``extract.name`` (cache keys, logs).
+    """
+    mesh = batch_mesh() if mesh is None else mesh
+    n_dev = mesh.shape[BATCH_AXIS]
+    step = -(-batch_size // n_dev) * n_dev
+    replicated = jax.device_put(params, NamedSharding(mesh, P()))
+    data_sharding = NamedSharding(mesh, P(BATCH_AXIS))
+
+    @jax.jit
+    def sharded(p, x):
+        return jax.shard_map(detector, mesh=mesh, in_specs=(P(), P(BATCH_AXIS)),
+                             out_specs=P(BATCH_AXIS))(p, x)
+
+    def extract(images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images)
+        outs = []
+        for i in range(0, images.shape[0], step):
+            chunk = images[i:i + step]
+            pad = step - chunk.shape[0]
+            if pad:
+                chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
+            out = sharded(replicated, jax.device_put(chunk, data_sharding))
+            outs.append(np.asarray(out)[:step - pad])
+        return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
+
+    extract.name = name  # type: ignore[attr-defined]
+    extract.batch_size = step  # type: ignore[attr-defined]
+    return extract
+
+
+# ---------------------------------------------------------------------------------------------
+# Image sources.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSource:
+    """A re-iterable stream of uint8 ``[B, H, W, 3]`` batches.
+
+    Attributes:
+      name: identifies the content (part of statistics cache keys).
+      num_images: how many images one pass yields (``None`` = unbounded, e.g. a generator).
+      batches: ``batches(batch_size) -> iterator`` of uint8 NHWC arrays, each ``<= batch_size``.
+      cacheable: whether features of this source may be cached on disk (datasets yes,
+        generators no).
+      resolution: ``(H, W)`` of the images when known (cache key).
+      xflip: whether mirrored copies are included (cache key).
+    """
+
+    name: str
+    num_images: int | None
+    batches: Callable[[int], Iterator[np.ndarray]]
+    cacheable: bool = True
+    resolution: tuple[int, int] | None = None
+    xflip: bool = False
+
+
+def _to_rgb(img: np.ndarray) -> np.ndarray:
+    """HW / HW1 / HW3 / HW4 uint8 -> HW3 (gray repeated, as the official; alpha dropped)."""
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.shape[-1] == 1:
+        img = np.repeat(img, 3, axis=-1)
+    return img[..., :3]
+
+
+def _load_image(path: str) -> np.ndarray:
+    with Image.open(path) as im:
+        if im.mode not in ('L', 'RGB'):
+            im = im.convert('RGB')
+        return _to_rgb(np.asarray(im, dtype=np.uint8))
+
+
+def _same_shape_batches(arrays: Iterator[np.ndarray], batch_size: int) -> Iterator[np.ndarray]:
+    """Stacks consecutive images into batches, starting a new batch when the shape changes."""
+    buf: list[np.ndarray] = []
+    for a in arrays:
+        if buf and (len(buf) == batch_size or a.shape != buf[0].shape):
+            yield np.stack(buf)
+            buf = []
+        buf.append(a)
+    if buf:
+        yield np.stack(buf)
+
+
+def list_images(directory: str | os.PathLike) -> list[str]:
+    """Image files under ``directory`` (recursive), sorted by relative path."""
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f'{directory}: image folder not found')
+    files = [os.path.join(root, f) for root, _, names in os.walk(directory) for f in names
+             if f.lower().endswith(IMAGE_EXTENSIONS)]
+    return sorted(files, key=lambda f: os.path.relpath(f, directory))
+
+
+def folder_source(directory: str | os.PathLike, max_images: int | None = None,
+                  start: int = 0, xflip: bool = False) -> ImageSource:
+    """Images of a folder in sorted order (grayscale repeated to RGB), optionally x-flipped too.
+
+    Args:
+      directory: folder searched recursively for image files.
+      max_images: keep at most this many files (after ``start``).
+      start: skip this many files first (e.g. to split one folder into two sets).
+      xflip: append the mirrored copy of every image, as the official ``--mirror`` dataset.
+    """
+    files = list_images(directory)[start:]
+    files = files[:max_images] if max_images is not None else files
+    if not files:
+        raise FileNotFoundError(f'{os.fspath(directory)}: no image files found')
+    digest = hashlib.md5()
+    for f in files:
+        st = os.stat(f)
+        digest.update(f'{os.path.relpath(f, directory)}:{st.st_size}:{st.st_mtime_ns}'.encode())
+    name = f'{os.path.basename(os.path.abspath(directory))}-{digest.hexdigest()[:12]}'
+
+    def images() -> Iterator[np.ndarray]:
+        yield from (_load_image(f) for f in files)
+        if xflip:
+            yield from (_load_image(f)[:, ::-1] for f in files)
+
+    with Image.open(files[0]) as im:
+        resolution = (im.height, im.width)
+    return ImageSource(name=name, num_images=len(files) * (2 if xflip else 1),
+                       batches=lambda bs: _same_shape_batches(images(), bs),
+                       resolution=resolution, xflip=xflip)
+
+
+def array_source(images: np.ndarray, name: str | None = None) -> ImageSource:
+    """An in-memory uint8 ``[N, H, W, 3]`` array as a source (not cached unless named)."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f'expected uint8 [N, H, W, 3], got {images.dtype} {images.shape}')
+    return ImageSource(name=name or 'array', num_images=images.shape[0], cacheable=name is not None,
+                       batches=lambda bs: (images[i:i + bs] for i in range(0, len(images), bs)),
+                       resolution=images.shape[1:3])
+
+
+def generator_source(sample: Callable[[jax.Array, int], Any], seed: int = 0,
+                     name: str = 'generator') -> ImageSource:
+    """Endless batches from a generator -- the hook for evaluating a trained network.
+
+    Args:
+      sample: ``sample(key, batch_size) -> uint8 [batch_size, H, W, 3]``, e.g. z ~ N(0, I),
+        G(z, c) with the official ``clip(x * 127.5 + 128, 0, 255)`` to uint8. Batch ``i`` gets
+        ``fold_in(key(seed), i)``.
+      seed: base PRNG seed.
+    """
+    def batches(bs: int) -> Iterator[np.ndarray]:
+        key = jax.random.key(seed)
+        for i in range(1 << 62):
+            yield np.asarray(sample(jax.random.fold_in(key, i), bs))
+
+    return ImageSource(name=name, num_images=None, batches=batches, cacheable=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming.
+# ---------------------------------------------------------------------------------------------
+
+
+def iterate_features(source: ImageSource, extract: Extractor, max_items: int | None = None,
+                     desc: str | None = None, progress: bool = True) -> Iterator[np.ndarray]:
+    """Yields float32 ``[b, D]`` feature batches of the first ``max_items`` images of ``source``."""
+    total = source.num_images if max_items is None else (
+        max_items if source.num_images is None else min(max_items, source.num_images))
+    if total is None:
+        raise ValueError(f'{source.name}: unbounded source needs max_items')
+    batch_size = getattr(extract, 'batch_size', 64)
+    done = 0
+    with tqdm(total=total, desc=desc or source.name, unit='img', disable=not progress,
+              leave=False) as bar:
+        for images in source.batches(batch_size):
+            images = images[:total - done]
+            feats = extract(images)
+            done += feats.shape[0]
+            bar.update(feats.shape[0])
+            yield feats
+            if done >= total:
+                return
+

@@ -1,0 +1,246 @@
+"""Metric registry with the official names: ``calc_metric('fid50k_full', ctx)``.
+
+Each evaluator takes a :class:`MetricContext` (the analogue of the official ``MetricOptions``:
+real and generated image sources plus the sharded feature extractors) and returns named values,
+e.g. ``{'fid50k_full': 4.78}``. Real-data statistics are cached on disk; generator samples never
+are. Counts follow the official ``metric_main``:
+
+=================  =====================================  ============  =========
+name               statistic                              real          generated
+=================  =====================================  ============  =========
+``fid50k_full``    FID                                    all           50k
+``fid50k``         FID                                    50k           50k
+``fid10k``         FID (flaxgan; for frequent checks)     10k           10k
+``kid50k_full``    KID, 100 subsets of <= 1000            <= 1M         50k
+``kid50k``         KID                                    50k           50k
+``pr50k3_full``    precision/recall, k=3, VGG16 features  <= 200k       50k
+``pr50k3``         precision/recall, k=3, VGG16 features  50k           50k
+``is50k``          Inception Score, 10 splits             --            50k
+``fid`` ``kid``    all images of two folders                all           all
+``pr``             P/R k=3 on **Inception** features        all           all
+=================  =====================================  ============  =========
+
+``ppl_*`` and ``ls`` (perceptual path length, linear separability) need the generator's
+mapping/synthesis and LPIPS; they are registered names that raise until implemented.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from flaxgan.metrics import fid as fid_lib
+from flaxgan.metrics import kid as kid_lib
+from flaxgan.metrics import pr as pr_lib
+from flaxgan.metrics import stats
+from flaxgan.metrics.features import Extractor, ImageSource, iterate_features
+
+__all__ = [
+    'MetricContext',
+    'calc_metric',
+    'evaluate_all',
+    'higher_is_better',
+    'is_valid_metric',
+    'list_metrics',
+    'register_metric',
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricContext:
+    """What an evaluator needs.
+
+    Attributes:
+      real: the dataset (cacheable source).
+      fake: generated images: a :func:`features.generator_source` or a folder.
+      inception: sharded extractor of 2048-d FID Inception features.
+      inception_probs: sharded extractor of the 1008-way softmax (``is50k``), optional.
+      vgg16: sharded extractor of the official VGG16 features (``pr50k3*``), optional.
+      cache_dir: root of the statistics cache (default ``~/.cache/flaxgan``).
+      use_cache: cache real (and folder) statistics on disk.
+      progress: show tqdm bars.
+      seed: seed of KID's subset draws.
+    """
+
+    real: ImageSource | None
+    fake: ImageSource
+    inception: Extractor | None = None
+    inception_probs: Extractor | None = None
+    vgg16: Extractor | None = None
+    cache_dir: str | None = None
+    use_cache: bool = True
+    progress: bool = True
+    seed: int = 0
+
+
+# An evaluator returns (named values, image counts {'real': n, 'fake': n}).
+Evaluator = Callable[[MetricContext], tuple[dict[str, float], dict[str, int]]]
+_METRICS: dict[str, Evaluator] = {}
+
+
+def register_metric(name: str) -> Callable[[Evaluator], Evaluator]:
+    """Decorator adding an evaluator under ``name``."""
+    def wrap(fn: Evaluator) -> Evaluator:
+        _METRICS[name] = fn
+        return fn
+    return wrap
+
+
+def list_metrics() -> list[str]:
+    return sorted(_METRICS)
+
+
+def is_valid_metric(name: str) -> bool:
+    return name in _METRICS
+
+
+def higher_is_better(name: str) -> bool:
+    """For best-checkpoint selection: FID, KID, PPL, LS lower is better; P/R and IS higher."""
+    return not name.startswith(('fid', 'kid', 'ppl', 'ls'))
+
+
+def calc_metric(name: str, ctx: MetricContext) -> dict[str, Any]:
+    """Runs one metric: ``{'metric', 'results': {name: value}, 'num_images', 'seconds'}``."""
+    if name not in _METRICS:
+        raise ValueError(f'unknown metric {name!r}; valid: {", ".join(list_metrics())}')
+    start = time.time()
+    results, counts = _METRICS[name](ctx)
+    return dict(metric=name, results={k: float(v) for k, v in results.items()},
+                num_images=counts, seconds=time.time() - start)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared steps.
+# ---------------------------------------------------------------------------------------------
+
+
+def _need(extractor: Extractor | None, what: str) -> Extractor:
+    if extractor is None:
+        raise ValueError(f'this metric needs the {what} detector; none was given')
+    return extractor
+
+
+def _need_real(ctx: MetricContext) -> ImageSource:
+    if ctx.real is None:
+        raise ValueError('this metric needs a real dataset (real source is None)')
+    return ctx.real
+
+
+def _moments(ctx: MetricContext, source: ImageSource, extract: Extractor,
+             max_items: int | None) -> stats.Moments:
+    return stats.dataset_moments(source, extract, max_items, ctx.cache_dir,
+                                 ctx.use_cache, ctx.progress)
+
+
+def _features(ctx: MetricContext, source: ImageSource, extract: Extractor,
+              max_items: int | None) -> np.ndarray:
+    return stats.dataset_features(source, extract, max_items, ctx.cache_dir,
+                                  ctx.use_cache, ctx.progress)
+
+
+def compute_fid(ctx: MetricContext, max_real: int | None, num_gen: int | None
+                ) -> tuple[float, dict[str, int]]:
+    """FID of ``num_gen`` generated vs ``max_real`` real images (``None`` = all)."""
+    ex = _need(ctx.inception, 'FID Inception')
+    real = _moments(ctx, _need_real(ctx), ex, max_real)
+    gen = _moments(ctx, ctx.fake, ex, num_gen)
+    counts = dict(real=int(real.num_items), fake=int(gen.num_items))
+    return fid_lib.fid_from_moments(gen, real), counts
+
+
+def compute_kid(ctx: MetricContext, max_real: int | None, num_gen: int | None,
+                num_subsets: int, max_subset_size: int) -> tuple[float, dict[str, int]]:
+    """KID of ``num_gen`` generated vs ``max_real`` real images."""
+    ex = _need(ctx.inception, 'FID Inception')
+    real = _features(ctx, _need_real(ctx), ex, max_real)
+    gen = _features(ctx, ctx.fake, ex, num_gen)
+    value = kid_lib.kid(gen, real, num_subsets, max_subset_size, ctx.seed)
+    return value, dict(real=len(real), fake=len(gen))
+
+
+def compute_pr(ctx: MetricContext, extract: Extractor, max_real: int | None,
+               num_gen: int | None, nhood_size: int) -> tuple[tuple[float, float], dict]:
+    """Precision and recall with ``extract``'s features."""
+    real = _features(ctx, _need_real(ctx), extract, max_real)
+    gen = _features(ctx, ctx.fake, extract, num_gen)
+    return pr_lib.precision_recall(gen, real, nhood_size), dict(real=len(real), fake=len(gen))
+
+
+def compute_is(ctx: MetricContext, num_gen: int, num_splits: int) -> tuple[float, float, int]:
+    """Inception Score ``exp(E_x KL(p(y|x) || p(y)))`` per split: (mean, std, num images)."""
+    ex = _need(ctx.inception_probs, 'Inception softmax (NVIDIA inception-2015-12-05.pt)')
+    probs = np.concatenate(list(iterate_features(ctx.fake, ex, num_gen, progress=ctx.progress)))
+    n = probs.shape[0]
+    scores = []
+    for i in range(num_splits):
+        part = probs[i * n // num_splits:(i + 1) * n // num_splits]
+        kl = part * (np.log(part) - np.log(np.mean(part, axis=0, keepdims=True)))
+        scores.append(np.exp(np.mean(np.sum(kl, axis=1))))
+    return float(np.mean(scores)), float(np.std(scores)), n
+
+
+# ---------------------------------------------------------------------------------------------
+# The official metrics (metric_main.py) and folder-to-folder variants.
+# ---------------------------------------------------------------------------------------------
+
+
+def _fid_metric(name: str, max_real: int | None, num_gen: int | None) -> None:
+    def evaluate(ctx):
+        value, counts = compute_fid(ctx, max_real, num_gen)
+        return {name: value}, counts
+    register_metric(name)(evaluate)
+
+
+def _kid_metric(name: str, max_real: int | None, num_gen: int | None) -> None:
+    def evaluate(ctx):
+        value, counts = compute_kid(ctx, max_real, num_gen, num_subsets=100,
+                                    max_subset_size=1000)
+        return {name: value}, counts
+    register_metric(name)(evaluate)
+
+
+def _pr_metric(name: str, max_real: int | None, num_gen: int | None, vgg: bool) -> None:
+    def evaluate(ctx):
+        extract = (_need(ctx.vgg16, 'VGG16 (official vgg16.pkl)') if vgg
+                   else _need(ctx.inception, 'FID Inception'))
+        (p, r), counts = compute_pr(ctx, extract, max_real, num_gen, nhood_size=3)
+        return {f'{name}_precision': p, f'{name}_recall': r}, counts
+    register_metric(name)(evaluate)
+
+
+_fid_metric('fid50k_full', None, 50000)
+_fid_metric('fid50k', 50000, 50000)
+_fid_metric('fid10k', 10000, 10000)
+_fid_metric('fid', None, None)
+_kid_metric('kid50k_full', 1000000, 50000)
+_kid_metric('kid50k', 50000, 50000)
+_kid_metric('kid', None, None)
+_pr_metric('pr50k3_full', 200000, 50000, vgg=True)
+_pr_metric('pr50k3', 50000, 50000, vgg=True)
+_pr_metric('pr', None, None, vgg=False)
+
+
+@register_metric('is50k')
+def _is50k(ctx: MetricContext):
+    mean, std, n = compute_is(ctx, num_gen=50000, num_splits=10)
+    return {'is50k_mean': mean, 'is50k_std': std}, dict(fake=n)
+
+
+def _not_yet(name: str, needs: str) -> None:
+    def evaluate(ctx):
+        raise NotImplementedError(f'{name}: not implemented yet (needs {needs})')
+    register_metric(name)(evaluate)
+
+
+for _name in ('ppl_zfull', 'ppl_wfull', 'ppl_zend', 'ppl_wend', 'ppl2_wend'):
+    _not_yet(_name, 'generator mapping/synthesis and LPIPS-VGG16')
+_not_yet('ls', 'generator mapping and the CelebA attribute classifiers')
+
+
+def evaluate_all(names: Sequence[str], ctx: MetricContext) -> list[dict[str, Any]]:
+    """Runs several metrics in order (the training loop's hook); see :func:`calc_metric`."""
+    return [calc_metric(n, ctx) for n in names]
