@@ -82,18 +82,24 @@ def _sample_positions(size: int, out: int = INPUT_SIZE
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Source indices and weights of the official resize along one axis.
 
-    Follows torch's float32 arithmetic: ``affine_grid`` base ``linspace(-1, 1, out) * (out-1)/out``
-    shifted by ``1/size - 1/out``, ``grid_sample`` unnormalisation ``((g + 1) * size - 1) / 2``,
-    border clamp to ``[0, size - 1]``; mathematically ``u_j = j * size / out``.
+    Mirrors torch's float32 CPU arithmetic step by step: ``linspace(-1, 1, out)`` (two-sided),
+    ``* (out - 1) / out`` (``affine_grid``, ``align_corners=False``), ``+ (1/size - 1/out)``
+    (the theta correction), ``(g + 1) * (size / 2) - 0.5`` and the border clamp to
+    ``[0, size - 1]`` (``grid_sample``). Mathematically ``u_j = j * size / out``.
 
     Returns:
       ``(i0, i1, t)``: int32 ``[out]`` lower/upper source indices (upper clamped in range) and
       float32 ``[out]`` fractional offsets ``t = u - floor(u)``.
     """
     f32 = np.float32
-    base = np.linspace(-1.0, 1.0, out, dtype=f32) * f32((out - 1) / out)
+    idx = np.arange(out)
+    step = f32(2.0) / f32(out - 1)
+    lo = f32(-1.0) + step * idx.astype(f32)
+    hi = f32(1.0) - step * (out - 1 - idx).astype(f32)
+    base = np.where(idx < out // 2, lo, hi).astype(f32)
+    base = base * f32(out - 1) / f32(out)
     shift = f32(f32(1.0) / f32(size)) - f32(f32(1.0) / f32(out))
-    u = ((base + shift + f32(1.0)) * f32(size) - f32(1.0)) / f32(2.0)
+    u = (base + shift + f32(1.0)) * (f32(size) / f32(2.0)) - f32(0.5)
     u = np.clip(u, f32(0.0), f32(size - 1)).astype(f32)
     i0 = np.floor(u).astype(np.int32)
     t = (u - i0.astype(f32)).astype(f32)
@@ -106,7 +112,8 @@ def resize_to_299(x: jax.Array) -> jax.Array:
 
     ``out = nw * x[y0, x0] + ne * x[y0, x1] + sw * x[y1, x0] + se * x[y1, x1]`` with
     ``nw = (1 - tx)(1 - ty)``, ``ne = tx (1 - ty)``, ``sw = (1 - tx) ty``, ``se = tx ty``,
-    in torch's order of operations. A 299x299 input passes through unchanged.
+    in torch's order of operations. (Float32 rounding of the sample positions makes even a
+    299x299 input move by up to ~1e-3 grey levels, in the official code too.)
     """
     _, h, w, _ = x.shape
     y0, y1, ty = _sample_positions(h)

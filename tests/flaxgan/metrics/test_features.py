@@ -1,0 +1,103 @@
+"""Sharded extraction (8 fake CPU devices == 1 device) and image sources."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from flaxgan.metrics import features
+
+_SHARDING_CHECK = textwrap.dedent('''
+    import jax, jax.numpy as jnp, numpy as np
+    from flaxgan.metrics import features
+    assert jax.device_count() == 8, jax.devices()
+
+    def detector(params, images):  # cheap stand-in with a cross-pixel reduction
+        x = images.astype(jnp.float32) / 255.0
+        return jnp.tanh(jnp.einsum('nhwc,cd->nd', x, params['w']) / x.shape[1])
+
+    params = {'w': np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32)}
+    images = np.random.default_rng(1).integers(0, 256, (21, 9, 7, 3)).astype(np.uint8)
+    one = features.make_extractor(detector, params, batch_size=8,
+                                  mesh=features.batch_mesh(jax.devices()[:1]))(images)
+    eight = features.make_extractor(detector, params, batch_size=8)(images)
+    assert eight.shape == (21, 5), eight.shape
+    np.testing.assert_allclose(eight, one, rtol=1e-6, atol=1e-7)
+    print('ok')
+''')
+
+
+def test_sharded_extraction_8_devices_equals_1():
+    """Runs in a subprocess so that the 8 fake devices exist before jax is imported."""
+    env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8')
+    out = subprocess.run([sys.executable, '-c', _SHARDING_CHECK], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith('ok'), out.stderr[-3000:]
+
+
+def test_extractor_pads_ragged_batches():
+    def detector(params, images):
+        return jnp.mean(images.astype(jnp.float32), axis=(1, 2)) * params
+
+    images = np.arange(5 * 4 * 4 * 3, dtype=np.uint8).reshape(5, 4, 4, 3)
+    got = features.make_extractor(detector, jnp.float32(2.0), batch_size=3)(images)
+    np.testing.assert_allclose(got, images.astype(np.float32).mean(axis=(1, 2)) * 2, rtol=1e-6)
+    assert jax.device_count() >= 1
+
+
+def _write(path, array):
+    Image.fromarray(array).save(path)
+
+
+def test_folder_source_gray_to_rgb_order_and_xflip(tmp_path):
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (6, 5, 3)).astype(np.uint8)
+    gray = rng.integers(0, 256, (6, 5)).astype(np.uint8)
+    _write(tmp_path / 'b.png', gray)
+    _write(tmp_path / 'a.png', rgb)
+    (tmp_path / 'notes.txt').write_text('ignored')
+    src = features.folder_source(tmp_path, xflip=True)
+    assert src.num_images == 4 and src.resolution == (6, 5) and src.xflip
+    batch = np.concatenate(list(src.batches(3)))
+    np.testing.assert_array_equal(batch[0], rgb)
+    np.testing.assert_array_equal(batch[1], np.repeat(gray[..., None], 3, axis=-1))
+    np.testing.assert_array_equal(batch[2], rgb[:, ::-1])
+
+
+def test_folder_source_splits_batches_on_shape_change(tmp_path):
+    for i, shape in enumerate([(4, 4, 3), (4, 4, 3), (8, 6, 3), (4, 4, 3)]):
+        _write(tmp_path / f'{i}.png', np.zeros(shape, np.uint8))
+    shapes = [b.shape for b in features.folder_source(tmp_path).batches(8)]
+    assert shapes == [(2, 4, 4, 3), (1, 8, 6, 3), (1, 4, 4, 3)]
+
+
+def test_folder_source_start_and_max(tmp_path):
+    for i in range(5):
+        _write(tmp_path / f'{i}.png', np.full((2, 2, 3), i, np.uint8))
+    src = features.folder_source(tmp_path, max_images=2, start=1)
+    assert [int(b[0, 0, 0]) for b in np.concatenate(list(src.batches(8)))] == [1, 2]
+
+
+def test_missing_folder_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match='nope'):
+        features.folder_source(tmp_path / 'nope')
+
+
+def test_generator_source_needs_max_items_and_is_deterministic():
+    sample = lambda key, n: np.asarray(
+        jax.random.randint(key, (n, 2, 2, 3), 0, 256).astype(jnp.uint8))
+    src = features.generator_source(sample, seed=3)
+    extract = features.make_extractor(
+        lambda p, x: jnp.mean(x.astype(jnp.float32), axis=(1, 2)), {}, batch_size=4)
+    with pytest.raises(ValueError, match='max_items'):
+        next(features.iterate_features(src, extract, progress=False))
+    a = np.concatenate(list(features.iterate_features(src, extract, 10, progress=False)))
+    b = np.concatenate(list(features.iterate_features(src, extract, 10, progress=False)))
+    assert a.shape == (10, 3)
+    np.testing.assert_array_equal(a, b)

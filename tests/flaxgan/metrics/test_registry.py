@@ -1,0 +1,71 @@
+"""Registry: official names, evaluators over folders with a cheap detector, clear errors."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flaxgan.metrics import features, fid, kid, registry, stats
+
+
+def _folder(path, seed, n=24, shift=0):
+    path.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        img = np.clip(rng.normal(128 + shift, 40, (4, 4, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(path / f'{i:03d}.png')
+    return features.folder_source(path)
+
+
+def _toy_extractor():
+    def extract(images):
+        return images.reshape(len(images), -1).astype(np.float32) / 255.0
+
+    extract.name, extract.batch_size = 'toy', 8
+    return extract
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    return registry.MetricContext(real=_folder(tmp_path / 'real', 0),
+                                  fake=_folder(tmp_path / 'fake', 1, shift=30),
+                                  inception=_toy_extractor(), cache_dir=str(tmp_path / 'cache'),
+                                  progress=False)
+
+
+def test_official_names_registered():
+    for name in ('fid50k_full', 'fid50k', 'fid10k', 'kid50k_full', 'kid50k', 'pr50k3_full',
+                 'pr50k3', 'is50k', 'ppl_zfull', 'ppl_wfull', 'ppl_zend', 'ppl_wend', 'ppl2_wend',
+                 'ls', 'fid', 'kid', 'pr'):
+        assert registry.is_valid_metric(name), name
+    assert not registry.higher_is_better('fid50k_full')
+    assert registry.higher_is_better('pr50k3_full_precision')
+
+
+def test_fid_kid_pr_over_folders(ctx):
+    out = registry.calc_metric('fid50k_full', ctx)
+    assert out['num_images'] == {'real': 24, 'fake': 24} and out['seconds'] >= 0
+    real = ctx.inception(np.concatenate(list(ctx.real.batches(99))))
+    fake = ctx.inception(np.concatenate(list(ctx.fake.batches(99))))
+    m = lambda x: stats.moments_update(stats.moments_init(x.shape[1]), x)
+    assert out['results']['fid50k_full'] == pytest.approx(fid.fid_from_moments(m(fake), m(real)))
+    assert registry.calc_metric('kid', ctx)['results']['kid'] == pytest.approx(
+        kid.kid(fake, real))
+    pr = registry.calc_metric('pr', ctx)['results']
+    assert set(pr) == {'pr_precision', 'pr_recall'}
+
+
+def test_fid_of_folder_with_itself_is_zero(ctx):
+    same = registry.MetricContext(real=ctx.real, fake=ctx.real, inception=ctx.inception,
+                                  cache_dir=ctx.cache_dir, progress=False)
+    assert abs(registry.calc_metric('fid', same)['results']['fid']) < 1e-6
+
+
+def test_missing_detectors_and_unimplemented(ctx):
+    with pytest.raises(ValueError, match='VGG16'):
+        registry.calc_metric('pr50k3_full', ctx)
+    with pytest.raises(ValueError, match='softmax'):
+        registry.calc_metric('is50k', ctx)
+    with pytest.raises(NotImplementedError, match='ppl_wend'):
+        registry.calc_metric('ppl_wend', ctx)
+    with pytest.raises(ValueError, match='unknown metric'):
+        registry.calc_metric('fid51k', ctx)
