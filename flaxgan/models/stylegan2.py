@@ -37,6 +37,7 @@ __all__ = [
     "ToRGBLayer",
     "SynthesisBlock",
     "SynthesisNetwork",
+    "GeneratorBase",
     "Generator",
     "DiscriminatorBlock",
     "DiscriminatorEpilogue",
@@ -392,6 +393,7 @@ class SynthesisNetwork(nn.Module):
         fused_modconv: bool | None = None,
         force_fp32: bool = False,
         noise_layers: Sequence[int] | None = None,
+        update_emas: bool = False,
     ) -> jax.Array:
         """Synthesizes images.
 
@@ -402,11 +404,13 @@ class SynthesisNetwork(nn.Module):
           force_fp32: compute every block in float32.
           noise_layers: indices (into ws, i.e. conv layers in order) of the layers that receive
             noise; None = all.
+          update_emas: unused (StyleGAN2 synthesis tracks no statistics); for a common API.
 
         Returns:
           float32 `[N, R, R, img_channels]`. Block outputs `(x, img)` are available with
           `apply(..., capture_intermediates=True)`.
         """
+        del update_emas
         _check_shape("ws", ws, (None, self.num_ws, self.w_dim))
         ws = ws.astype(jnp.float32)
         fp16_res = _fp16_resolution(self.img_resolution, self.num_fp16_res)
@@ -443,11 +447,12 @@ def freeze_kwargs(kwargs: Mapping[str, Any] | None) -> FrozenDict:
     return FrozenDict({k: fix(v) for k, v in (kwargs or {}).items()})
 
 
-class Generator(nn.Module):
-    """Mapping + synthesis. `G.apply(vars, z, c, truncation_psi=...)` -> images NHWC.
+class GeneratorBase(nn.Module):
+    """Mapping + synthesis shared by the StyleGAN2 and StyleGAN3 generators.
 
-    `mapping_kwargs` / `synthesis_kwargs` take the official names (see `MappingNetwork` and
-    `SynthesisNetwork`).
+    `G.apply(vars, z, c, truncation_psi=...)` -> images NHWC; `method=G.map` /
+    `method=G.synthesize` run one half. Subclasses build `self.mapping` and `self.synthesis` in
+    `setup` and define `num_ws`.
     """
 
     z_dim: int
@@ -457,17 +462,6 @@ class Generator(nn.Module):
     img_channels: int
     mapping_kwargs: Mapping[str, Any] = FrozenDict()
     synthesis_kwargs: Mapping[str, Any] = FrozenDict()
-
-    def setup(self):
-        self.synthesis = SynthesisNetwork(
-            w_dim=self.w_dim, img_resolution=self.img_resolution, img_channels=self.img_channels,
-            **freeze_kwargs(self.synthesis_kwargs))
-        self.mapping = MappingNetwork(z_dim=self.z_dim, c_dim=self.c_dim, w_dim=self.w_dim,
-                                      num_ws=self.num_ws, **freeze_kwargs(self.mapping_kwargs))
-
-    @property
-    def num_ws(self) -> int:
-        return synthesis_num_ws(self.img_resolution)
 
     def map(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None, update_emas=False):
         """z `[N, z_dim]`, c `[N, c_dim]` -> ws `[N, num_ws, w_dim]`."""
@@ -480,7 +474,23 @@ class Generator(nn.Module):
     def __call__(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None, update_emas=False,
                  **synthesis_kwargs):
         ws = self.map(z, c, truncation_psi, truncation_cutoff, update_emas)
-        return self.synthesize(ws, **synthesis_kwargs)
+        return self.synthesize(ws, update_emas=update_emas, **synthesis_kwargs)
+
+
+class Generator(GeneratorBase):
+    """StyleGAN2 generator; `mapping_kwargs` / `synthesis_kwargs` take the official names (see
+    `MappingNetwork` and `SynthesisNetwork`)."""
+
+    def setup(self):
+        self.synthesis = SynthesisNetwork(
+            w_dim=self.w_dim, img_resolution=self.img_resolution, img_channels=self.img_channels,
+            **freeze_kwargs(self.synthesis_kwargs))
+        self.mapping = MappingNetwork(z_dim=self.z_dim, c_dim=self.c_dim, w_dim=self.w_dim,
+                                      num_ws=self.num_ws, **freeze_kwargs(self.mapping_kwargs))
+
+    @property
+    def num_ws(self) -> int:
+        return synthesis_num_ws(self.img_resolution)
 
 
 # ----------------------------------------------------------------------------- discriminator

@@ -13,7 +13,6 @@ constructor arguments (official snapshots also store them as `up_filter` / `down
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -22,9 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.signal
 import scipy.special
-from flax.core import FrozenDict
 
-from flaxgan.models.stylegan2 import MappingNetwork, default_reduced_dtype
+from flaxgan.models.stylegan2 import GeneratorBase, MappingNetwork, default_reduced_dtype
 from flaxgan.nn.filtered_lrelu import filtered_lrelu
 from flaxgan.nn.layers import FullyConnectedLayer
 
@@ -399,16 +397,8 @@ class SynthesisNetwork(nn.Module):
 _MAPPING_ARGS = ("num_layers", "lr_multiplier", "w_avg_beta")
 
 
-class Generator(nn.Module):
+class Generator(GeneratorBase):
     """StyleGAN3 mapping + synthesis; `synthesis_kwargs` take the official flat names."""
-
-    z_dim: int
-    c_dim: int
-    w_dim: int
-    img_resolution: int
-    img_channels: int
-    mapping_kwargs: Mapping[str, Any] = FrozenDict()
-    synthesis_kwargs: Mapping[str, Any] = FrozenDict()
 
     def setup(self):
         unknown = set(self.mapping_kwargs) - set(_MAPPING_ARGS)
@@ -422,16 +412,3 @@ class Generator(nn.Module):
     @property
     def num_ws(self) -> int:
         return dict(self.synthesis_kwargs).get("num_layers", 14) + 2
-
-    def map(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None, update_emas=False):
-        """z `[N, z_dim]`, c `[N, c_dim]` -> ws `[N, num_ws, w_dim]`."""
-        return self.mapping(z, c, truncation_psi, truncation_cutoff, update_emas)
-
-    def synthesize(self, ws, **synthesis_kwargs):
-        """ws `[N, num_ws, w_dim]` -> float32 images `[N, R, R, C]`."""
-        return self.synthesis(ws, **synthesis_kwargs)
-
-    def __call__(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None, update_emas=False,
-                 **synthesis_kwargs):
-        ws = self.map(z, c, truncation_psi, truncation_cutoff, update_emas)
-        return self.synthesize(ws, update_emas=update_emas, **synthesis_kwargs)
