@@ -83,15 +83,26 @@ def filter_size(f: np.ndarray | None) -> tuple[int, int]:
     return (f.shape[-1], f.shape[0]) if f.ndim == 2 else (f.shape[0], f.shape[0])
 
 
-def _depthwise_correlate(x: jax.Array, kernel: np.ndarray, strides: tuple[int, int]) -> jax.Array:
-    """Correlates every channel of NHWC `x` with the 2-D `kernel [KH, KW]`."""
+def _depthwise_correlate(
+    x: jax.Array,
+    kernel: np.ndarray,
+    strides: tuple[int, int],
+    lhs_dilation: tuple[int, int],
+    padding: tuple[tuple[int, int], tuple[int, int]],
+) -> jax.Array:
+    """Correlates every channel of NHWC `x` with the 2-D `kernel [KH, KW]`.
+
+    `lhs_dilation` inserts zeros between input samples without materialising them (a
+    transposed convolution); `padding` may be negative, which crops.
+    """
     channels = x.shape[-1]
     rhs = jnp.asarray(np.tile(kernel[:, :, None, None], (1, 1, 1, channels)), dtype=x.dtype)
     return jax.lax.conv_general_dilated(
         x,
         rhs,
         window_strides=strides,
-        padding="VALID",
+        padding=padding,
+        lhs_dilation=lhs_dilation,
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
         feature_group_count=channels,
     )
@@ -127,20 +138,17 @@ def upfirdn2d(
         raise ValueError(f"up and down must be >= 1, got up={up}, down={down}")
     f = np.ones([1, 1], np.float32) if f is None else np.asarray(f, np.float32)
     px0, px1, py0, py1 = parse_padding(padding)
-
-    # Zero insertion (interior padding, plus up-1 trailing zeros) and edge padding in one op.
-    zero = jnp.zeros((), x.dtype)
-    x = jax.lax.pad(
-        x, zero, [(0, 0, 0), (py0, py1 + up - 1, up - 1), (px0, px1 + up - 1, up - 1), (0, 0, 0)]
-    )
-
     f = f * np.float32(gain ** (f.ndim / 2))
     if not flip_filter:
         f = np.flip(f, axis=tuple(range(f.ndim)))
+
+    # Zero insertion is the convolution's lhs dilation; the dilated signal has H·up - (up - 1)
+    # samples, the official layout up - 1 trailing zeros more, which join the high padding.
+    pad_y, pad_x = (py0, py1 + up - 1), (px0, px1 + up - 1)
     if f.ndim == 2:
-        return _depthwise_correlate(x, f, (down, down))
-    x = _depthwise_correlate(x, f[None, :], (1, down))
-    return _depthwise_correlate(x, f[:, None], (down, 1))
+        return _depthwise_correlate(x, f, (down, down), (up, up), (pad_y, pad_x))
+    x = _depthwise_correlate(x, f[None, :], (1, down), (1, up), ((0, 0), pad_x))
+    return _depthwise_correlate(x, f[:, None], (down, 1), (up, 1), (pad_y, (0, 0)))
 
 
 def filter2d(

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from flaxgan.nn.filtered_lrelu import filtered_lrelu, filtered_lrelu_reference
+from flaxgan.nn.filtered_lrelu import filtered_lrelu
 from tests.flaxgan.nn import reference_ops
 
 FU = scipy.signal.firwin(12, cutoff=3, width=2, fs=20).astype(np.float32)
@@ -22,16 +22,14 @@ FD = scipy.signal.firwin(12, cutoff=4, width=2, fs=20).astype(np.float32)
         (2, 2, (5, 4, 5, 4), np.outer(FU, FU), FD),
     ],
 )
-def test_fused_equals_reference_and_direct_computation(up, down, padding, fu, fd, flip_filter):
+def test_matches_the_plain_numpy_composition(up, down, padding, fu, fd, flip_filter):
     rng = np.random.default_rng(0)
     x = rng.standard_normal([2, 12, 10, 3]).astype(np.float32)
     b = rng.standard_normal([3]).astype(np.float32)
     kwargs = dict(up=up, down=down, padding=padding, clamp=1.5, flip_filter=flip_filter)
     fused = filtered_lrelu(jnp.asarray(x), fu, fd, jnp.asarray(b), **kwargs)
-    plain = filtered_lrelu_reference(jnp.asarray(x), fu, fd, jnp.asarray(b), **kwargs)
-    np.testing.assert_allclose(np.asarray(fused), np.asarray(plain), atol=1e-5)
 
-    # Direct NumPy composition of the spec.
+    # Bias, zero-stuffing upsampler + filter, lrelu·sqrt(2), clamp, filter + decimation.
     y = reference_ops.upfirdn2d(x + b, np.ones(1) if fu is None else fu, up=up,
                                 padding=padding, flip_filter=flip_filter, gain=up**2)
     y = np.clip(np.where(y >= 0, y, 0.2 * y) * np.sqrt(2), -1.5, 1.5)
