@@ -1,1 +1,16 @@
-"""Quality metrics: FID Inception, feature statistics, FID / KID / precision-recall."""
+"""Quality metrics computed as the official StyleGAN2-ADA / StyleGAN3 code computes them.
+
+    from flaxgan.metrics import features, inception, registry
+    params = inception.load_params()                      # TorchScript -> cached .npz
+    extract = features.make_extractor(inception.inception_features, params)  # jit + shard_map
+    ctx = registry.MetricContext(real=features.folder_source('real/'),
+                                 fake=features.folder_source('fake/'), inception=extract)
+    registry.calc_metric('fid50k_full', ctx)['results']
+
+Modules: ``inception`` (Flax FID Inception + weight reader), ``features`` (sharded extraction,
+image sources), ``stats`` (float64 moments, cache), ``fid``, ``kid``, ``pr``, ``registry``.
+"""
+
+from flaxgan.metrics import features, fid, inception, kid, pr, registry, stats
+
+__all__ = ['features', 'fid', 'inception', 'kid', 'pr', 'registry', 'stats']

@@ -127,7 +127,10 @@ def _maybe_path(source: ImageSource, extract: Extractor, kind: str, max_items: i
 def dataset_moments(source: ImageSource, extract: Extractor, max_items: int | None = None,
                     cache_dir: str | None = None, use_cache: bool = True,
                     progress: bool = True) -> Moments:
-    """Streaming float64 moments of the features of ``source`` (cached for datasets)."""
+    """Streaming float64 moments of the features of ``source`` (cached for datasets).
+
+    Derived from the cached features when :func:`dataset_features` already extracted them.
+    """
     def compute() -> dict[str, np.ndarray]:
         m = None
         for feats in iterate_features(source, extract, max_items, progress=progress):
@@ -137,7 +140,13 @@ def dataset_moments(source: ImageSource, extract: Extractor, max_items: int | No
         return dict(num_items=m.num_items, sum=m.sum, outer=m.outer)
 
     path = _maybe_path(source, extract, 'moments', max_items, cache_dir, use_cache)
-    d = cached(path, compute)
+    feats_path = _maybe_path(source, extract, 'features', max_items, cache_dir, use_cache)
+    if path and not os.path.isfile(path) and feats_path and os.path.isfile(feats_path):
+        feats = cached(feats_path, compute)['features']  # already extracted: no second pass
+        m = moments_update(moments_init(feats.shape[1]), feats)
+        d = cached(path, lambda: dict(num_items=m.num_items, sum=m.sum, outer=m.outer))
+    else:
+        d = cached(path, compute)
     return Moments(np.int64(d['num_items']), d['sum'], d['outer'])
 
 

@@ -3,11 +3,12 @@
 import os
 import pathlib
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flaxgan.metrics import inception
+from flaxgan.metrics import features, inception
 
 MAX_ABS_FEATURE_ERROR = 1e-4  # measured 1.6e-5 on CPU (features up to ~5)
 
@@ -76,3 +77,12 @@ def test_feature_parity_with_official(inception_data, inception_extractor):
     assert got.shape == (64, inception.FEATURE_DIM) and got.dtype == np.float32
     err = np.abs(got - ref).max()
     assert err < MAX_ABS_FEATURE_ERROR, f'max abs feature error {err:.3g}'
+
+
+def test_sharded_inception_equals_one_device(inception_data, inception_params,
+                                             inception_extractor):
+    """All local devices (8 fake CPU devices under `make test`) vs a 1-device mesh."""
+    images = inception_data[0][:8]
+    one = features.make_extractor(inception.inception_features, inception_params, batch_size=8,
+                                  mesh=features.batch_mesh(jax.devices()[:1]))(images)
+    np.testing.assert_allclose(inception_extractor(images), one, rtol=1e-5, atol=1e-5)
