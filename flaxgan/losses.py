@@ -1,0 +1,117 @@
+"""StyleGAN2-ADA objective as pure functions (Karras et al. 2020, sec. 2 and app. B).
+
+Each function takes logits, images or small callables (`D(img) -> logits`,
+`synthesis(ws) -> img`) and returns per-sample values, as the official `StyleGAN2Loss` reports
+them; a training step takes their mean. Defaults are the official ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "generator_loss",
+    "discriminator_loss",
+    "r1_penalty",
+    "path_length_noise",
+    "path_length_penalty",
+    "mix_styles",
+    "lazy_regularization",
+    "ema_beta",
+]
+
+
+def generator_loss(fake_logits: jax.Array) -> jax.Array:
+    """Non-saturating loss `-log sigmoid(D(G(z)))` = softplus(-logits), per sample."""
+    return jax.nn.softplus(-fake_logits)
+
+
+def discriminator_loss(fake_logits: jax.Array, real_logits: jax.Array) -> jax.Array:
+    """Logistic loss `softplus(D(G(z))) + softplus(-D(x))`, per sample."""
+    return jax.nn.softplus(fake_logits) + jax.nn.softplus(-real_logits)
+
+
+def r1_penalty(discriminator: Callable[[jax.Array], jax.Array],
+               real_img: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """R1 gradient penalty `||∇_x D(x)||²` on reals (Mescheder et al. 2018), per sample.
+
+    Args:
+      discriminator: `img [N, H, W, C] -> logits [N, 1]`.
+      real_img: `[N, H, W, C]`.
+
+    Returns:
+      `(penalty [N], real_logits [N, 1])`; the loss is `penalty * gamma / 2`.
+    """
+    logits, vjp = jax.vjp(discriminator, real_img)
+    (grads,) = vjp(jnp.ones_like(logits))
+    return jnp.sum(jnp.square(grads), axis=(1, 2, 3)), logits
+
+
+def path_length_noise(key: jax.Array, img_shape: tuple[int, ...]) -> jax.Array:
+    """`y ~ N(0, I) / sqrt(H W)` for an NHWC image shape."""
+    _, h, w, _ = img_shape
+    return jax.random.normal(key, img_shape) / np.sqrt(h * w)
+
+
+def path_length_penalty(
+    synthesis: Callable[[jax.Array], jax.Array],
+    ws: jax.Array,
+    noise: jax.Array,
+    pl_mean: jax.Array,
+    pl_decay: float = 0.01,
+) -> tuple[jax.Array, jax.Array]:
+    """Path-length regularisation (StyleGAN2 paper, eq. 4), per sample.
+
+    `a = ||J_w^T y||` averaged over the ws; the running mean `pl_mean <- lerp(pl_mean, mean(a),
+    pl_decay)` is part of the graph, as in the official code.
+
+    Args:
+      synthesis: `ws [N, num_ws, w_dim] -> img [N, H, W, C]`.
+      ws: `[N, num_ws, w_dim]`.
+      noise: `[N, H, W, C]` from `path_length_noise`.
+      pl_mean: scalar running mean of the path lengths.
+
+    Returns:
+      `(penalty [N], new pl_mean)`; the loss is `penalty * pl_weight`.
+    """
+    _, vjp = jax.vjp(lambda w: jnp.sum(synthesis(w) * noise), ws)
+    (grads,) = vjp(jnp.ones(()))
+    lengths = jnp.sqrt(jnp.mean(jnp.sum(jnp.square(grads), axis=2), axis=1))
+    new_mean = pl_mean + pl_decay * (jnp.mean(lengths) - pl_mean)
+    return jnp.square(lengths - new_mean), new_mean
+
+
+def mix_styles(key: jax.Array, ws: jax.Array, ws_other: jax.Array,
+               prob: float = 0.9) -> jax.Array:
+    """Style-mixing regularisation: with probability `prob`, ws from a random layer cutoff
+    in [1, num_ws) on come from `ws_other` (one cutoff for the whole batch, as the official)."""
+    num_ws = ws.shape[1]
+    k_cut, k_mix = jax.random.split(key)
+    cutoff = jax.random.randint(k_cut, (), 1, num_ws)
+    cutoff = jnp.where(jax.random.uniform(k_mix) < prob, cutoff, num_ws)
+    take_other = jnp.arange(num_ws)[None, :, None] >= cutoff
+    return jnp.where(take_other, ws_other, ws)
+
+
+def lazy_regularization(learning_rate: float, betas: tuple[float, float],
+                        interval: int | None) -> tuple[float, tuple[float, float]]:
+    """Adam settings for a network regularised every `interval` minibatches (app. B):
+    `lr * c` and `beta ** c` with `c = interval / (interval + 1)`."""
+    if not interval:
+        return learning_rate, betas
+    c = interval / (interval + 1)
+    return learning_rate * c, (betas[0] ** c, betas[1] ** c)
+
+
+def ema_beta(batch_size: int, ema_kimg: float = 10.0, ema_rampup: float | None = 0.05,
+             cur_nimg: int = 0) -> float:
+    """Decay of the generator EMA for one step: half-life of `ema_kimg` thousand images,
+    shortened to `cur_nimg * ema_rampup` early in training."""
+    ema_nimg = ema_kimg * 1000
+    if ema_rampup is not None:
+        ema_nimg = min(ema_nimg, cur_nimg * ema_rampup)
+    return 0.5 ** (batch_size / max(ema_nimg, 1e-8))
