@@ -78,7 +78,7 @@ def run(metrics: Sequence[str], real: features.ImageSource | None, fake: feature
         record = dict(metric=name,
                       value=next(iter(values.values())) if len(values) == 1 else values,
                       num_images=result['num_images'], seconds=round(result['seconds'], 3),
-                      detector=getattr(extractor, 'name', 'detector'), **(extra or {}))
+                      detector=extractor.name, **(extra or {}))
         line = json.dumps(record)
         print(line, flush=True)
         if out:

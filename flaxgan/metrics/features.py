@@ -45,7 +45,24 @@ BATCH_AXIS = 'batch'
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.ppm', '.tif', '.tiff')
 
 Detector = Callable[[Any, jax.Array], jax.Array]
-Extractor = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class Extractor:
+    """``extractor(images uint8 [N, H, W, 3]) -> float32 np.ndarray [N, D]`` plus its identity.
+
+    Attributes:
+      fn: the batched host-side function.
+      name: detector name (statistics cache keys, logs).
+      batch_size: images per call that ``fn`` handles in one device step.
+    """
+
+    fn: Callable[[np.ndarray], np.ndarray]
+    name: str = 'detector'
+    batch_size: int = 64
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return self.fn(images)
 
 
 def batch_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -56,7 +73,7 @@ def batch_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
 
 def make_extractor(detector: Detector, params: Any, *, mesh: Mesh | None = None,
                    batch_size: int = 64, name: str = 'detector') -> Extractor:
-    """Returns ``extract(images uint8 [N, H, W, 3]) -> float32 np.ndarray [N, D]``.
+    """Returns an :class:`Extractor`: ``images uint8 [N, H, W, 3] -> float32 [N, D]`` numpy.
 
     ``jit(shard_map(detector, in_specs=(P(), P('batch')), out_specs=P('batch')))``: params
     replicated once, every call padded to ``batch_size`` rounded up to a multiple of the device
@@ -67,7 +84,7 @@ def make_extractor(detector: Detector, params: Any, *, mesh: Mesh | None = None,
       params: the detector's parameter pytree (numpy or jax arrays).
       mesh: a 1-D mesh with axis ``'batch'``; default :func:`batch_mesh` of all local devices.
       batch_size: images per device step (all devices together).
-      name: recorded as ``extract.name`` (cache keys, logs).
+      name: the detector's name (cache keys, logs).
     """
     mesh = batch_mesh() if mesh is None else mesh
     n_dev = mesh.shape[BATCH_AXIS]
@@ -92,9 +109,7 @@ def make_extractor(detector: Detector, params: Any, *, mesh: Mesh | None = None,
             outs.append(np.asarray(out)[:step - pad])
         return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
-    extract.name = name  # type: ignore[attr-defined]
-    extract.batch_size = step  # type: ignore[attr-defined]
-    return extract
+    return Extractor(extract, name, step)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,11 +249,10 @@ def iterate_features(source: ImageSource, extract: Extractor, max_items: int | N
         max_items if source.num_images is None else min(max_items, source.num_images))
     if total is None:
         raise ValueError(f'{source.name}: unbounded source needs max_items')
-    batch_size = getattr(extract, 'batch_size', 64)
     done = 0
     with tqdm(total=total, desc=desc or source.name, unit='img', disable=not progress,
               leave=False) as bar:
-        for images in source.batches(batch_size):
+        for images in source.batches(extract.batch_size):
             images = images[:total - done]
             feats = extract(images)
             done += feats.shape[0]

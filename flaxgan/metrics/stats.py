@@ -121,7 +121,7 @@ def _maybe_path(source: ImageSource, extract: Extractor, kind: str, max_items: i
                 cache_dir: str | None, use_cache: bool) -> str | None:
     if not (use_cache and source.cacheable):
         return None
-    return cache_path(source, getattr(extract, 'name', 'detector'), kind, max_items, cache_dir)
+    return cache_path(source, extract.name, kind, max_items, cache_dir)
 
 
 def dataset_moments(source: ImageSource, extract: Extractor, max_items: int | None = None,

@@ -21,7 +21,7 @@ def test_run_prints_and_appends_jsonl(tmp_path, capsys):
     def extract(images):
         return images.reshape(len(images), -1).astype(np.float32) / 255.0
 
-    extract.name, extract.batch_size = 'toy', 8
+    extract = features.Extractor(extract, 'toy', 8)
     out = tmp_path / 'metrics-eval.jsonl'
     real, fake = _folder(tmp_path / 'a', 0), _folder(tmp_path / 'b', 1)
     for _ in range(2):

@@ -20,8 +20,7 @@ def _toy_extractor():
     def extract(images):
         return images.reshape(len(images), -1).astype(np.float32) / 255.0
 
-    extract.name, extract.batch_size = 'toy', 8
-    return extract
+    return features.Extractor(extract, 'toy', 8)
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ def _counting_extractor():
         calls.append(len(images))
         return images.reshape(len(images), -1)[:, :4].astype(np.float32)
 
-    extract.name, extract.batch_size = 'toy', 4
-    return extract, calls
+    return features.Extractor(extract, 'toy', 4), calls
 
 
 def _folder(tmp_path, n=6):
