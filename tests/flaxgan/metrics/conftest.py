@@ -33,3 +33,9 @@ def inception_extractor(inception_params):
     """Sharded extractor over all local devices (8 fake CPU devices under `make test`)."""
     return features.make_extractor(inception.inception_features, inception_params,
                                    batch_size=16, name='inception-2015-12-05')
+
+
+@pytest.fixture(scope='session')
+def our_features(inception_data, inception_extractor) -> np.ndarray:
+    """flaxgan features [64, 2048] of the vendored faces (extracted once per session)."""
+    return inception_extractor(inception_data[0])

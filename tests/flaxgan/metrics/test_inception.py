@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flaxgan.metrics import features, inception
+from flaxgan.metrics import features, fid, inception, kid, stats
 
 MAX_ABS_FEATURE_ERROR = 1e-4  # measured 1.6e-5 on CPU (features up to ~5)
 
@@ -70,13 +70,23 @@ def test_weights_converted_and_cached(inception_params, tmp_path):
                                   inception_params['mixed_4']['tower_1']['conv_3']['var'])
 
 
-def test_feature_parity_with_official(inception_data, inception_extractor):
+def test_feature_parity_with_official(inception_data, our_features):
     """Sharded features of 64 real faces vs the official TorchScript's (vendored)."""
-    images, ref = inception_data
-    got = inception_extractor(images)
+    got, ref = our_features, inception_data[1]
     assert got.shape == (64, inception.FEATURE_DIM) and got.dtype == np.float32
     err = np.abs(got - ref).max()
     assert err < MAX_ABS_FEATURE_ERROR, f'max abs feature error {err:.3g}'
+
+
+def test_fid_kid_with_our_features_match_official_features(inception_data, our_features):
+    """FID / KID of the two halves (32 vs 32 faces) agree with the official features' values."""
+    ref = inception_data[1]
+    m = lambda x: stats.moments_update(stats.moments_init(x.shape[1]), x)
+    ours = fid.fid_from_moments(m(our_features[32:]), m(our_features[:32]))
+    official = fid.fid_from_moments(m(ref[32:]), m(ref[:32]))
+    assert ours == pytest.approx(official, rel=1e-4)
+    assert kid.kid(our_features[32:], our_features[:32]) == pytest.approx(
+        kid.kid(ref[32:], ref[:32]), rel=1e-3)
 
 
 def test_sharded_inception_equals_one_device(inception_data, inception_params,
