@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -231,7 +232,7 @@ def generator_source(sample: Callable[[jax.Array, int], Any], seed: int = 0,
     """
     def batches(bs: int) -> Iterator[np.ndarray]:
         key = jax.random.key(seed)
-        for i in range(1 << 62):
+        for i in itertools.count():
             yield np.asarray(sample(jax.random.fold_in(key, i), bs))
 
     return ImageSource(name=name, num_images=None, batches=batches, cacheable=False)

