@@ -8,9 +8,9 @@
     registry.calc_metric('fid50k_full', ctx)['results']
 
 Modules: ``inception`` (Flax FID Inception + weight reader), ``features`` (sharded extraction,
-image sources), ``stats`` (float64 moments, cache), ``fid``, ``kid``, ``pr``, ``registry``.
+image sources), ``stats`` (float64 moments, cache), ``fid``, ``kid``, ``pr``, ``ppl``, ``registry``.
 """
 
-from flaxgan.metrics import features, fid, inception, kid, pr, registry, stats
+from flaxgan.metrics import features, fid, inception, kid, ppl, pr, registry, stats
 
-__all__ = ['features', 'fid', 'inception', 'kid', 'pr', 'registry', 'stats']
+__all__ = ['features', 'fid', 'inception', 'kid', 'ppl', 'pr', 'registry', 'stats']

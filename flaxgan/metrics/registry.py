@@ -20,8 +20,9 @@ name               statistic                              real          generate
 ``pr``             P/R k=3 on **Inception** features        all           all
 =================  =====================================  ============  =========
 
-``ppl_*`` and ``ls`` (perceptual path length, linear separability) need the generator's
-mapping/synthesis and LPIPS; they are registered names that raise until implemented.
+``ppl_zfull`` ``ppl_wfull`` ``ppl_zend`` ``ppl_wend`` (face crop) and ``ppl2_wend`` (no crop):
+50k samples, eps 1e-4, given ``ctx.generator`` and ``ctx.lpips``. ``ls`` (linear separability)
+is a registered name that raises until implemented.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import numpy as np
 
 from flaxgan.metrics import fid as fid_lib
 from flaxgan.metrics import kid as kid_lib
+from flaxgan.metrics import ppl as ppl_lib
 from flaxgan.metrics import pr as pr_lib
 from flaxgan.metrics import stats
 from flaxgan.metrics.features import Extractor, ImageSource, iterate_features
@@ -60,6 +62,8 @@ class MetricContext:
       inception: sharded extractor of 2048-d FID Inception features.
       inception_probs: sharded extractor of the 1008-way softmax (``is50k``), optional.
       vgg16: sharded extractor of the official VGG16 features (``pr50k3*``), optional.
+      generator: :class:`ppl.LatentGenerator` for ``ppl_*``, optional.
+      lpips: ``images [B, H, W, 3] in [0, 255] -> [B, F]`` LPIPS-VGG16 features (``ppl_*``).
       cache_dir: root of the statistics cache (default ``~/.cache/flaxgan``).
       use_cache: cache real (and folder) statistics on disk.
       progress: show tqdm bars.
@@ -71,6 +75,8 @@ class MetricContext:
     inception: Extractor | None = None
     inception_probs: Extractor | None = None
     vgg16: Extractor | None = None
+    generator: ppl_lib.LatentGenerator | None = None
+    lpips: Callable[[Any], Any] | None = None
     cache_dir: str | None = None
     use_cache: bool = True
     progress: bool = True
@@ -236,8 +242,24 @@ def _not_yet(name: str, needs: str) -> None:
     register_metric(name)(evaluate)
 
 
-for _name in ('ppl_zfull', 'ppl_wfull', 'ppl_zend', 'ppl_wend', 'ppl2_wend'):
-    _not_yet(_name, 'generator mapping/synthesis and LPIPS-VGG16')
+def _ppl_metric(name: str, space: str, sampling: str, crop: bool) -> None:
+    def evaluate(ctx):
+        if ctx.generator is None or ctx.lpips is None:
+            raise ValueError(f'{name} needs ctx.generator (mapping/synthesis) and ctx.lpips '
+                             '(LPIPS-VGG16 features)')
+        g = ctx.generator
+        value = ppl_lib.ppl(g.mapping, g.synthesis, ctx.lpips, g.z_dim, num_samples=50000,
+                            epsilon=1e-4, space=space, sampling=sampling, crop=crop,
+                            seed=ctx.seed, progress=ctx.progress)
+        return {name: value}, dict(fake=50000)
+    register_metric(name)(evaluate)
+
+
+_ppl_metric('ppl_zfull', 'z', 'full', crop=True)
+_ppl_metric('ppl_wfull', 'w', 'full', crop=True)
+_ppl_metric('ppl_zend', 'z', 'end', crop=True)
+_ppl_metric('ppl_wend', 'w', 'end', crop=True)
+_ppl_metric('ppl2_wend', 'w', 'end', crop=False)
 _not_yet('ls', 'generator mapping and the CelebA attribute classifiers')
 
 

@@ -1,0 +1,69 @@
+"""PPL pieces on a tiny linear generator with identity LPIPS."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from flaxgan.metrics import ppl
+
+Z, NUM_WS, RES = 6, 2, 16
+_A = np.random.default_rng(0).normal(size=(Z, RES * RES * 3)).astype(np.float32) / 4
+
+
+def mapping(z):
+    return jnp.repeat((z * 0.5)[:, None, :], NUM_WS, axis=1)
+
+
+def synthesis(ws, key):
+    del key
+    return jnp.tanh((ws.mean(axis=1) @ _A).reshape(-1, RES, RES, 3))
+
+
+def identity_lpips(images):
+    return images.reshape(images.shape[0], -1) / 255.0
+
+
+def test_slerp_endpoints_and_constant_speed():
+    rng = np.random.default_rng(1)
+    a, b = jnp.asarray(rng.normal(size=(4, 5))), jnp.asarray(rng.normal(size=(4, 5)))
+    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
+    np.testing.assert_allclose(ppl.slerp(a, b, jnp.zeros((4, 1))), unit(a), atol=1e-5)
+    np.testing.assert_allclose(ppl.slerp(a, b, jnp.ones((4, 1))), unit(b), atol=1e-5)
+    half = ppl.slerp(a, b, jnp.full((4, 1), 0.5))
+    np.testing.assert_allclose(np.sum(half * unit(a), -1), np.sum(half * unit(b), -1), atol=1e-5)
+
+
+def test_filtered_mean_percentiles():
+    d = np.arange(1.0, 201.0)  # 1st 'lower' = 2, 99th 'higher' = 199
+    assert ppl.filtered_mean(d) == pytest.approx(np.arange(2.0, 200.0).mean())
+
+
+def test_crop_and_scale_official_geometry():
+    img = jnp.zeros((1, 512, 512, 1))
+    out = ppl.crop_and_scale(img, crop=True)
+    assert out.shape == (1, 128, 128, 3)  # crop 256 then /2 (factor of the 512 original)
+    np.testing.assert_allclose(out, 127.5)
+    assert ppl.crop_and_scale(jnp.zeros((1, 64, 64, 3)), crop=False).shape == (1, 64, 64, 3)
+
+
+@pytest.mark.parametrize('space', ['w', 'z'])
+def test_distances_equal_finite_difference(space):
+    key = jax.random.key(3)
+    d = ppl.ppl_distances(key, 8, Z, mapping, synthesis, identity_lpips, space, 'full',
+                          epsilon=1e-2, crop=False)
+    ws0, ws1 = ppl.pair_latents(jax.random.split(key)[0], 8, Z, mapping, space, 'full', 1e-2)
+    f = lambda ws: identity_lpips((synthesis(ws, None) + 1) * 127.5)
+    want = np.sum((np.asarray(f(ws0)) - np.asarray(f(ws1))) ** 2, axis=1) / 1e-4
+    np.testing.assert_allclose(d, want, rtol=1e-4)
+    assert d.shape == (8,) and np.all(np.asarray(d) > 0)
+
+
+def test_end_sampling_starts_at_w0_and_ppl_runs():
+    key = jax.random.key(4)
+    ws0, _ = ppl.pair_latents(key, 5, Z, mapping, 'w', 'end', 1e-4)
+    z0 = jnp.split(jax.random.normal(jax.random.split(key)[1], (10, Z)), 2)[0]
+    np.testing.assert_allclose(ws0, mapping(z0), atol=1e-6)
+    value = ppl.ppl(mapping, synthesis, identity_lpips, Z, num_samples=40, space='w',
+                    sampling='end', crop=False, batch_size=16, progress=False)
+    assert np.isfinite(value) and value > 0
