@@ -1,0 +1,120 @@
+r"""Generator throughput, flaxgan vs. the official stylegan2-ada-pytorch, side by side.
+
+    python -m benchmarks.generate --official_repo=third_party/stylegan2-ada-pytorch \
+        [--resolution=256 --batch=32 --iters=5 --family=stylegan2|stylegan3]
+
+Both generators are built with the official `paper256` kwargs (StyleGAN2: z = w = 512, 8
+mapping layers, channel_base 16384, channel_max 512, num_fp16_res 4, conv_clamp 256) or the
+official `stylegan3-t` kwargs (`--family=stylegan3`, channel_base 32768, channel_max 512,
+magnitude_ema_beta as train.py sets it) from random weights, and timed on the same batches
+of z with `noise_mode='const'`, ψ = 1, after warm-up. Mixed precision follows each code base's
+own rule for the device: reduced precision on GPUs (fp16 official, bf16 flaxgan), float32 on
+CPU. Prints one JSON line per implementation and the ratio flaxgan / official. The official
+side needs torch and a local clone of the official repository (not part of flaxgan).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from flaxgan.models import build_generator
+
+_OFFICIAL = flags.DEFINE_string("official_repo", None,
+                                "Clone of NVlabs/stylegan2-ada-pytorch (or stylegan3 for "
+                                "--family=stylegan3); omit to time flaxgan only.")
+_FAMILY = flags.DEFINE_enum("family", "stylegan2", ["stylegan2", "stylegan3"], "Generator.")
+_RESOLUTION = flags.DEFINE_integer("resolution", 256, "Image resolution.")
+_BATCH = flags.DEFINE_integer("batch", 32, "Batch size.")
+_ITERS = flags.DEFINE_integer("iters", 5, "Timed iterations.")
+_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed warm-up iterations.")
+
+
+def official_kwargs(family: str, resolution: int) -> dict:
+    """The official training configuration's generator kwargs for `family`."""
+    if family == "stylegan2":  # train.py --cfg=paper256
+        return {"class_name": "training.networks.Generator", "z_dim": 512, "c_dim": 0,
+                "w_dim": 512, "img_resolution": resolution, "img_channels": 3,
+                "mapping_kwargs": {"num_layers": 8},
+                "synthesis_kwargs": {"channel_base": 16384, "channel_max": 512,
+                                     "num_fp16_res": 4, "conv_clamp": 256}}
+    # stylegan3 train.py --cfg=stylegan3-t
+    return {"class_name": "training.networks_stylegan3.Generator", "z_dim": 512, "c_dim": 0,
+            "w_dim": 512, "img_resolution": resolution, "img_channels": 3,
+            "mapping_kwargs": {"num_layers": 2}, "channel_base": 32768, "channel_max": 512,
+            "num_fp16_res": 4, "conv_clamp": 256,
+            "magnitude_ema_beta": 0.5 ** (32 / (20 * 1e3))}
+
+
+def time_it(step: Callable[[int], object], iters: int, warmup: int) -> float:
+    """Seconds per call of `step(i)` (which must block until its result is ready)."""
+    for i in range(warmup):
+        step(i)
+    start = time.perf_counter()
+    for i in range(iters):
+        step(warmup + i)
+    return (time.perf_counter() - start) / iters
+
+
+def flaxgan_step(kwargs: dict, zs: np.ndarray, fused: bool) -> Callable[[int], object]:
+    G = build_generator(kwargs["class_name"], kwargs)
+    variables = G.init({"params": jax.random.key(0)}, jnp.zeros([1, G.z_dim]),
+                       noise_mode="const")
+    run = jax.jit(lambda v, z: G.apply(v, z, noise_mode="const", fused_modconv=fused))
+    return lambda i: run(variables, zs[i % len(zs)]).block_until_ready()
+
+
+def official_step(repo: str, kwargs: dict, zs: np.ndarray) -> tuple[Callable, str]:
+    sys.path.insert(0, repo)
+    import dnnlib  # noqa: PLC0415 (from the official repository)
+    import torch  # noqa: PLC0415 (optional, benchmark only)
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    G = dnnlib.util.construct_class_by_name(**kwargs).eval().requires_grad_(False).to(device)
+    force_fp32 = device.type == "cpu"
+    z_t = [torch.from_numpy(z).to(device) for z in zs]
+
+    def step(i):
+        with torch.no_grad():
+            img = G(z_t[i % len(z_t)], None, noise_mode="const", force_fp32=force_fp32)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return img
+
+    return step, f"torch {torch.__version__} on {device}"
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    kwargs = official_kwargs(_FAMILY.value, _RESOLUTION.value)
+    rng = np.random.RandomState(0)
+    zs = rng.randn(3, _BATCH.value, 512).astype(np.float32)
+    device = f"{jax.devices()[0].device_kind} ({jax.default_backend()}), {platform.processor()}"
+    results = {}
+    variants = [True, False] if _FAMILY.value == "stylegan2" else [True]
+    for fused in variants:
+        sec = time_it(flaxgan_step(kwargs, zs, fused), _ITERS.value, _WARMUP.value)
+        name = f"flaxgan (fused_modconv={fused})"
+        results[name] = _BATCH.value / sec
+        print(json.dumps({"impl": name, "images_per_s": round(results[name], 3),
+                          "device": device, "batch": _BATCH.value}), flush=True)
+    if _OFFICIAL.value:
+        step, where = official_step(_OFFICIAL.value, kwargs, zs)
+        results["official"] = _BATCH.value / time_it(step, _ITERS.value, _WARMUP.value)
+        print(json.dumps({"impl": "official", "images_per_s": round(results["official"], 3),
+                          "device": where, "batch": _BATCH.value}), flush=True)
+        best = max(v for k, v in results.items() if k.startswith("flaxgan"))
+        print(json.dumps({"ratio_flaxgan_over_official": round(best / results["official"], 3),
+                          "family": _FAMILY.value, "resolution": _RESOLUTION.value}))
+
+
+if __name__ == "__main__":
+    app.run(main)
