@@ -36,6 +36,8 @@ _RESOLUTION = flags.DEFINE_integer("resolution", 256, "Image resolution.")
 _BATCH = flags.DEFINE_integer("batch", 32, "Batch size.")
 _ITERS = flags.DEFINE_integer("iters", 5, "Timed iterations.")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed warm-up iterations.")
+_FUSED = flags.DEFINE_enum("fused_modconv", "auto", ["auto", "true", "false", "both"],
+                           "flaxgan StyleGAN2 modulated-conv path to time (auto = its default).")
 
 
 def official_kwargs(family: str, resolution: int) -> dict:
@@ -64,7 +66,7 @@ def time_it(step: Callable[[int], object], iters: int, warmup: int) -> float:
     return (time.perf_counter() - start) / iters
 
 
-def flaxgan_step(kwargs: dict, zs: np.ndarray, fused: bool) -> Callable[[int], object]:
+def flaxgan_step(kwargs: dict, zs: np.ndarray, fused: bool | None) -> Callable[[int], object]:
     G = build_generator(kwargs["class_name"], kwargs)
     variables = G.init({"params": jax.random.key(0)}, jnp.zeros([1, G.z_dim]),
                        noise_mode="const")
@@ -99,7 +101,8 @@ def main(argv: list[str]) -> None:
     zs = rng.randn(3, _BATCH.value, 512).astype(np.float32)
     device = f"{jax.devices()[0].device_kind} ({jax.default_backend()}), {platform.processor()}"
     results = {}
-    variants = [True, False] if _FAMILY.value == "stylegan2" else [True]
+    variants = {"auto": [None], "true": [True], "false": [False], "both": [True, False]}[
+        _FUSED.value] if _FAMILY.value == "stylegan2" else [None]
     for fused in variants:
         sec = time_it(flaxgan_step(kwargs, zs, fused), _ITERS.value, _WARMUP.value)
         name = f"flaxgan (fused_modconv={fused})"
