@@ -1,7 +1,11 @@
 r"""Generator throughput, flaxgan vs. the official stylegan2-ada-pytorch, side by side.
 
+    XLA_FLAGS=--xla_force_host_platform_device_count=8 \
     python -m benchmarks.generate --official_repo=third_party/stylegan2-ada-pytorch \
         [--resolution=256 --batch=32 --iters=5 --family=stylegan2|stylegan3]
+
+flaxgan splits the batch over all local devices (on CPU, the XLA flag above makes 8 host
+devices that run side by side; on a GPU machine leave it out).
 
 Both generators are built with the official `paper256` kwargs (StyleGAN2: z = w = 512, 8
 mapping layers, channel_base 16384, channel_max 512, num_fp16_res 4, conv_clamp 256) or the
@@ -25,7 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from flaxgan import sample
 from flaxgan.models import build_generator
 
 _OFFICIAL = flags.DEFINE_string("official_repo", None,
@@ -67,11 +73,17 @@ def time_it(step: Callable[[int], object], iters: int, warmup: int) -> float:
 
 
 def flaxgan_step(kwargs: dict, zs: np.ndarray, fused: bool | None) -> Callable[[int], object]:
+    """One jitted generator call with the batch split over all local devices, as
+    `flaxgan.sample` runs it."""
     G = build_generator(kwargs["class_name"], kwargs)
-    variables = G.init({"params": jax.random.key(0)}, jnp.zeros([1, G.z_dim]),
-                       noise_mode="const")
-    run = jax.jit(lambda v, z: G.apply(v, z, noise_mode="const", fused_modconv=fused))
-    return lambda i: run(variables, zs[i % len(zs)]).block_until_ready()
+    variables = sample.replicate(G.init({"params": jax.random.key(0)}, jnp.zeros([1, G.z_dim]),
+                                        noise_mode="const"))
+    mesh = Mesh(np.array(jax.local_devices()), ("batch",))
+    rows = NamedSharding(mesh, PartitionSpec("batch"))
+    run = jax.jit(lambda v, z: G.apply(v, z, noise_mode="const", fused_modconv=fused),
+                  out_shardings=rows)
+    z_dev = [jax.device_put(z, rows) for z in zs]
+    return lambda i: run(variables, z_dev[i % len(z_dev)]).block_until_ready()
 
 
 def official_step(repo: str, kwargs: dict, zs: np.ndarray) -> tuple[Callable, str]:
@@ -99,7 +111,8 @@ def main(argv: list[str]) -> None:
     kwargs = official_kwargs(_FAMILY.value, _RESOLUTION.value)
     rng = np.random.RandomState(0)
     zs = rng.randn(3, _BATCH.value, 512).astype(np.float32)
-    device = f"{jax.devices()[0].device_kind} ({jax.default_backend()}), {platform.processor()}"
+    device = (f"{jax.local_device_count()} x {jax.devices()[0].device_kind} "
+              f"({jax.default_backend()}) {platform.machine()}")
     results = {}
     variants = {"auto": [None], "true": [True], "false": [False], "both": [True, False]}[
         _FUSED.value] if _FAMILY.value == "stylegan2" else [None]

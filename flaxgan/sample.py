@@ -7,7 +7,9 @@
 
 Conventions follow the official scripts: seed -> z is `np.random.RandomState(seed).randn(z_dim)`,
 images are float32 NHWC in [-1, 1] (raw, not clamped) and become uint8 as
-`clip(x * 127.5 + 128, 0, 255)`. Every network call is jitted and runs in batches.
+`clip(x * 127.5 + 128, 0, 255)`. Every network call is jitted and runs in fixed-size batches
+split over all local devices (on CPU, `XLA_FLAGS=--xla_force_host_platform_device_count=N`
+runs N host programs side by side).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from PIL import Image
 
 from flaxgan import convert
@@ -47,6 +50,7 @@ __all__ = [
     "blend",
     "slerp",
     "input_transform",
+    "replicate",
 ]
 
 NETWORK_JSON = "network.json"
@@ -132,7 +136,7 @@ def from_state_dict(kwargs: Mapping[str, Any], parameters: Mapping[str, np.ndarr
         lambda: module.init({"params": jax.random.key(0)}, jnp.zeros([1, module.z_dim]),
                             jnp.zeros([1, module.c_dim]), noise_mode="const"))
     convert.check_against(target, variables, source=source)
-    variables = jax.tree.map(jnp.asarray, variables)
+    variables = replicate(jax.tree.map(jnp.asarray, variables))
     return LoadedGenerator(module=module, variables=variables, kwargs=dict(kwargs),
                            source=source)
 
@@ -247,11 +251,34 @@ def _synthesize(module, variables, ws, rng, noise_mode="const", noise_layers=Non
                         method=lambda m, w, **k: m.synthesize(w, **k), **kwargs)
 
 
+def _batch_sharding() -> NamedSharding:
+    """Rows split over a 1-D mesh of every local device (data parallel sampling)."""
+    return NamedSharding(Mesh(np.array(jax.local_devices()), ("batch",)), PartitionSpec("batch"))
+
+
+def replicate(tree: Any) -> Any:
+    """Places a pytree on every local device (the generator's variables)."""
+    mesh = Mesh(np.array(jax.local_devices()), ("batch",))
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
 def _batched(fn, *arrays: np.ndarray, batch_size: int) -> np.ndarray:
-    """Applies `fn` to row batches of `arrays` and concatenates the results (as NumPy)."""
+    """Applies `fn` to row batches of `arrays`, sharded over the local devices.
+
+    Every call gets the same padded shape (a multiple of the device count), so `fn` compiles
+    once; padding rows are dropped from the result.
+    """
     n = arrays[0].shape[0]
-    outs = [np.asarray(fn(*(a[i:i + batch_size] for a in arrays)))
-            for i in range(0, n, batch_size)]
+    sharding = _batch_sharding()
+    devices = sharding.mesh.size
+    step = -(-min(batch_size, max(n, 1)) // devices) * devices
+    outs = []
+    for i in range(0, n, step):
+        chunk = [a[i:i + step] for a in arrays]
+        rows = chunk[0].shape[0]
+        chunk = [np.concatenate([c, np.zeros((step - rows, *c.shape[1:]), c.dtype)])
+                 for c in chunk]
+        outs.append(np.asarray(fn(*jax.device_put(chunk, sharding)))[:rows])
     return np.concatenate(outs) if outs else np.zeros([0])
 
 
