@@ -188,8 +188,9 @@ def layer_schedule(
 
 
 def modulated_conv2d(x: jax.Array, weight: jax.Array, styles: jax.Array, demodulate: bool = True,
-                     padding: int = 0, input_gain: jax.Array | None = None) -> jax.Array:
-    """StyleGAN3's modulated convolution (always fused), NHWC / HWIO.
+                     padding: int = 0, input_gain: jax.Array | None = None,
+                     fused: bool | None = None) -> jax.Array:
+    """StyleGAN3's modulated convolution, NHWC / HWIO.
 
     Differs from StyleGAN2's by pre-normalising weight (per output channel, RMS) and styles
     (RMS over the whole `[N, I]` array) before demodulation, and by an optional input gain.
@@ -198,6 +199,9 @@ def modulated_conv2d(x: jax.Array, weight: jax.Array, styles: jax.Array, demodul
       x: `[N, H, W, I]`; weight: `[K, K, I, O]`; styles: `[N, I]`.
       padding: zero padding on every side (the official layers use K - 1).
       input_gain: scalar or `[I]` / `[N, I]` scale of the input channels.
+      fused: one grouped convolution with per-sample weights (the official form), or scale
+        the activations around one shared convolution (faster under XLA, and partitions over
+        a sharded batch); equal results. None = fused for batch 1 only.
 
     Returns:
       `[N, H + 2 padding - K + 1, ..., O]`.
@@ -209,17 +213,23 @@ def modulated_conv2d(x: jax.Array, weight: jax.Array, styles: jax.Array, demodul
                                                  keepdims=True))
         styles = styles * jax.lax.rsqrt(jnp.mean(jnp.square(styles)))
     w = weight[None] * styles[:, None, None, :, None]  # [N, K, K, I, O]
-    if demodulate:
-        w = w * jax.lax.rsqrt(jnp.sum(jnp.square(w), axis=(1, 2, 3), keepdims=True) + 1e-8)
-    if input_gain is not None:
-        gain = jnp.broadcast_to(input_gain, (batch, in_channels))
-        w = w * gain[:, None, None, :, None]
+    dcoefs = (jax.lax.rsqrt(jnp.sum(jnp.square(w), axis=(1, 2, 3)) + 1e-8) if demodulate
+              else jnp.ones((batch, out_channels)))  # [N, O]
+    gain = jnp.ones((batch, in_channels)) if input_gain is None else jnp.broadcast_to(
+        input_gain, (batch, in_channels))
+    conv = lambda lhs, rhs, groups: jax.lax.conv_general_dilated(
+        lhs, rhs.astype(lhs.dtype), (1, 1), [(padding, padding)] * 2,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
+
+    if not (batch == 1 if fused is None else fused):
+        x = x * (styles * gain).astype(x.dtype)[:, None, None, :]
+        return conv(x, weight, 1) * dcoefs.astype(x.dtype)[:, None, None, :]
+
+    w = w * dcoefs[:, None, None, None, :] * gain[:, None, None, :, None]
     _, h, wd, _ = x.shape
     x = jnp.transpose(x, (1, 2, 0, 3)).reshape(1, h, wd, batch * in_channels)
     w = jnp.transpose(w, (1, 2, 3, 0, 4)).reshape(kh, kw, in_channels, batch * out_channels)
-    x = jax.lax.conv_general_dilated(
-        x, w.astype(x.dtype), (1, 1), [(padding, padding)] * 2,
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=batch)
+    x = conv(x, w, batch)
     _, h, wd, _ = x.shape
     return jnp.transpose(x.reshape(h, wd, batch, out_channels), (2, 0, 1, 3))
 
@@ -305,7 +315,7 @@ class SynthesisLayer(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, w: jax.Array, update_emas: bool = False,
-                 force_fp32: bool = False) -> jax.Array:
+                 force_fp32: bool = False, fused_modconv: bool | None = None) -> jax.Array:
         """`x [N, in_size, in_size, in_channels]` -> `[N, out_size, out_size, out_channels]`."""
         s = self.spec
         magnitude_ema = self.variable("buffers", "magnitude_ema", lambda: jnp.ones(()))
@@ -325,7 +335,8 @@ class SynthesisLayer(nn.Module):
         dtype = (self.reduced_dtype or default_reduced_dtype()) if (
             s.use_fp16 and not force_fp32) else jnp.float32
         x = modulated_conv2d(x.astype(dtype), weight, styles, demodulate=not s.is_torgb,
-                             padding=s.conv_kernel - 1, input_gain=input_gain)
+                             padding=s.conv_kernel - 1, input_gain=input_gain,
+                             fused=fused_modconv)
         return filtered_lrelu(
             x, s.up_filter, s.down_filter, bias.astype(dtype), up=s.up_factor,
             down=s.down_factor, padding=s.padding, gain=1.0 if s.is_torgb else float(np.sqrt(2)),
@@ -373,10 +384,10 @@ class SynthesisNetwork(nn.Module):
                  fused_modconv: bool | None = None, noise_layers=None) -> jax.Array:
         """Synthesizes images; layer outputs via `apply(..., capture_intermediates=True)`.
 
-        `noise_mode`, `fused_modconv` and `noise_layers` exist for API compatibility with
-        StyleGAN2: StyleGAN3 has no noise inputs and always fuses its modulated convolutions.
+        `noise_mode` and `noise_layers` exist for API compatibility with StyleGAN2: StyleGAN3
+        has no noise inputs. `fused_modconv`: see `modulated_conv2d` (equal results).
         """
-        del noise_mode, fused_modconv
+        del noise_mode
         if noise_layers:
             raise ValueError("StyleGAN3 has no noise inputs; noise_layers does not apply")
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
@@ -390,7 +401,7 @@ class SynthesisNetwork(nn.Module):
             x = SynthesisLayer(spec, self.w_dim, conv_clamp=self.conv_clamp,
                                magnitude_ema_beta=self.magnitude_ema_beta,
                                reduced_dtype=self.reduced_dtype, name=spec.name)(
-                x, ws[:, i + 1], update_emas, force_fp32)
+                x, ws[:, i + 1], update_emas, force_fp32, fused_modconv)
         return (x * self.output_scale).astype(jnp.float32)
 
 

@@ -46,6 +46,14 @@ def test_mapping_and_images_at_every_truncation(case):
         ref.assert_close(ref.nchw(img), arrays[f"io/img_psi{tag}"], f"img psi{tag}")
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_fused_and_nonfused_modulated_convs_agree_with_official(case, fused):
+    arrays, meta, G, g_vars, _ = case
+    img = G.apply(g_vars, jnp.asarray(arrays["io/ws_psi1.0"]), fused_modconv=fused,
+                  method=G.synthesize)
+    ref.assert_close(ref.nchw(img), arrays["io/img_psi1.0"], f"img fused={fused}")
+
+
 def test_transformed_input_grid(case):
     arrays, meta, G, g_vars, _ = case
     if "io/transform" not in arrays:
