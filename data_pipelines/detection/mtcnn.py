@@ -1,0 +1,490 @@
+"""MTCNN face detector (Zhang et al. 2016) in JAX/Flax with the original weights.
+
+Three cascaded networks: P-Net scans an image pyramid and proposes boxes, R-Net and O-Net
+re-score and refine crops of those boxes; O-Net also predicts 5 landmarks. Defaults follow the
+common facenet / PyPI `mtcnn` setting: smallest face 20 px, pyramid factor 0.709, score
+thresholds 0.6 / 0.7 / 0.7.
+
+What runs where:
+  * jitted (one compilation per image shape, reused for every image of that shape): the whole
+    pyramid (area resampling of every level + P-Net), over a batch of same-sized images;
+    crop-and-resize + R-Net and crop-and-resize + O-Net over all candidate boxes of a batch,
+    padded to power-of-two buckets so that the number of compilations stays small.
+  * NumPy: thresholding, non-maximum suppression and box bookkeeping (data-dependent sizes).
+
+Conventions (those of the PyPI `mtcnn` 1.0.0 package, so that detections agree with it): pixel
+values normalised as `(x - 127.5) / 128`; pyramid levels resampled with area averaging to
+`int(size * scale)`; crops resampled bilinearly, zero (mid-grey) outside the image; NMS with IoU
+over union (over the smaller box for the final stage) in its "suppressed by any higher-scoring
+box" form (see `nms`).
+
+Public API: `detect_faces(image)`, `detect_faces_batch(images)`, `MTCNN` (configurable
+detector), `load_params()`, the Flax modules `PNet`, `RNet`, `ONet`, and the helpers
+`pyramid_scales`, `area_resize`, `crop_and_resize`, `nms`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import pathlib
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from data_pipelines.detection.face import Face, as_rgb_uint8
+
+__all__ = [
+    "MTCNN",
+    "PNet",
+    "RNet",
+    "ONet",
+    "WEIGHTS_PATH",
+    "load_params",
+    "detect_faces",
+    "detect_faces_batch",
+    "pyramid_scales",
+    "area_resize",
+    "crop_and_resize",
+    "nms",
+]
+
+WEIGHTS_PATH = pathlib.Path(__file__).with_name("mtcnn_weights.npz")
+
+_CELL = 12  # P-Net receptive field, pixels
+_STRIDE = 2  # P-Net output stride, pixels
+_MIN_BUCKET = 16  # smallest padded batch of boxes for R-Net / O-Net
+
+
+# ----------------------------------------------------------------------------------------------
+# Networks.
+
+
+class PReLU(nn.Module):
+    """Parametric ReLU with one learned slope per channel (`alpha` broadcast over H and W)."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        alpha = self.param("alpha", nn.initializers.constant(0.25), (x.shape[-1],))
+        return jnp.where(x >= 0, x, alpha.reshape(-1) * x)
+
+
+def _conv(features: int, kernel: int, name: str) -> nn.Conv:
+    return nn.Conv(features, (kernel, kernel), padding="VALID", name=name)
+
+
+def _caffe_flatten(x: jax.Array) -> jax.Array:
+    """`[N, H, W, C] -> [N, W*H*C]`: the original Caffe nets flatten with W before H."""
+    return jnp.transpose(x, (0, 2, 1, 3)).reshape(x.shape[0], -1)
+
+
+class PNet(nn.Module):
+    """Proposal net, fully convolutional: `[N, H, W, 3] -> (prob [N, h, w], reg [N, h, w, 4])`.
+
+    `h = ceil((H - 2) / 2) - 4`; output cell `(i, j)` sees the 12x12 window at `(2j, 2i)`.
+    """
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        x = PReLU(name="prelu1")(_conv(10, 3, "conv1")(x))
+        x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
+        x = PReLU(name="prelu2")(_conv(16, 3, "conv2")(x))
+        x = PReLU(name="prelu3")(_conv(32, 3, "conv3")(x))
+        reg = nn.Conv(4, (1, 1), name="bbox_reg")(x)
+        logits = nn.Conv(2, (1, 1), name="face_prob")(x)
+        return jax.nn.softmax(logits, axis=-1)[..., 1], reg
+
+
+class RNet(nn.Module):
+    """Refinement net: `[N, 24, 24, 3] -> (prob [N], reg [N, 4])`."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        x = PReLU(name="prelu1")(_conv(28, 3, "conv1")(x))
+        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+        x = PReLU(name="prelu2")(_conv(48, 3, "conv2")(x))
+        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="VALID")
+        x = PReLU(name="prelu3")(_conv(64, 2, "conv3")(x))
+        x = PReLU(name="prelu4")(nn.Dense(128, name="fc4")(_caffe_flatten(x)))
+        reg = nn.Dense(4, name="bbox_reg")(x)
+        logits = nn.Dense(2, name="face_prob")(x)
+        return jax.nn.softmax(logits, axis=-1)[:, 1], reg
+
+
+class ONet(nn.Module):
+    """Output net: `[N, 48, 48, 3] -> (prob [N], reg [N, 4], landmarks [N, 10])`.
+
+    `landmarks` are `x1..x5, y1..y5` as fractions of the input box.
+    """
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        x = PReLU(name="prelu1")(_conv(32, 3, "conv1")(x))
+        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+        x = PReLU(name="prelu2")(_conv(64, 3, "conv2")(x))
+        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="VALID")
+        x = PReLU(name="prelu3")(_conv(64, 3, "conv3")(x))
+        x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
+        x = PReLU(name="prelu4")(_conv(128, 2, "conv4")(x))
+        x = PReLU(name="prelu5")(nn.Dense(256, name="fc5")(_caffe_flatten(x)))
+        reg = nn.Dense(4, name="bbox_reg")(x)
+        landmarks = nn.Dense(10, name="landmarks")(x)
+        logits = nn.Dense(2, name="face_prob")(x)
+        return jax.nn.softmax(logits, axis=-1)[:, 1], reg, landmarks
+
+
+_PNET, _RNET, _ONET = PNet(), RNet(), ONet()
+
+
+@functools.cache
+def load_params(path: str | pathlib.Path = WEIGHTS_PATH) -> dict:
+    """Reads the P/R/O-Net weights (`pnet/conv1/kernel`, ... as in the npz) into Flax params.
+
+    Returns:
+      `{"pnet": params, "rnet": params, "onet": params}`, each `{"params": {...}}` for `apply`.
+    """
+    tree: dict = {}
+    with np.load(path) as npz:
+        for key in npz.files:
+            net, layer, name = key.split("/")
+            value = np.asarray(npz[key], np.float32)
+            if name == "alpha":
+                value = value.reshape(-1)
+            tree.setdefault(net, {"params": {}})["params"].setdefault(layer, {})[name] = value
+    missing = {"pnet", "rnet", "onet"} - set(tree)
+    if missing:
+        raise ValueError(f"{path}: expected MTCNN weights for pnet, rnet, onet; missing {missing}")
+    return jax.tree.map(jnp.asarray, tree)
+
+
+# ----------------------------------------------------------------------------------------------
+# Resampling.
+
+
+def pyramid_scales(height: int, width: int, min_face_size: float = 20.0,
+                   factor: float = 0.709) -> tuple[float, ...]:
+    """Scales `m * factor**k`, `m = 12 / min_face_size`, while the short side stays >= 12 px."""
+    if not 0.0 < factor < 1.0:
+        raise ValueError(f"expected a pyramid factor in (0, 1), got {factor}")
+    if min_face_size <= 0:
+        raise ValueError(f"expected a positive min_face_size, got {min_face_size}")
+    scale = _CELL / min_face_size
+    short = min(height, width)
+    scales = []
+    while short * scale >= _CELL:
+        scales.append(scale)
+        scale *= factor
+    return tuple(scales)
+
+
+def _level_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    return int(height * scale), int(width * scale)
+
+
+@functools.cache
+def _area_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Area-averaging taps: output `i` averages the input interval `[i s, (i + 1) s)`, `s = in/out`.
+
+    Returns:
+      `(index [out, K] int32, weight [out, K] float32)`; rows sum to 1, unused taps have weight 0.
+    """
+    s = in_size / out_size
+    lo = np.arange(out_size) * s
+    hi = lo + s
+    first = np.floor(lo).astype(np.int64)
+    taps = int(np.max(np.ceil(hi) - first))
+    index = first[:, None] + np.arange(taps)[None, :]
+    overlap = np.minimum(index + 1, hi[:, None]) - np.maximum(index, lo[:, None])
+    weight = np.clip(overlap, 0.0, None) / s
+    index = np.clip(index, 0, in_size - 1)
+    return index.astype(np.int32), weight.astype(np.float32)
+
+
+def area_resize(images: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """Area (box-average) resampling of `[N, H, W, C]` to `[N, h, w, C]`, separable, exact.
+
+    Each output pixel is the mean of the input over its footprint, fractional pixels weighted
+    by coverage (TensorFlow's `ResizeArea`).
+    """
+    _, height, width, _ = images.shape
+    index_y, weight_y = _area_taps(height, size[0])
+    index_x, weight_x = _area_taps(width, size[1])
+    rows = jnp.einsum("nokwc,ok->nowc", images[:, index_y], weight_y)
+    return jnp.einsum("nhokc,ok->nhoc", rows[:, :, index_x], weight_x)
+
+
+def crop_and_resize(images: jax.Array, boxes: jax.Array, image_index: jax.Array,
+                    size: int) -> jax.Array:
+    """Bilinear crops of boxes, resampled to `size x size`; zero outside the image.
+
+    Args:
+      images: `[N, H, W, C]`.
+      boxes: `[B, 4]` `(x0, y0, x1, y1)` in pixels; the `size` samples per axis run from
+        `x0` to `x1` inclusive (corners aligned).
+      image_index: `[B]` int, which image each box is cut from.
+      size: output side.
+
+    Returns:
+      `[B, size, size, C]`.
+    """
+    _, height, width, _ = images.shape
+    t = jnp.arange(size, dtype=jnp.float32) / (size - 1)
+    ys = boxes[:, 1:2] + t[None] * (boxes[:, 3:4] - boxes[:, 1:2])  # [B, size]
+    xs = boxes[:, 0:1] + t[None] * (boxes[:, 2:3] - boxes[:, 0:1])
+
+    def taps(coords: jax.Array, limit: int) -> tuple[jax.Array, ...]:
+        lo = jnp.floor(coords)
+        frac = coords - lo
+        lo = lo.astype(jnp.int32)
+        inside = (coords >= 0) & (coords <= limit - 1)
+        return jnp.clip(lo, 0, limit - 1), jnp.clip(lo + 1, 0, limit - 1), frac, inside
+
+    y0, y1, fy, in_y = taps(ys, height)
+    x0, x1, fx, in_x = taps(xs, width)
+    n = image_index[:, None, None]
+
+    def gather(yi: jax.Array, xi: jax.Array) -> jax.Array:
+        return images[n, yi[:, :, None], xi[:, None, :]]  # [B, size, size, C]
+
+    fy = fy[:, :, None, None]
+    fx = fx[:, None, :, None]
+    top = gather(y0, x0) * (1 - fx) + gather(y0, x1) * fx
+    bottom = gather(y1, x0) * (1 - fx) + gather(y1, x1) * fx
+    out = top * (1 - fy) + bottom * fy
+    inside = (in_y[:, :, None] & in_x[:, None, :])[..., None]
+    return jnp.where(inside, out, 0.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Jitted stages.
+
+
+def _normalize(images: jax.Array) -> jax.Array:
+    return (images.astype(jnp.float32) - 127.5) / 128.0
+
+
+@functools.partial(jax.jit, static_argnames=("sizes",))
+def _pnet_pyramid(params: dict, images: jax.Array,
+                  sizes: tuple[tuple[int, int], ...]) -> list[tuple[jax.Array, jax.Array]]:
+    """uint8 `[N, H, W, 3]` -> per level `(prob [N, h, w], reg [N, h, w, 4])`."""
+    x = _normalize(images)
+    return [_PNET.apply(params, area_resize(x, size)) for size in sizes]
+
+
+@functools.partial(jax.jit, static_argnames=("size",))
+def _refine(params: dict, images: jax.Array, boxes: jax.Array, image_index: jax.Array,
+            size: int) -> tuple[jax.Array, ...]:
+    """Crops `[B, size, size, 3]` of uint8 `images` scored by R-Net (24) or O-Net (48)."""
+    _, height, width, _ = images.shape
+    # The reference normalises boxes by the image size and samples them on the pixel grid
+    # [0, size - 1] (TensorFlow's crop_and_resize), i.e. pixel coordinates shrink by (n - 1) / n.
+    shrink = jnp.array([(width - 1) / width, (height - 1) / height] * 2, jnp.float32)
+    crops = crop_and_resize(_normalize(images), boxes * shrink, image_index, size)
+    return (_RNET if size == 24 else _ONET).apply(params, crops)
+
+
+def _bucket(n: int) -> int:
+    return max(_MIN_BUCKET, 1 << (n - 1).bit_length())
+
+
+def _run_refine(params: dict, images: jax.Array, boxes: np.ndarray, image_index: np.ndarray,
+                size: int) -> tuple[np.ndarray, ...]:
+    """`_refine` on boxes padded to a power-of-two bucket; outputs cut back to `len(boxes)`."""
+    n = len(boxes)
+    padded = _bucket(n)
+    boxes_p = np.zeros((padded, 4), np.float32)
+    boxes_p[:n] = boxes
+    index_p = np.zeros((padded,), np.int32)
+    index_p[:n] = image_index
+    outputs = _refine(params, images, jnp.asarray(boxes_p), jnp.asarray(index_p), size=size)
+    return tuple(np.asarray(o)[:n] for o in outputs)
+
+
+# ----------------------------------------------------------------------------------------------
+# Box bookkeeping (NumPy).
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
+    """Non-maximum suppression; returns the kept indices, highest score first.
+
+    A box is dropped when any higher-scoring box overlaps it by more than `threshold`, whether
+    or not that box was itself dropped (the PyPI `mtcnn` rule: one matrix comparison, no loop).
+
+    Args:
+      boxes: `[N, 4]` `(x0, y0, x1, y1)`.
+      scores: `[N]`.
+      threshold: overlap above which the lower-scoring box goes.
+      mode: `"union"` (IoU) or `"min"` (intersection over the smaller area).
+    """
+    if mode not in ("union", "min"):
+        raise ValueError(f"expected nms mode 'union' or 'min', got {mode!r}")
+    order = np.argsort(-scores, kind="stable")
+    b = boxes[order].astype(np.float64)
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    lo = np.maximum(b[:, None, :2], b[None, :, :2])
+    hi = np.minimum(b[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(hi - lo, 0.0, None), axis=-1)
+    if mode == "union":
+        denom = area[:, None] + area[None, :] - inter
+    else:
+        denom = np.minimum(area[:, None], area[None, :])
+    overlap = inter / np.maximum(denom, 1e-12)
+    suppressed = np.triu(overlap > threshold, k=1).any(axis=0)
+    return order[~suppressed]
+
+
+def _nms_per_image(boxes: np.ndarray, scores: np.ndarray, image_index: np.ndarray,
+                   threshold: float, mode: str = "union") -> np.ndarray:
+    keep = [np.flatnonzero(image_index == i)[nms(boxes[image_index == i],
+                                                  scores[image_index == i], threshold, mode)]
+            for i in np.unique(image_index)]
+    return np.concatenate(keep) if keep else np.zeros((0,), np.int64)
+
+
+def _square(boxes: np.ndarray) -> np.ndarray:
+    """Grows each box to a square of side `max(w, h)` about its centre."""
+    size = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    x0 = (boxes[:, 0] + boxes[:, 2] - size) / 2
+    y0 = (boxes[:, 1] + boxes[:, 3] - size) / 2
+    return np.stack([x0, y0, x0 + size, y0 + size], axis=1)
+
+
+def _regress(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    """Applies box offsets `reg [N, 4]`, in units of the (inclusive) box side."""
+    w = boxes[:, 2] - boxes[:, 0] + 1
+    h = boxes[:, 3] - boxes[:, 1] + 1
+    return boxes + reg * np.stack([w, h, w, h], axis=1)
+
+
+def _pnet_candidates(prob: np.ndarray, reg: np.ndarray, scale: float,
+                     threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """P-Net cells above `threshold` -> `(boxes [K, 4] in input pixels, scores [K], image [K])`."""
+    n, yy, xx = np.nonzero(prob > threshold)
+    start = np.stack([xx, yy], axis=1) * _STRIDE + 1.0
+    corners = np.concatenate([start, start + _CELL - 1], axis=1)
+    boxes = (corners + reg[n, yy, xx] * (_CELL - 1)) / scale
+    return boxes, prob[n, yy, xx], n
+
+
+# ----------------------------------------------------------------------------------------------
+# The detector.
+
+
+@dataclasses.dataclass(frozen=True)
+class MTCNN:
+    """A configured MTCNN detector; `detect(image)` / `detect_batch(images)`.
+
+    Attributes:
+      min_face_size: smallest face side searched for, pixels.
+      scale_factor: ratio between pyramid levels.
+      thresholds: P-Net, R-Net, O-Net face-probability thresholds.
+      nms_thresholds: P-Net within one level, P-Net across levels, R-Net, O-Net (min-area).
+      weights: path of the `.npz` weights.
+    """
+
+    min_face_size: float = 20.0
+    scale_factor: float = 0.709
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    nms_thresholds: tuple[float, float, float, float] = (0.5, 0.7, 0.7, 0.7)
+    weights: str | pathlib.Path = WEIGHTS_PATH
+
+    @property
+    def params(self) -> dict:
+        return load_params(self.weights)
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """Faces in one uint8 `[H, W, 3]` RGB image, highest score first."""
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        """Faces in each of several uint8 RGB images; same-sized images share one network pass.
+
+        Returns:
+          One list per image, in input order, each sorted by score (highest first).
+        """
+        images = [as_rgb_uint8(im) for im in images]
+        results: list[list[Face]] = [[] for _ in images]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, im in enumerate(images):
+            groups.setdefault(im.shape, []).append(i)
+        for members in groups.values():
+            stack = np.stack([images[i] for i in members])
+            for i, faces in zip(members, self._detect_stack(stack), strict=True):
+                results[i] = faces
+        return results
+
+    def _detect_stack(self, images: np.ndarray) -> list[list[Face]]:
+        """Detection on uint8 `[N, H, W, 3]` images of one size."""
+        params = self.params
+        num, height, width, _ = images.shape
+        t_p, t_r, t_o = self.thresholds
+        nms_level, nms_pyramid, nms_r, nms_o = self.nms_thresholds
+        empty: list[list[Face]] = [[] for _ in range(num)]
+        scales = pyramid_scales(height, width, self.min_face_size, self.scale_factor)
+        if not scales:
+            return empty
+        device_images = jnp.asarray(images)
+        sizes = tuple(_level_size(height, width, s) for s in scales)
+        levels = _pnet_pyramid(params["pnet"], device_images, sizes=sizes)
+
+        # Stage 1: P-Net proposals, NMS within each level, then across levels.
+        parts = []
+        for (prob, reg), scale in zip(levels, scales, strict=True):
+            boxes, scores, index = _pnet_candidates(np.asarray(prob), np.asarray(reg), scale, t_p)
+            keep = _nms_per_image(boxes, scores, index, nms_level)
+            parts.append((boxes[keep], scores[keep], index[keep]))
+        boxes = np.concatenate([p[0] for p in parts])
+        scores = np.concatenate([p[1] for p in parts])
+        index = np.concatenate([p[2] for p in parts])
+        keep = _nms_per_image(boxes, scores, index, nms_pyramid)
+        boxes, index = _square(boxes[keep]), index[keep]
+        if not len(boxes):
+            return empty
+
+        # Stage 2: R-Net re-scores and refines 24x24 crops.
+        scores, reg = _run_refine(params["rnet"], device_images, boxes, index, 24)
+        ok = scores > t_r
+        boxes, scores, index = _regress(boxes[ok], reg[ok]), scores[ok], index[ok]
+        keep = _nms_per_image(boxes, scores, index, nms_r)
+        boxes, index = _square(boxes[keep]), index[keep]
+        if not len(boxes):
+            return empty
+
+        # Stage 3: O-Net re-scores, refines and places landmarks on 48x48 crops.
+        scores, reg, marks = _run_refine(params["onet"], device_images, boxes, index, 48)
+        ok = scores > t_o
+        boxes, scores, reg, marks, index = boxes[ok], scores[ok], reg[ok], marks[ok], index[ok]
+        side = np.stack([boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1], axis=1)
+        landmarks = marks.reshape(-1, 2, 5).transpose(0, 2, 1) * side[:, None] \
+            + boxes[:, None, :2] - 1
+        boxes = _regress(boxes, reg)
+        keep = _nms_per_image(boxes, scores, index, nms_o, mode="min")
+
+        limit = np.array([width - 1, height - 1] * 2, np.float64)
+        results: list[list[Face]] = [[] for _ in range(num)]
+        for k in keep:
+            box = np.clip(boxes[k], 0.0, limit)
+            results[index[k]].append(Face(box=tuple(float(v) for v in box),
+                                          score=float(scores[k]),
+                                          landmarks=landmarks[k].astype(np.float32)))
+        for faces in results:
+            faces.sort(key=lambda f: -f.score)
+        return results
+
+
+@functools.cache
+def _default_detector() -> MTCNN:
+    return MTCNN()
+
+
+def detect_faces(image: np.ndarray) -> list[Face]:
+    """Faces in a uint8 `[H, W, 3]` RGB image with the default MTCNN, highest score first."""
+    return _default_detector().detect(image)
+
+
+def detect_faces_batch(images: Sequence[np.ndarray]) -> list[list[Face]]:
+    """`detect_faces` for several images; same-sized images share the network passes."""
+    return _default_detector().detect_batch(images)

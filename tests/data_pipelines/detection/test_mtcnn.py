@@ -1,0 +1,114 @@
+"""Flax MTCNN on real faces and non-faces, against PyPI mtcnn 1.0.0's detections."""
+
+import numpy as np
+import pytest
+
+from data_pipelines.detection import agreement, mtcnn
+from data_pipelines.detection.face import Face
+from tests.data_pipelines.conftest import MISC, REFERENCE, TEST_DATA, read_rgb
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return agreement.load_reference(REFERENCE)
+
+
+@pytest.fixture(scope="module")
+def celeba_detections(reference):
+    keys = sorted(k for k in reference if k.startswith("celeba_small/"))
+    return agreement.detect_all(keys, TEST_DATA, mtcnn.detect_faces_batch, batch_size=256)
+
+
+@pytest.fixture(scope="module")
+def nonface_detections(reference):
+    keys = sorted(k for k in reference if "/nonfaces/" in k)
+    return agreement.detect_all(keys, TEST_DATA, mtcnn.detect_faces_batch)
+
+
+def test_celeba_detection_rate(celeba_detections):
+    found = sum(len(f) > 0 for f in celeba_detections.values())
+    assert len(celeba_detections) == 512
+    assert found / len(celeba_detections) >= 0.98  # measured: 510/512 (the reference: 510/512)
+
+
+def test_celeba_agrees_with_reference(reference, celeba_detections):
+    result = agreement.agreement(reference, celeba_detections)
+    # Reference boxes and landmarks are rounded to whole pixels, which alone costs ~2% IoU on
+    # these ~45-pixel faces and ~0.013 inter-ocular distances of landmark error.
+    assert result.match_rate >= 0.99
+    assert result.count_mismatches <= 3
+    assert np.mean(result.iou) > 0.96 and np.percentile(result.iou, 5) > 0.93
+    assert np.mean(result.landmark_error) < 0.03
+    assert np.percentile(result.landmark_error, 95) < 0.05
+
+
+def test_scores_and_landmark_order(celeba_detections):
+    faces = [f[0] for f in celeba_detections.values() if f]
+    assert all(0.7 < f.score <= 1.0 for f in faces)
+    marks = np.stack([f.landmarks for f in faces])
+    assert marks.shape[1:] == (5, 2) and marks.dtype == np.float32
+    # Left eye / left mouth corner have the smaller x; the nose lies between eyes and mouth.
+    assert np.mean(marks[:, 0, 0] < marks[:, 1, 0]) > 0.99
+    assert np.mean(marks[:, 3, 0] < marks[:, 4, 0]) > 0.99
+    eyes_y, nose_y, mouth_y = marks[:, :2, 1].mean(1), marks[:, 2, 1], marks[:, 3:, 1].mean(1)
+    assert np.mean((eyes_y < nose_y) & (nose_y < mouth_y)) > 0.99
+    for f in faces:
+        x0, y0, x1, y1 = f.box
+        assert 0 <= x0 < x1 <= 88 and 0 <= y0 < y1 <= 108
+
+
+def test_nonfaces_false_positives_match_reference(reference, nonface_detections):
+    result = agreement.agreement(reference, nonface_detections)
+    # The vendored animals include the 3 on which the reference itself fires (scores < 0.8).
+    assert result.detected_faces == result.reference_faces == 3
+    assert result.matched == 3
+    assert all(f.score < 0.9 for faces in nonface_detections.values() for f in faces)
+
+
+def test_single_and_batch_agree(celeba_files):
+    images = [read_rgb(p) for p in celeba_files[:3]]
+    batch = mtcnn.detect_faces_batch(images)
+    for image, faces in zip(images, batch, strict=True):
+        single = mtcnn.detect_faces(image)
+        assert len(single) == len(faces)
+        np.testing.assert_allclose([f.box for f in single], [f.box for f in faces], atol=1e-3)
+
+
+def test_grayscale_input_as_rgb():
+    gray = read_rgb(MISC / "grayscale_001600.jpg")
+    faces = mtcnn.detect_faces(gray)
+    assert len(faces) == 1 and isinstance(faces[0], Face)
+
+
+def test_tiny_and_blank_images_have_no_faces():
+    assert mtcnn.detect_faces(np.zeros((11, 40, 3), np.uint8)) == []
+    assert mtcnn.detect_faces(np.full((64, 64, 3), 128, np.uint8)) == []
+
+
+@pytest.mark.parametrize("bad", [np.zeros((8, 8), np.uint8), np.zeros((8, 8, 4), np.uint8),
+                                 np.zeros((8, 8, 3), np.float32)])
+def test_bad_input_is_one_clear_error(bad):
+    with pytest.raises(ValueError, match="expected"):
+        mtcnn.detect_faces(bad)
+
+
+def test_nms_keeps_best_and_distinct():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]], np.float64)
+    scores = np.array([0.8, 0.9, 0.7])
+    assert mtcnn.nms(boxes, scores, 0.5).tolist() == [1, 2]
+    assert mtcnn.nms(boxes, scores, 0.9).tolist() == [1, 0, 2]
+
+
+def test_area_resize_is_box_average():
+    x = np.arange(2 * 6 * 4 * 1, dtype=np.float32).reshape(2, 6, 4, 1)
+    out = np.asarray(mtcnn.area_resize(x, (3, 2)))
+    expected = x.reshape(2, 3, 2, 2, 2, 1).mean(axis=(2, 4))
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+
+
+def test_pyramid_scales():
+    scales = mtcnn.pyramid_scales(109, 89)
+    assert scales[0] == pytest.approx(0.6)
+    assert all(89 * s >= 12 for s in scales) and 89 * scales[-1] * 0.709 < 12
+    with pytest.raises(ValueError, match="factor"):
+        mtcnn.pyramid_scales(100, 100, factor=1.5)
