@@ -64,7 +64,7 @@ def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise intersection over union of `[N, 4]` and `[M, 4]` `(x0, y0, x1, y1)` boxes -> `[N, M]`."""
+    """Pairwise IoU of `[N, 4]` and `[M, 4]` `(x0, y0, x1, y1)` boxes -> `[N, M]` float64."""
     a = np.asarray(a, np.float64).reshape(-1, 4)
     b = np.asarray(b, np.float64).reshape(-1, 4)
     lo = np.maximum(a[:, None, :2], b[None, :, :2])

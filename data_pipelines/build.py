@@ -1,0 +1,89 @@
+"""Prepares one of the face datasets: `python -m data_pipelines.build NAME --manual_dir=DIR`.
+
+    python -m data_pipelines.build celeba_faces --manual_dir=~/celeba --config=mtcnn_256
+    python -m data_pipelines.build casia_webface --manual_dir=~/casia --config=mtcnn_256
+    python -m data_pipelines.build ffhq --manual_dir=~/ffhq --config=256
+    python -m data_pipelines.build image_mix --manual_dir=~/mix --config=haar_64_gray
+
+NAME is a builder under data_pipelines/builders/. The dataset is written as ArrayRecord under
+`--data_dir` (default ~/tensorflow_datasets) in `NAME/CONFIG/VERSION/`, with
+`filter_report.json` beside it; the report's summary is printed at the end. No TensorFlow is
+needed. Equivalent TFDS CLI (needs TensorFlow installed):
+`tfds build data_pipelines/builders/NAME --manual_dir=DIR --config=CONFIG`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pathlib
+from collections.abc import Sequence
+
+import tensorflow_datasets as tfds
+from absl import app, flags, logging
+
+from data_pipelines.builders import recipe as rc
+
+BUILDERS = ("celeba_faces", "casia_webface", "ffhq", "image_mix")
+
+_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "folder holding the downloaded files")
+_CONFIG = flags.DEFINE_string("config", None, "builder config (recipe); default: the first")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets)")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "rebuild when the dataset already exists")
+
+
+def builder_class(name: str) -> type[tfds.core.GeneratorBasedBuilder]:
+    """The `Builder` class of `data_pipelines.builders.<name>`."""
+    if name not in BUILDERS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {BUILDERS}")
+    return importlib.import_module(f"data_pipelines.builders.{name}").Builder
+
+
+def build(name: str, manual_dir: str | pathlib.Path, config: str | None = None,
+          data_dir: str | pathlib.Path | None = None, overwrite: bool = False
+          ) -> tfds.core.DatasetBuilder:
+    """Builds (downloads nothing; reads `manual_dir`) and returns the prepared builder."""
+    cls = builder_class(name)
+    names = [c.name for c in cls.BUILDER_CONFIGS]
+    if config is not None and config not in names:
+        raise ValueError(f"unknown config {config!r} for {name}; expected one of {names}")
+    builder = cls(config=config, data_dir=None if data_dir is None else str(data_dir),
+                  file_format="array_record")
+    mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if overwrite
+            else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
+    manual = pathlib.Path(manual_dir).expanduser()
+    builder.download_and_prepare(
+        file_format="array_record",
+        download_config=tfds.download.DownloadConfig(manual_dir=str(manual), download_mode=mode))
+    return builder
+
+
+def report_summary(builder: tfds.core.DatasetBuilder) -> str:
+    """Lines `split: kept N of M images (dropped: ...)` from the dataset's filter report."""
+    path = pathlib.Path(builder.data_dir) / rc.REPORT_NAME
+    if not path.is_file():
+        return f"(no {rc.REPORT_NAME} in {builder.data_dir})"
+    data = json.loads(path.read_text())
+    lines = []
+    for split, rep in data["splits"].items():
+        drops = ", ".join(f"{k} {v}" for k, v in rep["counts"].items() if k != "kept" and v)
+        lines.append(f"{split}: kept {rep['kept']} of {rep['total']} images"
+                     + (f" (dropped: {drops})" if drops else ""))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str]) -> None:
+    if len(argv) != 2:
+        raise app.UsageError(f"usage: python -m data_pipelines.build NAME --manual_dir=DIR; "
+                             f"NAME one of {BUILDERS}")
+    if not _MANUAL_DIR.value:
+        raise app.UsageError("--manual_dir is required")
+    builder = build(argv[1], _MANUAL_DIR.value, _CONFIG.value, _DATA_DIR.value, _OVERWRITE.value)
+    logging.info("built %s", builder.data_dir)
+    print(f"{builder.info.full_name} -> {builder.data_dir}")
+    print(report_summary(builder))
+    print(f"report: {pathlib.Path(builder.data_dir) / rc.REPORT_NAME}")
+
+
+if __name__ == "__main__":
+    app.run(main)
