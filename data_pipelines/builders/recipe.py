@@ -359,7 +359,11 @@ REPORT_NAME = "filter_report.json"
 
 def write_report(data_dir: str | pathlib.Path, split: str, report: filters.FilterReport,
                  recipe: Recipe) -> pathlib.Path:
-    """Adds one split's report to `data_dir/filter_report.json` and logs its summary."""
+    """Adds one split's report to `data_dir/filter_report.json` and logs its summary.
+
+    Raises:
+      ValueError: when the split kept no image (TFDS cannot write an empty split).
+    """
     path = pathlib.Path(data_dir) / REPORT_NAME
     data = json.loads(path.read_text()) if path.is_file() else {"recipe": recipe.to_json(),
                                                                  "splits": {}}
@@ -367,4 +371,6 @@ def write_report(data_dir: str | pathlib.Path, split: str, report: filters.Filte
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1) + "\n")
     logging.info("%s split %s: %s", path.parent, split, report.summary())
+    if report.kept == 0:
+        raise ValueError(f"split {split}: no image kept ({report.summary()}); see {path}")
     return path

@@ -107,6 +107,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         for index, source in enumerate(sources):
             for image in rc.find_images(manual, source.folder, f"{source.folder}.zip"):
                 files.append((index, source, image))
+        if not files:
+            raise rc.MissingManualFiles(f"image_mix: the sources {[s.folder for s in sources]} "
+                                        f"in {manual} hold no images")
         return {"train": self._generate_examples(files)}
 
     def _generate_examples(self, files):
