@@ -18,6 +18,14 @@ values normalised as `(x - 127.5) / 128`; pyramid levels resampled with area ave
 over union (over the smaller box for the final stage) in its "suppressed by any higher-scoring
 box" form (see `nms`).
 
+Agreement with PyPI `mtcnn` 1.0.0 (TensorFlow), measured on the 4,061 images of
+../shared/data/mtcnn_reference.json with `python -m data_pipelines.detection.agreement`: the same
+number of faces on every image (4,068 faces, all matched); box IoU mean 0.977 (p5 0.962) and
+landmark error mean 0.020 inter-ocular distances on the 89x109 CelebA faces, where the
+reference's whole-pixel rounding alone accounts for most of it (IoU 0.991 / 0.005 on 1024x1024
+CelebA-HQ faces). The detail that matters for this: R-Net / O-Net crops sample box coordinates
+scaled by `(n - 1) / n` (TensorFlow's `crop_and_resize` with boxes normalised by the image size).
+
 Public API: `detect_faces(image)`, `detect_faces_batch(images)`, `MTCNN` (configurable
 detector), `load_params()`, the Flax modules `PNet`, `RNet`, `ONet`, and the helpers
 `pyramid_scales`, `area_resize`, `crop_and_resize`, `nms`.
