@@ -22,6 +22,8 @@ __all__ = [
     "mix_styles",
     "lazy_regularization",
     "ema_beta",
+    "blur_sigma",
+    "blur_images",
 ]
 
 
@@ -63,6 +65,7 @@ def path_length_penalty(
     noise: jax.Array,
     pl_mean: jax.Array,
     pl_decay: float = 0.01,
+    axis_name: str | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Path-length regularisation (StyleGAN2 paper, eq. 4), per sample.
 
@@ -74,14 +77,20 @@ def path_length_penalty(
       ws: `[N, num_ws, w_dim]`.
       noise: `[N, H, W, C]` from `path_length_noise`.
       pl_mean: scalar running mean of the path lengths.
+      pl_decay: weight of this batch in the running mean.
+      axis_name: inside `shard_map`, the mesh axis over which the batch mean of the lengths is
+        taken, so that every device keeps the same `pl_mean`.
 
     Returns:
       `(penalty [N], new pl_mean)`; the loss is `penalty * pl_weight`.
     """
-    _, vjp = jax.vjp(lambda w: jnp.sum(synthesis(w) * noise), ws)
-    (grads,) = vjp(jnp.ones(()))
+    projected, vjp = jax.vjp(lambda w: jnp.sum(synthesis(w) * noise), ws)
+    (grads,) = vjp(jnp.ones_like(projected))
     lengths = jnp.sqrt(jnp.mean(jnp.sum(jnp.square(grads), axis=2), axis=1))
-    new_mean = pl_mean + pl_decay * (jnp.mean(lengths) - pl_mean)
+    batch_mean = jnp.mean(lengths)
+    if axis_name is not None:
+        batch_mean = jax.lax.pmean(batch_mean, axis_name)
+    new_mean = pl_mean + pl_decay * (batch_mean - pl_mean)
     return jnp.square(lengths - new_mean), new_mean
 
 
@@ -115,3 +124,34 @@ def ema_beta(batch_size: int, ema_kimg: float = 10.0, ema_rampup: float | None =
     if ema_rampup is not None:
         ema_nimg = min(ema_nimg, cur_nimg * ema_rampup)
     return 0.5 ** (batch_size / max(ema_nimg, 1e-8))
+
+
+def blur_sigma(cur_nimg: jax.Array, blur_init_sigma: float, blur_fade_kimg: float) -> jax.Array:
+    """StyleGAN3's blur of D inputs early in training: sigma fades linearly from
+    `blur_init_sigma` to 0 over `blur_fade_kimg` thousand images (0 when fading is off)."""
+    if blur_fade_kimg <= 0 or blur_init_sigma <= 0:
+        return jnp.zeros((), jnp.float32)
+    progress = jnp.asarray(cur_nimg, jnp.float32) / (blur_fade_kimg * 1e3)
+    return jnp.maximum(1.0 - progress, 0.0) * blur_init_sigma
+
+
+def blur_images(images: jax.Array, sigma: jax.Array, max_sigma: float) -> jax.Array:
+    """Separable blur `[N, H, W, C]` with taps `2^-(t / sigma)^2`, |t| <= floor(3 sigma), as the
+    official StyleGAN3 loss; `sigma` may be traced (taps beyond its radius are zero, so the
+    kernel size is fixed by `max_sigma` and a fading sigma never recompiles). Zero padding,
+    same output size; sigma < 1/3 leaves the images unchanged."""
+    radius = int(np.floor(max_sigma * 3))
+    if radius == 0:
+        return images
+    t = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
+    safe_sigma = jnp.maximum(sigma, 1e-8)
+    taps = jnp.where(jnp.abs(t) <= jnp.floor(sigma * 3), jnp.exp2(-jnp.square(t / safe_sigma)), 0.0)
+    taps = taps / jnp.sum(taps)
+    channels = images.shape[-1]
+    dtype = images.dtype
+    for kernel_shape in ((2 * radius + 1, 1), (1, 2 * radius + 1)):
+        kernel = jnp.tile(taps.reshape(kernel_shape + (1, 1)), (1, 1, 1, channels)).astype(dtype)
+        images = jax.lax.conv_general_dilated(
+            images, kernel, window_strides=(1, 1), padding="SAME",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=channels)
+    return images
