@@ -24,13 +24,14 @@ part beyond the batch's margin is zeroed, which gives the official result with s
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flaxgan.nn.fir import downsample2d, setup_filter, upsample2d
+from flaxgan.nn.fir import setup_filter
 
 __all__ = [
     "AUGPIPE_SPECS",
@@ -181,13 +182,18 @@ def sample_draws(key: jax.Array, shape: tuple[int, int, int, int], config: Augme
     if config.cutout > 0:
         layout += [("cutout", "gate", "uniform", 1), ("cutout", "center", "uniform", 2)]
 
-    # One uniform and one normal draw for all scalars (one RNG call each compiles much faster
-    # than one per transform), split into columns.
+    # One RNG call for everything (each call compiles a threefry kernel): uniforms in [0, 1),
+    # and normals from them by the inverse CDF as `jax.random.normal` does,
+    # n = √2 · erf⁻¹(v) with v = 2u - 1 in (-1, 1).
     widths = {kind: sum(width for _, _, k, width in layout if k == kind)
               for kind in ("uniform", "normal")}
-    key_u, key_n, key_f = jax.random.split(key, 3)
-    pools = {"uniform": jax.random.uniform(key_u, (n, widths["uniform"]), jnp.float32),
-             "normal": jax.random.normal(key_n, (n, widths["normal"]), jnp.float32)}
+    field_size = h * w * c if config.noise > 0 else 0
+    pool = jax.random.uniform(key, (n, widths["uniform"] + widths["normal"] + field_size),
+                              jnp.float32)
+    lowest = np.nextafter(np.float32(-1), np.float32(0))
+    normals = np.sqrt(2).astype(np.float32) * jax.lax.erf_inv(
+        jnp.maximum(pool[:, widths["uniform"]:] * 2 - 1, lowest))
+    pools = {"uniform": pool[:, :widths["uniform"]], "normal": normals}
     offsets = {"uniform": 0, "normal": 0}
     draws: Draws = {}
     for name, field, kind, width in layout:
@@ -196,7 +202,7 @@ def sample_draws(key: jax.Array, shape: tuple[int, int, int, int], config: Augme
         keep_2d = width > 1 or name == "imgfilter"
         draws.setdefault(name, {})[field] = column if keep_2d else column[:, 0]
     if config.noise > 0:
-        draws["noise"]["field"] = jax.random.normal(key_f, (n, h, w, c), jnp.float32)
+        draws["noise"]["field"] = normals[:, widths["normal"]:].reshape(n, h, w, c)
     return draws
 
 
@@ -376,6 +382,92 @@ def _bilinear_sample(images: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array
     return out
 
 
+def _take(x: jax.Array, axis: int, start: int, size: int, step: int = 1) -> jax.Array:
+    return jax.lax.slice_in_dim(x, start, start + (size - 1) * step + 1, step, axis=axis)
+
+
+def _pad_axis(x: jax.Array, axis: int, lo: int, hi: int) -> jax.Array:
+    padding = [(0, 0)] * x.ndim
+    padding[axis] = (lo, hi)
+    return jnp.pad(x, padding)
+
+
+# Two mutually transposed 1-D FIR resamplers along one axis, written as sums of shifted slices
+# (fast on CPU and GPU, unlike XLA's dilated convolutions) with explicit transposes as VJPs
+# (the autodiff transposes of slices are pads, which XLA runs several times slower).
+#   up:   y[t] = Σ_i g[t + q - 2i] x[i],     t < out_len   (zero insertion + filtering)
+#   down: y[m] = Σ_k g[k] x[2m + k + start], m < out_len   (filtering + decimation)
+# up with (g, q) is the transpose of down with (g, start = -q), and vice versa.
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
+def _fir_up2(x: jax.Array, g: tuple[float, ...], axis: int, q: int, out_len: int) -> jax.Array:
+    length, taps = x.shape[axis], len(g)
+    phases = []
+    for r in (0, 1):                                   # y[2j + r] = Σ_d g[2d + r + q] x[j - d]
+        count = (out_len - r + 1) // 2
+        shifts = [d for d in range(-taps, taps + 1) if 0 <= 2 * d + r + q < taps]
+        lo = max(0, max(shifts))
+        hi = max(0, count - 1 - min(shifts) - (length - 1))
+        xp = _pad_axis(x, axis, lo, hi)
+        phase = sum(g[2 * d + r + q] * _take(xp, axis, lo - d, count) for d in shifts)
+        phases.append(phase if count == (out_len + 1) // 2 else _pad_axis(phase, axis, 0, 1))
+    y = jnp.stack(phases, axis=axis + 1)
+    y = y.reshape(*x.shape[:axis], 2 * ((out_len + 1) // 2), *x.shape[axis + 1:])
+    return jax.lax.slice_in_dim(y, 0, out_len, axis=axis)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
+def _fir_down2(x: jax.Array, g: tuple[float, ...], axis: int, start: int,
+               out_len: int) -> jax.Array:
+    length, taps = x.shape[axis], len(g)
+    lo = max(0, -start)
+    hi = max(0, 2 * (out_len - 1) + taps - 1 + start - (length - 1))
+    xp = _pad_axis(x, axis, lo, hi)
+    return sum(g[k] * _take(xp, axis, start + lo + k, out_len, 2) for k in range(taps))
+
+
+def _fir_up2_fwd(x, g, axis, q, out_len):
+    return _fir_up2(x, g, axis, q, out_len), x.shape[axis]
+
+
+def _fir_up2_bwd(g, axis, q, out_len, in_len, cotangent):
+    del out_len
+    return (_fir_down2(cotangent, g, axis, -q, in_len),)
+
+
+def _fir_down2_fwd(x, g, axis, start, out_len):
+    return _fir_down2(x, g, axis, start, out_len), x.shape[axis]
+
+
+def _fir_down2_bwd(g, axis, start, out_len, in_len, cotangent):
+    del out_len
+    return (_fir_up2(cotangent, g, axis, -start, in_len),)
+
+
+_fir_up2.defvjp(_fir_up2_fwd, _fir_up2_bwd)
+_fir_down2.defvjp(_fir_down2_fwd, _fir_down2_bwd)
+
+
+def _upsample2x(x: jax.Array, f: np.ndarray) -> jax.Array:
+    """`upsample2d(x, f, up=2)` of `[N, H, W, C]`: per axis, zero insertion, padding
+    ((K+1)//2, (K-2)//2) and convolution with 2·f, i.e. y[t] = 2 Σ_i f[t + q - 2i] x[i] with
+    q = K - 1 - (K+1)//2."""
+    g = tuple(2 * float(v) for v in f)
+    q = len(g) - 1 - (len(g) + 1) // 2
+    x = _fir_up2(x, g, 2, q, 2 * x.shape[2])
+    return _fir_up2(x, g, 1, q, 2 * x.shape[1])
+
+
+def _downsample2x(x: jax.Array, f: np.ndarray, crop: int) -> jax.Array:
+    """`downsample2d(x, f, down=2, padding=-crop, flip_filter=True)` of `[N, H, W, C]`: per
+    axis y[m] = Σ_k f[k] x[2m + k + crop - (K-1)//2], m < (size - 2·crop) / 2."""
+    g = tuple(float(v) for v in f)
+    start = crop - (len(g) - 1) // 2
+    x = _fir_down2(x, g, 2, start, (x.shape[2] - 2 * crop) // 2)
+    return _fir_down2(x, g, 1, start, (x.shape[1] - 2 * crop) // 2)
+
+
 def apply_geometric(images: jax.Array, g_inv: jax.Array) -> jax.Array:
     """Resamples `images [N, H, W, C]` with the inverse transforms `g_inv [N, 3, 3]`.
 
@@ -400,7 +492,7 @@ def apply_geometric(images: jax.Array, g_inv: jax.Array) -> jax.Array:
     canvas = jnp.pad(images, ((0, 0), (big_y, big_y), (big_x, big_x), (0, 0)), mode="reflect")
     canvas = canvas * (band(h, big_y, my0, my1, 1)[:, None, None]
                        * band(w, big_x, mx0, mx1, 1)[None, :, None])
-    canvas = upsample2d(canvas, hz, up=2)
+    canvas = _upsample2x(canvas, hz)
     canvas = canvas * (band(h, big_y, my0, my1, 2)[:, None, None]
                        * band(w, big_x, mx0, mx1, 2)[None, :, None])
 
@@ -412,7 +504,7 @@ def apply_geometric(images: jax.Array, g_inv: jax.Array) -> jax.Array:
     x = 2 * src[:, 0] + (2 * big_x + w - 1)
     y = 2 * src[:, 1] + (2 * big_y + h - 1)
     sampled = _bilinear_sample(canvas, x, y).reshape(n, grid_h, grid_w, c)
-    return downsample2d(sampled, hz, down=2, padding=-2 * pad, flip_filter=True)
+    return _downsample2x(sampled, hz, 2 * pad)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -565,13 +657,15 @@ def apply_params(images: jax.Array, params: Mapping[str, jax.Array],
     return x.astype(dtype)
 
 
+@functools.partial(jax.jit, static_argnames=("config", "skip_identity"))
 def augment_with_draws(images: jax.Array, draws: Mapping[str, Mapping[str, jax.Array]],
                        p: jax.Array | float, config: AugmentConfig,
                        skip_identity: bool = True) -> jax.Array:
-    """`apply_params(images, resolve_params(draws, p, config))`."""
+    """`apply_params(images, resolve_params(draws, p, config))`, jitted (`config` static)."""
     return apply_params(images, resolve_params(draws, p, config), skip_identity)
 
 
+@functools.partial(jax.jit, static_argnames=("config",))
 def augment(images: jax.Array, key: jax.Array, p: jax.Array | float,
             config: AugmentConfig) -> jax.Array:
     """Augments a batch with probability `p`, each sample independently.
@@ -580,7 +674,8 @@ def augment(images: jax.Array, key: jax.Array, p: jax.Array | float,
       images: `[N, H, W, C]` float, in [-1, 1]; C = 3 or 1 when colour transforms are on.
       key: PRNG key.
       p: augmentation probability, a scalar; traced, so a new p never recompiles.
-      config: the pipeline (static under jit: `jax.jit(augment, static_argnames='config')`).
+      config: the pipeline (a static argument; `augment` is jitted, and inlined when called
+        inside another jitted function).
 
     Returns:
       `[N, H, W, C]`, same dtype; differentiable with respect to `images`.
