@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -50,6 +50,7 @@ __all__ = [
     "apply_params",
     "augment_with_draws",
     "augment",
+    "make_augment_fn",
     "real_sign_stats",
     "ada_update",
 ]
@@ -684,6 +685,18 @@ def augment(images: jax.Array, key: jax.Array, p: jax.Array | float,
         raise ValueError(f"augment expects NHWC images, got shape {images.shape}")
     draws = sample_draws(key, images.shape, config)
     return augment_with_draws(images, draws, p, config)
+
+
+def make_augment_fn(pipe: str = "bgc", **overrides
+                    ) -> Callable[[jax.Array, jax.Array, jax.Array | float], jax.Array]:
+    """`(images, key, p) -> augment(images, key, p, AugmentConfig.preset(pipe, **overrides))`.
+
+    Args:
+      pipe: official `--augpipe` name ('blit', 'geom', 'color', 'filter', 'noise', 'cutout',
+        'bg', 'bgc', 'bgcf', 'bgcfn', 'bgcfnc'); the official default is 'bgc'.
+      **overrides: `AugmentConfig` fields, e.g. `xint_max=0.25`.
+    """
+    return functools.partial(augment, config=AugmentConfig.preset(pipe, **overrides))
 
 
 # ---------------------------------------------------------------------------------------------
