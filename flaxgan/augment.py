@@ -19,6 +19,10 @@ makes its own decisions. The adaptive `p` heuristic (paper sec. 3) is `ada_updat
 The official pipeline pads by the largest margin any sample of the batch needs, a
 data-dependent shape; here the padding is always its official upper bound (size - 1) and the
 part beyond the batch's margin is zeroed, which gives the official result with static shapes.
+The price is a fixed 2× canvas of (6H - 4) × (6W - 4) pixels per image (28 MB at 256², RGB,
+float32), the size the official reaches when a batch's margin hits its clamp. Forward-mode
+autodiff (`jax.jvp`) is not supported (the 2× resamplers have custom VJPs); reverse mode to
+any order is.
 """
 
 from __future__ import annotations
@@ -403,6 +407,7 @@ def _pad_axis(x: jax.Array, axis: int, lo: int, hi: int) -> jax.Array:
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
 def _fir_up2(x: jax.Array, g: tuple[float, ...], axis: int, q: int, out_len: int) -> jax.Array:
+    """The `up` resampler along `axis` (taps `g`, static), output length `out_len`."""
     length, taps = x.shape[axis], len(g)
     phases = []
     for r in (0, 1):                                   # y[2j + r] = Σ_d g[2d + r + q] x[j - d]
@@ -421,6 +426,7 @@ def _fir_up2(x: jax.Array, g: tuple[float, ...], axis: int, q: int, out_len: int
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
 def _fir_down2(x: jax.Array, g: tuple[float, ...], axis: int, start: int,
                out_len: int) -> jax.Array:
+    """The `down` resampler along `axis` (taps `g`, static), output length `out_len`."""
     length, taps = x.shape[axis], len(g)
     lo = max(0, -start)
     hi = max(0, 2 * (out_len - 1) + taps - 1 + start - (length - 1))
@@ -428,22 +434,24 @@ def _fir_down2(x: jax.Array, g: tuple[float, ...], axis: int, start: int,
     return sum(g[k] * _take(xp, axis, start + lo + k, out_len, 2) for k in range(taps))
 
 
+# Linear maps: the VJP needs no residual but the input's length, kept as the static shape of
+# an empty array.
 def _fir_up2_fwd(x, g, axis, q, out_len):
-    return _fir_up2(x, g, axis, q, out_len), x.shape[axis]
+    return _fir_up2(x, g, axis, q, out_len), jnp.zeros((x.shape[axis], 0), x.dtype)
 
 
-def _fir_up2_bwd(g, axis, q, out_len, in_len, cotangent):
+def _fir_up2_bwd(g, axis, q, out_len, length_carrier, cotangent):
     del out_len
-    return (_fir_down2(cotangent, g, axis, -q, in_len),)
+    return (_fir_down2(cotangent, g, axis, -q, length_carrier.shape[-2]),)
 
 
 def _fir_down2_fwd(x, g, axis, start, out_len):
-    return _fir_down2(x, g, axis, start, out_len), x.shape[axis]
+    return _fir_down2(x, g, axis, start, out_len), jnp.zeros((x.shape[axis], 0), x.dtype)
 
 
-def _fir_down2_bwd(g, axis, start, out_len, in_len, cotangent):
+def _fir_down2_bwd(g, axis, start, out_len, length_carrier, cotangent):
     del out_len
-    return (_fir_up2(cotangent, g, axis, -start, in_len),)
+    return (_fir_up2(cotangent, g, axis, -start, length_carrier.shape[-2]),)
 
 
 _fir_up2.defvjp(_fir_up2_fwd, _fir_up2_bwd)
