@@ -20,6 +20,19 @@ Order and sharding: each process reads the examples `process_index::process_coun
 repeated `num_epochs` times (None: forever), x-flipped with probability 1/2 when `xflip`
 (deterministic per position), batched with `drop_remainder`.
 
+Mixing sources with weights: when the examples carry a source label (an `image_mix` dataset,
+any TFDS dataset with a ClassLabel `label`, or an image folder with `folder_labels=True`),
+`source_weights` makes source i supply `w_i / sum(w)` of the examples on average, whatever
+the source sizes. The default, `"stored"`, applies the weights an `image_mix` dataset stores in
+its metadata (`source_weights`) and samples uniformly over examples otherwise; `None` ignores
+stored weights (uniform over examples); a dict `{source name: weight}` overrides them (every
+source named, weights >= 0, a weight of 0 leaves that source out). Weighted sampling draws
+each source's examples in a shuffled order (reshuffled on every pass over that source, so small
+sources are repeated more often), interleaves the sources in proportion to the weights and
+shuffles that interleaving within windows of one epoch; an epoch is then as many examples as
+this process's shard holds. Sharding is per source (`process_index::process_count` of each
+source's examples). Still deterministic given `seed`, and resumable as below.
+
 Resuming at the data position: the returned iterator is a `grain.DatasetIterator`;
 `state = it.get_state()` is a small JSON-serialisable dict -- store it with the training
 checkpoint (e.g. as an Orbax `JsonSave` item, or `json.dumps`) -- and after rebuilding the
@@ -32,7 +45,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grain
@@ -43,7 +56,9 @@ from data_pipelines import crop, filters
 from data_pipelines.builders.recipe import IMAGE_EXTENSIONS
 
 __all__ = ["DatasetMetadata", "ImageFolderSource", "dataset_metadata", "make_dataset",
-           "open_source"]
+           "open_source", "source_labels"]
+
+STORED = "stored"  # `source_weights` default: the weights stored with the dataset, if any
 
 
 # ----------------------------------------------------------------------------------------------
@@ -54,8 +69,8 @@ class ImageFolderSource:
     """Random-access source over the images of a folder (grain `RandomAccessDataSource`).
 
     Each record is `{"image": uint8 [resolution, resolution, 3], "label": int}`; unreadable files
-    are found when first read and replaced by the next readable file (and counted in
-    `self.unreadable`), so that a bad file never stops training.
+    are found when first read and replaced by the next readable file of the same class (of any
+    class if it has none; counted in `self.unreadable`), so that a bad file never stops training.
 
     Args:
       root: the folder.
@@ -96,9 +111,18 @@ class ImageFolderSource:
             image = crop.resize_image(image, self.resolution, resample="lanczos")
         return image
 
+    def _candidates(self, index: int):
+        """`index`, then the following files of the same class, then those of other classes."""
+        n = len(self.files)
+        label = self.labels[int(index) % n]
+        for same in (True, False):
+            for offset in range(n):
+                i = (int(index) + offset) % n
+                if (self.labels[i] == label) == same:
+                    yield i
+
     def __getitem__(self, index: int) -> dict[str, Any]:
-        for offset in range(len(self.files)):
-            i = (int(index) + offset) % len(self.files)
+        for i in self._candidates(index):
             try:
                 return {"image": self._load(i), "label": int(self.labels[i])}
             except filters.UnreadableImage:
@@ -154,6 +178,8 @@ class DatasetMetadata:
       c_dim: number of classes (0: unconditional).
       num_examples: examples in the split (before per-process sharding).
       label_names: class names (empty without labels).
+      source_weights: per-class sampling weights stored with the dataset (`image_mix`), in
+        `label_names` order; empty when it stores none.
     """
 
     resolution: int
@@ -161,6 +187,7 @@ class DatasetMetadata:
     c_dim: int
     num_examples: int
     label_names: tuple[str, ...] = ()
+    source_weights: tuple[float, ...] = ()
 
 
 def _tfds_metadata(builder: tfds.core.DatasetBuilder, split: str,
@@ -174,9 +201,12 @@ def _tfds_metadata(builder: tfds.core.DatasetBuilder, split: str,
     names: tuple[str, ...] = ()
     if "label" in features and isinstance(features["label"], tfds.features.ClassLabel):
         names = tuple(features["label"].names)
+    stored = (builder.info.metadata or {}).get("source_weights") or {}
+    weights = tuple(float(stored[n]) for n in names) if names and set(stored) == set(names) \
+        else ()
     return DatasetMetadata(resolution=resolution or native, channels=shape[-1], c_dim=len(names),
                            num_examples=builder.info.splits[split].num_examples,
-                           label_names=names)
+                           label_names=names, source_weights=weights)
 
 
 def dataset_metadata(name_or_dir: str | pathlib.Path, split: str = "train", *,
@@ -185,6 +215,30 @@ def dataset_metadata(name_or_dir: str | pathlib.Path, split: str = "train", *,
     """Resolution, channels, c_dim and size of a dataset, as `make_dataset` will serve it."""
     return open_source(name_or_dir, split, data_dir=data_dir, resolution=resolution,
                        folder_labels=folder_labels)[1]
+
+
+def source_labels(name_or_dir: str | pathlib.Path, split: str = "train", *,
+                  data_dir: str | None = None, folder_labels: bool = False,
+                  chunk: int = 1024) -> np.ndarray:
+    """int64 label (source index) of every example of a split, in source order.
+
+    Image folders: from the sub-folder names. TFDS data: read from the records without decoding
+    the images (one pass over the split's files).
+    """
+    path = pathlib.Path(name_or_dir).expanduser()
+    if path.is_dir() and not _is_prepared_dir(path):
+        return ImageFolderSource(path, folder_labels=folder_labels).labels.copy()
+    builder = _builder(str(name_or_dir), data_dir)
+    if "label" not in builder.info.features:
+        raise ValueError(f"{builder.info.full_name}: no 'label' feature to weight sources by")
+    decoders = {k: tfds.decode.SkipDecoding() for k, f in builder.info.features.items()
+                if isinstance(f, tfds.features.Image)}  # label only: images stay encoded
+    source = builder.as_data_source(split=split, decoders=decoders)
+    labels = np.zeros(len(source), np.int64)
+    for start in range(0, len(source), chunk):
+        keys = list(range(start, min(start + chunk, len(source))))
+        labels[start:start + len(keys)] = [int(r["label"]) for r in source.__getitems__(keys)]
+    return labels
 
 
 # ----------------------------------------------------------------------------------------------
@@ -229,12 +283,87 @@ def _process_defaults(index: int | None, count: int | None) -> tuple[int, int]:
     return index, count
 
 
+class _Subset:
+    """Random-access view of `source` at `indices` (one source of a weighted mix)."""
+
+    def __init__(self, source, indices: np.ndarray):
+        self.source, self.indices = source, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int):
+        return self.source[int(self.indices[index])]
+
+    def __repr__(self) -> str:
+        return f"_Subset({self.source!r}, {len(self.indices)} examples)"
+
+
+def _resolve_weights(source_weights: str | Mapping[str, float] | None, meta: DatasetMetadata,
+                     name: str) -> tuple[float, ...] | None:
+    """Per-label weights in label order, or None for uniform sampling over examples."""
+    if source_weights is None:
+        return None
+    if isinstance(source_weights, str):
+        if source_weights != STORED:
+            raise ValueError(f"expected source_weights={STORED!r}, None or a dict, got "
+                             f"{source_weights!r}")
+        return meta.source_weights or None
+    names = meta.label_names
+    if not names:
+        raise ValueError(f"{name}: source_weights need labelled sources (an image_mix dataset, a "
+                         "ClassLabel 'label' or folder_labels=True)")
+    if set(source_weights) != set(names):
+        raise ValueError(f"{name}: expected source_weights for exactly {list(names)}, got "
+                         f"{sorted(source_weights)}")
+    weights = tuple(float(source_weights[n]) for n in names)
+    if not all(np.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError(f"{name}: expected finite weights >= 0, not all 0, got "
+                         f"{dict(zip(names, weights, strict=True))}")
+    return weights
+
+
+def _source_seed(seed: int, source: int) -> int:
+    return int(np.random.SeedSequence([seed, source]).generate_state(1)[0])
+
+
+def _weighted_mix(source, labels: np.ndarray, weights: Sequence[float],
+                  label_names: Sequence[str], index: int, count: int, shuffle: bool, seed: int,
+                  num_epochs: int | None, name: str) -> grain.MapDataset:
+    """Examples drawn so that label i makes up `weights[i] / sum(weights)` of the stream."""
+    if len(labels) != len(source) or (len(labels) and not 0 <= labels.min() <= labels.max()
+                                      < len(weights)):
+        raise ValueError(f"{name}: labels do not match the {len(weights)} weighted sources")
+    parts, part_weights, epoch = [], [], 0
+    for i, weight in enumerate(weights):
+        members = np.flatnonzero(labels == i)[index::count]
+        epoch += len(members)
+        if weight == 0:
+            continue
+        if not len(members):
+            raise ValueError(f"{name}: source {label_names[i]!r} has no examples for process "
+                             f"{index} of {count}; give it weight 0 or fewer processes")
+        part = grain.MapDataset.source(_Subset(source, members))
+        if shuffle:  # a new order on every pass over this source
+            part = part.shuffle(seed=_source_seed(seed, i))
+        parts.append(part.repeat(None))
+        part_weights.append(weight)
+    # Deterministic interleaving in the weights' proportions, shuffled within epoch windows.
+    ds = grain.MapDataset.mix(parts, part_weights)
+    if shuffle:
+        ds = grain.experimental.WindowShuffleMapDataset(ds, window_size=epoch, seed=seed)
+    if num_epochs is not None:
+        ds = ds.slice(slice(0, num_epochs * epoch))
+    return ds
+
+
 def make_dataset(name_or_dir: str | pathlib.Path, split: str = "train", batch_size: int = 32,
                  *, resolution: int | None = None, shuffle: bool = True, seed: int = 0,
                  xflip: bool = False, num_epochs: int | None = None,
                  process_index: int | None = None, process_count: int | None = None,
                  data_dir: str | None = None, one_hot: bool = False,
                  folder_labels: bool = False, drop_remainder: bool = True,
+                 source_weights: str | Mapping[str, float] | None = STORED,
                  num_threads: int = 4, prefetch: int = 64) -> grain.DatasetIterator:
     """A checkpointable iterator of batches `{"image": uint8 [B, H, W, C], "label": ...}`.
 
@@ -251,6 +380,9 @@ def make_dataset(name_or_dir: str | pathlib.Path, split: str = "train", batch_si
       one_hot: labels as float32 one-hot `[B, c_dim]` (conditional models) instead of int32.
       folder_labels: image folders only: sub-folders are classes.
       drop_remainder: drop a last partial batch (only reached with finite `num_epochs`).
+      source_weights: sample source (label) i with probability `w_i / sum(w)` (module doc):
+        `"stored"` the dataset's stored weights when it has them (`image_mix`), else uniform
+        over examples; None uniform over examples; `{source name: weight}` override.
       num_threads, prefetch: grain read threads and prefetch buffer.
 
     Returns:
@@ -264,12 +396,19 @@ def make_dataset(name_or_dir: str | pathlib.Path, split: str = "train", batch_si
     if len(source) < count:
         raise ValueError(f"{name_or_dir}: {len(source)} examples cannot be split over "
                          f"{count} processes")
-    ds = grain.MapDataset.source(source)
-    if count > 1:
-        ds = ds.slice(slice(index, None, count))
-    if shuffle:
-        ds = ds.shuffle(seed=seed)
-    ds = ds.repeat(num_epochs)
+    weights = _resolve_weights(source_weights, meta, str(name_or_dir))
+    if weights is not None:
+        labels = source.labels if isinstance(source, ImageFolderSource) else source_labels(
+            name_or_dir, split, data_dir=data_dir)
+        ds = _weighted_mix(source, labels, weights, meta.label_names, index, count, shuffle,
+                           seed, num_epochs, str(name_or_dir))
+    else:
+        ds = grain.MapDataset.source(source)
+        if count > 1:
+            ds = ds.slice(slice(index, None, count))
+        if shuffle:
+            ds = ds.shuffle(seed=seed)
+        ds = ds.repeat(num_epochs)
     ds = ds.map(functools.partial(_to_example, resolution=meta.resolution,
                                   channels=meta.channels))
     if xflip:

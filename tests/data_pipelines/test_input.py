@@ -96,8 +96,8 @@ def test_image_folder_with_labels(folder):
                                one_hot=True, shuffle=False, process_index=0, process_count=1)
     batch = next(it)
     assert batch["image"].shape == (13, 32, 32, 3)
-    # The corrupt animals/zz_bad.jpg is replaced by the next readable file (a face).
-    assert batch["label"].sum(0).tolist() == [2.0, 11.0]
+    # The corrupt animals/zz_bad.jpg is replaced by the next readable file of its class.
+    assert batch["label"].sum(0).tolist() == [3.0, 10.0]
     plain = next(dp_input.make_dataset(folder, batch_size=2, resolution=16, process_index=0,
                                        process_count=1))
     assert plain["label"].tolist() == [0, 0] and plain["image"].shape == (2, 16, 16, 3)
@@ -118,3 +118,95 @@ def test_errors(folder, tfds_dir, celeba_mtcnn, tmp_path):
         dp_input.ImageFolderSource(tmp_path, folder_labels=True)
     with pytest.raises(FileNotFoundError, match="expected an image folder"):
         dp_input.ImageFolderSource(folder / "missing")
+
+
+# ----------------------------------------------------------------------------------------------
+# Weighted sampling across the sources of an image_mix dataset.
+
+
+@pytest.fixture(scope="module")
+def image_mix(tmp_path_factory):
+    """6 faces (weight 1) + 2 animals (weight 3): uniform sampling gives 25% animals, the
+    weights 75%."""
+    from data_pipelines import build
+
+    root = tmp_path_factory.mktemp("image_mix")
+    manual = root / "manual"
+    (manual / "faces").mkdir(parents=True)
+    (manual / "animals").mkdir()
+    for i in range(1, 7):
+        shutil.copy(CELEBA / f"00104{i}.jpg", manual / "faces")
+    for path in sorted(NONFACES.glob("*.jpg"))[:2]:
+        shutil.copy(path, manual / "animals")
+    (manual / "sources.json").write_text(json.dumps(
+        {"sources": [{"name": "faces"}, {"name": "animals", "weight": 3.0}]}))
+    return build.build("image_mix", manual, "resize_64", root / "out").data_dir
+
+
+def _fraction(it, batches: int, label: int = 1) -> float:
+    labels = np.concatenate([b["label"] for b in _take(it, batches)])
+    return float(np.mean(labels == label))
+
+
+def test_image_mix_source_weights(image_mix):
+    kwargs = dict(process_index=0, process_count=1, seed=5, resolution=16)
+    meta = dp_input.dataset_metadata(image_mix)
+    assert meta.label_names == ("faces", "animals") and meta.source_weights == (1.0, 3.0)
+    np.testing.assert_array_equal(np.sort(dp_input.source_labels(image_mix)), [0] * 6 + [1] * 2)
+    # Stored weights by default: 3/4 of the examples are animals (uniform would give 1/4).
+    assert abs(_fraction(dp_input.make_dataset(image_mix, "train", 8, **kwargs), 40) - 0.75) \
+        < 0.02
+    assert abs(_fraction(dp_input.make_dataset(image_mix, "train", 8, source_weights=None,
+                                               **kwargs), 40) - 0.25) < 0.02
+    assert abs(_fraction(dp_input.make_dataset(image_mix, "train", 8, source_weights={
+        "faces": 1, "animals": 1}, **kwargs), 40) - 0.5) < 0.02
+    only_faces = dp_input.make_dataset(image_mix, "train", 8, source_weights={
+        "faces": 1, "animals": 0}, **kwargs)
+    assert _fraction(only_faces, 5) == 0.0
+    # Batches mix the sources (not a fixed pattern) and every example is drawn.
+    batches = _take(dp_input.make_dataset(image_mix, "train", 4, **kwargs), 50)
+    assert len({tuple(b["label"]) for b in batches}) > 3
+    pixels = {b["image"][i].tobytes() for b in batches for i in range(4)}
+    assert len(pixels) == 8
+    # One epoch is as many examples as the split holds, in the weights' proportions.
+    epoch = np.concatenate([b["label"] for b in dp_input.make_dataset(
+        image_mix, "train", 1, num_epochs=1, **kwargs)])
+    assert len(epoch) == 8 and epoch.sum() == 6
+    # Processes draw from disjoint shards of each source.
+    shards = [{b["image"][0].tobytes() for b in _take(dp_input.make_dataset(
+        image_mix, "train", 1, process_index=p, process_count=2, seed=5, resolution=16), 40)}
+        for p in range(2)]
+    assert not shards[0] & shards[1] and len(shards[0] | shards[1]) == 8
+
+
+def test_image_mix_weights_deterministic_and_resumable(image_mix):
+    kwargs = dict(process_index=0, process_count=1, seed=9, resolution=16, xflip=True)
+    one = _take(dp_input.make_dataset(image_mix, "train", 4, **kwargs), 6)
+    two = _take(dp_input.make_dataset(image_mix, "train", 4, **kwargs), 6)
+    for a, b in zip(one, two, strict=True):
+        np.testing.assert_array_equal(a["image"], b["image"])
+        np.testing.assert_array_equal(a["label"], b["label"])
+    other = _take(dp_input.make_dataset(image_mix, "train", 4, **{**kwargs, "seed": 10}), 6)
+    assert any(not np.array_equal(a["image"], b["image"]) for a, b in zip(one, other, strict=True))
+    it = dp_input.make_dataset(image_mix, "train", 4, **kwargs)
+    _take(it, 3)
+    state = json.loads(json.dumps(it.get_state()))
+    resumed = dp_input.make_dataset(image_mix, "train", 4, **kwargs)
+    resumed.set_state(state)
+    for a, b in zip(one[3:], _take(resumed, 3), strict=True):
+        np.testing.assert_array_equal(a["image"], b["image"])
+
+
+def test_source_weights_errors(image_mix, folder):
+    with pytest.raises(ValueError, match="exactly"):
+        dp_input.make_dataset(image_mix, "train", 2, source_weights={"faces": 1.0})
+    with pytest.raises(ValueError, match="weights >= 0"):
+        dp_input.make_dataset(image_mix, "train", 2, source_weights={"faces": -1, "animals": 1})
+    with pytest.raises(ValueError, match="labelled sources"):
+        dp_input.make_dataset(folder, batch_size=2, resolution=8, source_weights={"a": 1})
+    # Image folders with folder_labels take weights too (stored weights: none, uniform).
+    it = dp_input.make_dataset(folder, batch_size=8, resolution=8, folder_labels=True,
+                               source_weights={"animals": 1, "faces": 1}, process_index=0,
+                               process_count=1)
+    labels = np.concatenate([b["label"] for b in _take(it, 10)])
+    assert abs(np.mean(labels == 0) - 0.5) < 0.05

@@ -9,8 +9,9 @@ source. Optional `manual_dir/sources.json`:
 choosing, ordering and weighting the sources (`folder` defaults to `name`; weight 1.0). Without
 it every sub-folder is a source with weight 1, in sorted order. The label is the source index
 (ClassLabel over source names); the per-source weight is stored with each example (`weight`)
-and in the dataset metadata (`source_weights`), for weighted sampling at read time
-(`make_dataset` does not apply them yet: it samples every example equally).
+and in the dataset metadata (`source_weights`); `data_pipelines.input.make_dataset` applies
+them by default, so that source i makes up `w_i / sum(w)` of the training examples whatever its
+size (`source_weights=None` samples every example equally, a dict overrides them).
 
 Configs: `haar_64`, `haar_64_gray`, `mtcnn_256`, `resize_64`, `resize_256` (whole images,
 centre-cropped), `raw`.
