@@ -179,16 +179,23 @@ def export(g: LoadedGenerator, directory: str | os.PathLike, key: str = "G_ema")
     The npz is an official-format state_dict, so PyTorch users can `load_state_dict` it.
     Returns the directory.
     """
+    return export_variables(directory, key, g.kwargs, g.variables)
+
+
+def export_variables(directory: str | os.PathLike, key: str, kwargs: Mapping[str, Any],
+                     variables: Mapping[str, Any]) -> str:
+    """Adds network `key` (official kwargs with `class_name`, Flax variables of a generator or
+    a discriminator) to the export `directory`: `<key>.npz` + its entry in `network.json`."""
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
-    parameters, buffers = convert.from_flax(jax.tree.map(np.asarray, dict(g.variables)))
+    parameters, buffers = convert.from_flax(jax.tree.map(np.asarray, dict(variables)))
     convert.save_state_dict_npz(os.path.join(directory, f"{key}.npz"), parameters, buffers)
     meta_path = os.path.join(directory, NETWORK_JSON)
     meta = {}
     if os.path.isfile(meta_path):
         with open(meta_path) as f:
             meta = json.load(f)
-    meta[key] = _jsonable(g.kwargs)
+    meta[key] = _jsonable(kwargs)
     tmp = meta_path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(meta, f, indent=1)

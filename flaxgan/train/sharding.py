@@ -14,7 +14,8 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 __all__ = [
     "BATCH_AXIS",
@@ -37,7 +38,8 @@ def initialize_distributed() -> None:
     a single process with nothing configured is left alone.
     """
     configured = any(k in os.environ for k in (
-        "JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID", "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS"))
+        "JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID", "TPU_WORKER_HOSTNAMES",
+        "MEGASCALE_COORDINATOR_ADDRESS"))
     if configured and not jax.distributed.is_initialized():
         jax.distributed.initialize()
 

@@ -31,7 +31,8 @@ class GanState:
       ada_signs: `[2]` float32, sum of `sign(D(real))` and their count since the last ADA update.
       nimg: real images shown so far (int32; 2^31 images is far beyond any schedule).
       step: minibatches done (official `batch_idx`).
-      rng: base key; each step folds in `step`, the phase and the device index.
+      rng: base key as raw `uint32` key data (checkpoint-friendly; `jax.random.wrap_key_data`);
+        each step folds in `step`, the phase and the device index.
     """
 
     g_params: Variables
@@ -87,4 +88,4 @@ def create_state(g_variables: Variables, d_variables: Variables, g_optimizer:
         g_opt_state=g_optimizer.init(g_params), d_opt_state=d_optimizer.init(d_params),
         pl_mean=jnp.zeros((), jnp.float32), ada_p=jnp.asarray(ada_p, jnp.float32),
         ada_signs=jnp.zeros((2,), jnp.float32), nimg=jnp.zeros((), jnp.int32),
-        step=jnp.zeros((), jnp.int32), rng=key)
+        step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(key))

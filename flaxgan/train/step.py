@@ -25,8 +25,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import Mesh, PartitionSpec as P
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
+from flaxgan import augment as augment_lib
 from flaxgan import losses
 from flaxgan.train.sharding import BATCH_AXIS
 from flaxgan.train.state import GanState
@@ -173,7 +175,7 @@ def make_train_steps(G: nn.Module, D: nn.Module, hp: Hyperparameters, mesh: Mesh
     all_phases = phases(hp)
 
     def device_key(state: GanState, phase_index: int) -> jax.Array:
-        key = jax.random.fold_in(state.rng, state.step)
+        key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
         key = jax.random.fold_in(key, phase_index)
         return jax.random.fold_in(key, jax.lax.axis_index(BATCH_AXIS))
 
@@ -326,12 +328,10 @@ def make_train_steps(G: nn.Module, D: nn.Module, hp: Hyperparameters, mesh: Mesh
         step = state.step + 1
         ada_p, ada_signs = state.ada_p, state.ada_signs
         if hp.ada_target is not None and augment is not None:
-            # p <- max(p + sign(r_t - target) * N * interval / (ada_kimg * 1000), 0)
             due = step % hp.ada_interval == 0
-            r_t = ada_signs[0] / jnp.maximum(ada_signs[1], 1.0)
-            adjust = (jnp.sign(r_t - hp.ada_target) * hp.batch_size * hp.ada_interval
-                      / (hp.ada_kimg * 1000.0))
-            ada_p = jnp.where(due, jnp.maximum(ada_p + adjust, 0.0), ada_p)
+            new_p, _ = augment_lib.ada_update(ada_p, ada_signs[0], ada_signs[1], hp.batch_size,
+                                              hp.ada_interval, hp.ada_target, hp.ada_kimg)
+            ada_p = jnp.where(due, new_p, ada_p)
             ada_signs = jnp.where(due, jnp.zeros_like(ada_signs), ada_signs)
         return state.replace(ema_params=ema_params,
                              ema_buffers=jax.tree.map(jnp.copy, state.g_buffers),

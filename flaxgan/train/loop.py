@@ -1,0 +1,423 @@
+"""The training loop: kimg ticks, logging, sample grids, checkpoints, metrics and resume.
+
+`train(config, workdir)` runs the official StyleGAN2-ADA schedule on every local device:
+
+  * one iteration = the phases of `flaxgan.train.step` on a global batch of
+    `config.train.batch_size` real images;
+  * every tick (`config.log.kimg_per_tick` thousand images): one JSON line in
+    `workdir/metrics.jsonl` (kimg, losses of every phase, R1/PL penalties, ADA p and r_t,
+    sec/kimg, images/s, device memory) and the same as TensorBoard scalars;
+  * every `image_every_ticks`: a grid of G_ema samples at fixed latents (`samples/fakesNNNNNN.png`,
+    plus TensorBoard); every `snapshot_every_ticks`: an Orbax checkpoint (last N kept) and an
+    official-format export of G, D and G_ema (`snapshots/network-snapshot-NNNNNN/`, loadable by
+    `flaxgan.sample.load` and as PyTorch state dicts); every `metrics_every_ticks`: the metrics
+    of `config.log.metrics` and a best checkpoint by the first of them;
+  * restarting with the same `workdir` resumes from the latest checkpoint: images seen, ADA p,
+    optimizer states, EMA, RNG and the data position;
+  * a non-finite loss or parameter stops the run with `TrainingDiverged`; the last checkpoint,
+    written before the divergence, stays intact.
+
+Only this module and `experiments/` read `ConfigDict`s; everything below takes plain arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from flaxgan import sample
+from flaxgan.models import registry
+from flaxgan.train import checkpoint as ckpt
+from flaxgan.train import sharding
+from flaxgan.train import state as state_lib
+from flaxgan.train import step as step_lib
+
+__all__ = ["TrainingDiverged", "DatasetNotPrepared", "build_networks", "hyperparameters",
+           "train"]
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or parameter became NaN/Inf; the last good checkpoint is kept."""
+
+
+class DatasetNotPrepared(FileNotFoundError):
+    """The configured dataset does not exist yet (the message names the command to build it)."""
+
+
+# ------------------------------------------------------------------------------------ set-up
+
+
+def build_networks(model: Mapping[str, Any], resolution: int, channels: int, c_dim: int):
+    """Generator and discriminator kwargs (official names, with `class_name`) and modules."""
+    common = dict(img_resolution=resolution, img_channels=channels, c_dim=c_dim)
+    g_kwargs = {"class_name": model["G_class"], **_plain(model["G_kwargs"]), **common}
+    d_kwargs = {"class_name": model["D_class"], **_plain(model["D_kwargs"]), **common}
+    G = registry.build_generator(g_kwargs["class_name"], g_kwargs)
+    D = registry.build_discriminator(d_kwargs["class_name"], d_kwargs)
+    return g_kwargs, d_kwargs, G, D
+
+
+def hyperparameters(train_config: Mapping[str, Any], augment_config: Mapping[str, Any]
+                    ) -> step_lib.Hyperparameters:
+    """`Hyperparameters` from the `train` and `augment` config sections (unknown keys fail)."""
+    fields = {f.name for f in dataclasses.fields(step_lib.Hyperparameters)}
+    values = {k: v for k, v in _plain(train_config).items() if k in fields}
+    unknown = set(_plain(train_config)) - fields - {"total_kimg", "seed"}
+    if unknown:
+        raise ValueError(f"config.train has unknown keys {sorted(unknown)}")
+    for key in ("betas", "ema_update_phases"):
+        if key in values:
+            values[key] = tuple(values[key])
+    ada = _plain(augment_config)
+    values.update(ada_target=ada.get("ada_target"), ada_interval=ada.get("ada_interval", 4),
+                  ada_kimg=ada.get("ada_kimg", 500.0))
+    return step_lib.Hyperparameters(**values)
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, ml_collections.ConfigDict):
+        x = x.to_dict()
+    if isinstance(x, Mapping):
+        return {k: _plain(v) for k, v in x.items()}
+    return x
+
+
+def _make_augment(augment_config: Mapping[str, Any]):
+    """The ADA pipeline as `(images, key, p) -> images`, or None when augmentation is off."""
+    cfg = _plain(augment_config)
+    if not cfg.get("pipe"):
+        return None
+    from flaxgan import augment  # noqa: PLC0415 (only needed for augmented runs)
+    return augment.make_augment_fn(cfg["pipe"], **cfg.get("kwargs", {}))
+
+
+def _open_data(data: Mapping[str, Any], batch_size: int, seed: int):
+    from data_pipelines import input as data_input  # noqa: PLC0415 (keeps TFDS import lazy)
+    kwargs = dict(data_dir=data.get("data_dir"), resolution=data.get("resolution"),
+                  folder_labels=data.get("folder_labels", False))
+    try:
+        meta = data_input.dataset_metadata(data["name"], data.get("split", "train"), **kwargs)
+    except (FileNotFoundError, ValueError) as e:
+        hint = data.get("prepare")
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if hint:
+            raise DatasetNotPrepared(f"dataset {data['name']!r} is not available ({message}); "
+                                     f"prepare it with: {hint}") from None
+        raise
+    iterator = data_input.make_dataset(
+        data["name"], data.get("split", "train"), batch_size, shuffle=True, seed=seed,
+        xflip=data.get("xflip", False), one_hot=True, **kwargs)
+    return meta, iterator
+
+
+# ----------------------------------------------------------------------------------- logging
+
+
+class _Writers:
+    """metrics.jsonl (append) + TensorBoard event files (when tensorboardX is installed)."""
+
+    def __init__(self, workdir: str, enabled: bool):
+        self.enabled = enabled
+        self.jsonl = None
+        self.tb = None
+        if not enabled:
+            return
+        self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")  # noqa: SIM115
+        try:
+            from tensorboardX import SummaryWriter  # noqa: PLC0415
+            self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+        except ImportError:
+            logging.warning("tensorboardX not installed: no TensorBoard events")
+
+    def scalars(self, record: Mapping[str, Any], kimg: float) -> None:
+        if not self.enabled:
+            return
+        self.jsonl.write(json.dumps(record) + "\n")
+        self.jsonl.flush()
+        if self.tb is not None:
+            step = int(round(kimg * 1000))
+            for key, value in record.items():
+                if isinstance(value, int | float) and key not in ("kimg", "tick"):
+                    self.tb.add_scalar(key, value, step)
+            self.tb.flush()
+
+    def image(self, tag: str, image: np.ndarray, kimg: float) -> None:
+        if self.tb is not None:
+            self.tb.add_image(tag, image, int(round(kimg * 1000)),
+                              dataformats="HW" if image.ndim == 2 else "HWC")
+
+    def close(self) -> None:
+        if self.jsonl is not None:
+            self.jsonl.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _memory_gib() -> float | None:
+    stats = jax.local_devices()[0].memory_stats() or {}
+    peak = stats.get("peak_bytes_in_use")
+    return None if peak is None else round(peak / 2**30, 3)
+
+
+# ------------------------------------------------------------------------------ sample grids
+
+
+def _grid_latents(G, grid_size: tuple[int, int], labels: np.ndarray, seed: int):
+    cols, rows = grid_size
+    n = cols * rows
+    z = np.random.RandomState(seed).randn(n, G.z_dim).astype(np.float32)
+    c = labels[np.arange(n) % max(len(labels), 1)] if labels.size else np.zeros((n, 0), np.float32)
+    return z, c
+
+
+def _save_grid(path: str, images_uint8: np.ndarray, cols: int) -> np.ndarray:
+    image = sample.grid(images_uint8, cols)
+    tmp = path + ".tmp.png"
+    image.save(tmp)
+    os.replace(tmp, path)
+    return np.asarray(image)
+
+
+# --------------------------------------------------------------------------------- the loop
+
+
+def _data_state(iterator) -> dict[str, Any]:
+    get_state = getattr(iterator, "get_state", None)
+    return {"iterator": get_state()} if get_state else {}
+
+
+def _finite(tree) -> bool:
+    return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(tree)
+               if jnp.issubdtype(x.dtype, jnp.floating))
+
+
+def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Trains (or resumes) the configured GAN in `workdir`; returns the last tick's record.
+
+    Raises:
+      DatasetNotPrepared: the dataset is missing (names the command that prepares it).
+      TrainingDiverged: a non-finite loss or parameter.
+      checkpoint.CheckpointError: the workdir holds a checkpoint of another model.
+    """
+    sharding.initialize_distributed()
+    is_chief = jax.process_index() == 0
+    workdir = os.path.abspath(workdir)
+    os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+    mesh = sharding.make_mesh()
+    seed = int(config.get("seed", 0))
+    log = _plain(config.log)
+    train_cfg = _plain(config.train)
+    hp = hyperparameters(config.train, config.augment)
+    total_nimg = int(train_cfg["total_kimg"] * 1000)
+
+    meta_data, iterator = _open_data(
+        _plain(config.data), sharding.process_batch_size(hp.batch_size, mesh),
+        seed + jax.process_index())
+    c_dim = meta_data.c_dim if config.data.get("use_labels", False) else 0
+    g_kwargs, d_kwargs, G, D = build_networks(
+        config.model, meta_data.resolution, meta_data.channels, c_dim)
+    augment = _make_augment(config.augment)
+    steps = step_lib.make_train_steps(G, D, hp, mesh, augment=augment)
+    g_opt, d_opt = step_lib.make_optimizers(hp)
+
+    def fresh_state() -> state_lib.GanState:
+        g_vars, d_vars = state_lib.init_variables(
+            G, D, jax.random.key(seed), meta_data.resolution, meta_data.channels, c_dim)
+        if config.get("resume_pkl"):
+            g_vars, d_vars = _import_snapshot(config.resume_pkl, g_vars, d_vars)
+        ada_p = float(_plain(config.augment).get("p", 0.0))
+        return state_lib.create_state(g_vars, d_vars, g_opt, d_opt, jax.random.key(seed + 1),
+                                      ada_p=ada_p)
+
+    checkpointer = ckpt.Checkpointer(
+        workdir, keep=log.get("keep_checkpoints", 3),
+        best_metric=(log.get("metrics") or [None])[0],
+        higher_is_better=_higher_is_better((log.get("metrics") or [None])[0]))
+    state = sharding.replicate(jax.jit(fresh_state)(), mesh)
+    tick = 0
+    if checkpointer.latest_step() is not None:
+        state, data_state, meta = checkpointer.restore(state)
+        state = sharding.replicate(state, mesh)
+        if data_state.get("iterator") is not None and hasattr(iterator, "set_state"):
+            iterator.set_state(data_state["iterator"])
+        tick = int(meta.get("tick", 0))
+        logging.info("resumed %s at %.1f kimg", workdir, int(state.nimg) / 1e3)
+    cur_nimg, step = int(state.nimg), int(state.step)
+
+    writers = _Writers(workdir, is_chief)
+    grid_cols, grid_rows = log.get("grid_size", (8, 4))
+    def next_batch():
+        batch = next(iterator)
+        return {"image": batch["image"], "label": np.asarray(batch["label"])[:, :c_dim]}
+
+    first = next_batch()
+    grid_z, grid_c = _grid_latents(G, (grid_cols, grid_rows), np.asarray(first["label"]), seed)
+    render = _grid_renderer(G, grid_z, grid_c, float(log.get("grid_truncation_psi", 1.0)))
+    if is_chief and cur_nimg == 0:
+        reals = np.asarray(first["image"])[: grid_cols * grid_rows]
+        _save_grid(os.path.join(workdir, "samples", "reals.png"), reals, grid_cols)
+        _save_grid(os.path.join(workdir, "samples", "fakes_init.png"),
+                   render(state.ema_variables), grid_cols)
+
+    kimg_per_tick = float(log.get("kimg_per_tick", 4))
+    progress = _progress(log.get("progress", True) and is_chief, total_nimg, cur_nimg)
+    tick_start_nimg, tick_start = cur_nimg, time.time()
+    tick_metrics: list[dict[str, jax.Array]] = []
+    record: dict[str, Any] = {}
+    pending = first
+    try:
+        while cur_nimg < total_nimg:
+            batch = sharding.global_batch(pending if pending is not None else next_batch(), mesh)
+            pending = None
+            state, metrics = steps.iteration(state, batch, step)
+            tick_metrics.append(metrics)
+            step += 1
+            cur_nimg += hp.batch_size
+            progress.update(hp.batch_size)
+            done = cur_nimg >= total_nimg
+            if not done and cur_nimg < tick_start_nimg + kimg_per_tick * 1000:
+                continue
+
+            # ---- tick: statistics, divergence check, grids, checkpoints, metrics.
+            tick += 1
+            seconds = time.time() - tick_start
+            record = _tick_record(tick, cur_nimg, tick_start_nimg, seconds, tick_metrics, state)
+            tick_metrics = []
+            nonfinite = [k for k, v in record.items() if isinstance(v, float) and not
+                         math.isfinite(v)]
+            if nonfinite or not _finite(state.g_params) or not _finite(state.d_params):
+                raise TrainingDiverged(
+                    f"non-finite {', '.join(nonfinite) or 'parameters'} at {cur_nimg / 1e3:.1f} "
+                    f"kimg; the last checkpoint in {checkpointer.workdir} is intact")
+            kimg = cur_nimg / 1e3
+            if tick % log.get("image_every_ticks", 1) == 0 or done:
+                grid = render(state.ema_variables)
+                if is_chief:
+                    image = _save_grid(os.path.join(workdir, "samples", f"fakes{kimg:010.3f}.png"),
+                                       grid, grid_cols)
+                    writers.image("fakes", image, kimg)
+            evaluated = {}
+            if log.get("metrics") and (tick % log.get("metrics_every_ticks", 10) == 0 or done):
+                evaluated = _evaluate(log["metrics"], G, state.ema_variables, config, workdir,
+                                      kimg)
+                record.update(evaluated)
+            writers.scalars(record, kimg)
+            if tick % log.get("snapshot_every_ticks", 10) == 0 or done or evaluated:
+                meta = {"tick": tick, "kimg": kimg, "config": config.to_json_best_effort()}
+                checkpointer.save(step, state, _data_state(iterator), meta,
+                                  metrics=evaluated or None)
+                if is_chief:
+                    _export_snapshot(os.path.join(workdir, "snapshots",
+                                                  f"network-snapshot-{int(kimg):06d}"),
+                                     {"G": (g_kwargs, state.g_variables),
+                                      "D": (d_kwargs, state.d_variables),
+                                      "G_ema": (g_kwargs, state.ema_variables)})
+            if is_chief:
+                logging.info("tick %d kimg %.1f %s", tick, kimg, _summary(record))
+            tick_start_nimg, tick_start = cur_nimg, time.time()
+    finally:
+        progress.close()
+        writers.close()
+        checkpointer.close()
+    return record
+
+
+def _higher_is_better(metric: str | None) -> bool:
+    if not metric:
+        return False
+    from flaxgan.metrics import registry as metric_registry  # noqa: PLC0415
+    return metric_registry.higher_is_better(metric)
+
+
+def _progress(enabled: bool, total: int, initial: int):
+    from tqdm.auto import tqdm  # noqa: PLC0415
+    return tqdm(total=total, initial=initial, unit="img", unit_scale=True, disable=not enabled,
+                desc="train")
+
+
+def _grid_renderer(G, z: np.ndarray, c: np.ndarray, truncation_psi: float):
+    """`ema_variables -> uint8 [N, H, W, C]` at fixed latents (const noise)."""
+    @jax.jit
+    def render(variables):
+        images = G.apply(variables, jnp.asarray(z), jnp.asarray(c), noise_mode="const",
+                         truncation_psi=truncation_psi)
+        return jnp.clip(images * 127.5 + 128, 0, 255).astype(jnp.uint8)
+    return lambda variables: np.asarray(render(variables))
+
+
+def _tick_record(tick: int, cur_nimg: int, start_nimg: int, seconds: float,
+                 tick_metrics: list[dict[str, jax.Array]], state) -> dict[str, Any]:
+    """Means over the tick of every phase statistic, plus progress and timing."""
+    fetched = jax.device_get(tick_metrics)
+    keys = sorted({k for m in fetched for k in m})
+    record: dict[str, Any] = {"tick": tick, "kimg": cur_nimg / 1e3}
+    for key in keys:
+        values = [float(m[key]) for m in fetched if key in m]
+        record[key] = float(np.mean(values))
+    signs = jax.device_get(state.ada_signs)
+    nimg = max(cur_nimg - start_nimg, 1)
+    record.update({
+        "Progress/augment": float(jax.device_get(state.ada_p)),
+        "Progress/rt": record.get("Loss/signs/real", float(signs[0] / max(signs[1], 1))),
+        "Progress/pl_mean": float(jax.device_get(state.pl_mean)),
+        "Timing/sec_per_tick": round(seconds, 3),
+        "Timing/sec_per_kimg": round(seconds / nimg * 1e3, 3),
+        "Timing/images_per_sec": round(nimg / max(seconds, 1e-9), 2),
+    })
+    memory = _memory_gib()
+    if memory is not None:
+        record["Resources/peak_gpu_mem_gb"] = memory
+    return record
+
+
+def _summary(record: Mapping[str, Any]) -> str:
+    keys = ("Loss/G/loss", "Loss/D/loss", "Progress/augment", "Timing/sec_per_kimg")
+    return " ".join(f"{k.split('/')[-1]}={record[k]:.4g}" for k in keys if k in record)
+
+
+def _export_snapshot(directory: str, networks: Mapping[str, tuple[dict, dict]]) -> None:
+    """Official-format state dicts (`<key>.npz`) + `network.json`, written to a temporary
+    directory and renamed: `sample.load(directory)` reads G_ema back, PyTorch users
+    `load_state_dict` the npz files."""
+    tmp = directory + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for key, (kwargs, variables) in networks.items():
+        sample.export_variables(tmp, key, kwargs, variables)
+    shutil.rmtree(directory, ignore_errors=True)
+    os.replace(tmp, directory)
+
+
+def _import_snapshot(path: str, g_vars, d_vars):
+    """Starts from an official snapshot's G and D (the official `--resume`)."""
+    from flaxgan import convert  # noqa: PLC0415
+    snapshot = convert.load_snapshot(path)
+    out = []
+    for key, target in (("G", g_vars), ("D", d_vars)):
+        record = snapshot.get(key)
+        if not isinstance(record, convert.ModuleRecord):
+            raise convert.SnapshotError(
+                f"{os.path.basename(path)}: snapshot has no network {key!r}")
+        variables = convert.to_flax(record.parameters, record.buffers)
+        convert.check_against(target, variables, source=path)
+        out.append(jax.tree.map(jnp.asarray, variables))
+    return tuple(out)
+
+
+def _evaluate(metrics, G, ema_variables, config, workdir: str, kimg: float) -> dict[str, float]:
+    """Runs the metric hook on G_ema; returns `{metric: value}` (first value of each)."""
+    from flaxgan.train import evaluation  # noqa: PLC0415
+    return evaluation.evaluate(list(metrics), G, ema_variables, _plain(config.data),
+                               workdir=workdir, kimg=kimg, seed=int(config.get("seed", 0)))
+
