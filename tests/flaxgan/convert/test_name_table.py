@@ -12,6 +12,7 @@ import pytest
 from flaxgan import convert
 from flaxgan.convert import name_table
 from tests.conftest import reference_dirs
+from tests.flaxgan.convert.freeze_d import frozen_layers
 
 PKLS = [p for d in reference_dirs() for p in sorted(d.glob("*.pkl"))]
 DROPPED = ("resample_filter", "up_filter", "down_filter")  # Designed from constructor args.
@@ -57,26 +58,29 @@ def test_reference_round_trip_is_exact(reference, key):
             assert got[name].tobytes() == value.tobytes(), name
 
 
+def _check_layout(got, name: str, value: np.ndarray, parameter: bool = True) -> None:
+    if name.endswith("weight") and value.ndim == 4:
+        np.testing.assert_array_equal(got, value.transpose(2, 3, 1, 0))  # OIHW -> HWIO
+    elif name.endswith("weight") and value.ndim == 2:
+        np.testing.assert_array_equal(got, value.T)  # [out, in] -> [in, out]
+    elif parameter and name.endswith("const"):  # Not the buffers `noise_const` ([H, W]).
+        np.testing.assert_array_equal(got, value.transpose(1, 2, 0))  # CHW -> HWC
+    else:
+        assert got is value or np.array_equal(got, value), name
+
+
 def test_reference_layouts(reference):
     pkl, snap = reference
     for record in (snap["G"], snap["D"]):
         variables = convert.to_flax(record.parameters, record.buffers)
         for name, value in record.parameters.items():
-            got = _node(variables["params"], name)
-            if name.endswith("weight") and value.ndim == 4:
-                np.testing.assert_array_equal(got, value.transpose(2, 3, 1, 0))  # OIHW -> HWIO
-            elif name.endswith("weight") and value.ndim == 2:
-                np.testing.assert_array_equal(got, value.T)  # [out, in] -> [in, out]
-            elif name.endswith("const"):
-                np.testing.assert_array_equal(got, value.transpose(1, 2, 0))  # CHW -> HWC
-            else:
-                assert got is value or np.array_equal(got, value), name
+            _check_layout(_node(variables["params"], name), name, value)
         for name, value in record.buffers.items():
             if name.endswith(DROPPED):
                 with pytest.raises(KeyError):
                     _node(variables["buffers"], name)
-            else:
-                np.testing.assert_array_equal(_node(variables["buffers"], name), value)
+            else:  # Frozen (Freeze-D) weights are buffers in the same layouts as parameters.
+                _check_layout(_node(variables["buffers"], name), name, value, parameter=False)
     meta = json.loads(pkl.with_suffix(".json").read_text())
     if meta["G_kwargs"]["class_name"].endswith("networks_stylegan3.Generator"):
         g = convert.to_flax(snap["G"].parameters, snap["G"].buffers)
@@ -88,11 +92,17 @@ def test_reference_layouts(reference):
         assert any(n.endswith("up_filter") for n in snap["G"].buffers)
 
 
-def test_reference_discriminator_has_no_buffers_collection(reference):
-    _, snap = reference
+def test_reference_discriminator_buffers_are_filters_and_frozen_layers(reference):
+    pkl, snap = reference
     d = snap["D"]
-    assert all(n.endswith(DROPPED) for n in d.buffers)
-    assert set(convert.to_flax(d.parameters, d.buffers)) == {"params"}
+    meta = json.loads(pkl.with_suffix(".json").read_text())
+    frozen = frozen_layers(d, meta["D_kwargs"])
+    kept = {n for n in d.buffers if not n.endswith(DROPPED)}
+    assert {n.rsplit(".", 1)[0] for n in kept} == frozen
+    assert {n.rsplit(".", 1)[1] for n in kept} <= {"weight", "bias"}
+    # Without Freeze-D the converted D has no 'buffers' collection at all.
+    want = {"params", "buffers"} if frozen else {"params"}
+    assert set(convert.to_flax(d.parameters, d.buffers)) == want
 
 
 def test_reference_check_against_itself(reference):
