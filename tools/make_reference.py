@@ -1,7 +1,8 @@
 r"""Records reference vectors of one network configuration by running NVIDIA's official code.
 
     python tools/make_reference.py --official_repo=third_party/stylegan2-ada-pytorch \
-        --out_dir=tests/data/reference_extra sg2_cond64_gray_orig sg2_gray16_resnet_skip
+        --out_dir=tests/data/reference_extra sg2_cond64_gray_orig sg2_gray16_resnet_skip \
+        sg2_freezed8_trainkwargs
     python tools/make_reference.py --official_repo=third_party/stylegan3 \
         --out_dir=tests/data/reference_extra sg3r_32 sg3t_cond64_gray
     python tools/make_reference.py --official_repo=... --out_dir=... --list
@@ -108,6 +109,19 @@ PRESETS: dict[str, dict[str, Any]] = {
         D_kwargs=dict(class_name=SG2_D, c_dim=0, img_resolution=16, img_channels=1,
                       architecture="skip", channel_base=256, channel_max=8, num_fp16_res=2,
                       conv_clamp=256, epilogue_kwargs=dict(mbstd_group_size=4))),
+    # Kwargs shaped as the official train.py writes them (empty mapping_kwargs, block_kwargs,
+    # fp16_channels_last) with Freeze-D: the first 2 D layers keep weight/bias as buffers.
+    "sg2_freezed8_trainkwargs": dict(
+        family="stylegan2", seed=205,
+        G_kwargs=dict(class_name=SG2_G, z_dim=16, w_dim=16, mapping_kwargs=dict(num_layers=2),
+                      synthesis_kwargs=dict(channel_base=64, channel_max=8, num_fp16_res=4,
+                                            conv_clamp=256, fp16_channels_last=True),
+                      c_dim=2, img_resolution=8, img_channels=3),
+        D_kwargs=dict(class_name=SG2_D,
+                      block_kwargs=dict(freeze_layers=2, fp16_channels_last=True),
+                      mapping_kwargs={}, epilogue_kwargs=dict(mbstd_group_size=4),
+                      channel_base=64, channel_max=8, num_fp16_res=4, conv_clamp=256, c_dim=2,
+                      img_resolution=8, img_channels=3)),
     # Config R as the official train.py builds it (--cfg=stylegan3-r): 1x1 convolutions,
     # radial filters, G channel_base / channel_max doubled relative to D; scaled down.
     "sg3r_32": dict(
