@@ -15,8 +15,8 @@ from experiments.configs import common
 def get_config(arg=None):
     del arg
     config = common.stylegan2_config(
-        batch_size=16, gamma=1.0, ema_kimg=0.5, ema_rampup=0.05, mbstd=4, fmaps=2048 / 32768,
-        mapping_layers=2, total_kimg=2.0, z_dim=64, w_dim=64, channel_max=64)
+        batch_size=16, gamma=1.0, ema_kimg=0.5, ema_rampup=0.05, mbstd=4, fmaps=1024 / 32768,
+        mapping_layers=2, total_kimg=2.0, z_dim=64, w_dim=64, channel_max=32)
     config.data.name = str(common.REPO_ROOT / "tests" / "data" / "celeba_small")
     config.data.resolution = 32
     config.data.xflip = True
