@@ -1,0 +1,138 @@
+"""The training loop end to end on real faces: outputs, resume, divergence, bad set-ups."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import ml_collections
+import numpy as np
+import pytest
+
+from experiments.configs import common
+from flaxgan import sample
+from flaxgan.train import checkpoint, loop
+from tests.conftest import REPO_ROOT, TEST_DATA
+
+BATCH = 8
+
+
+def _config(total_kimg: float, channel_max: int = 16) -> ml_collections.ConfigDict:
+    config = common.stylegan2_config(
+        batch_size=BATCH, gamma=1.0, ema_kimg=0.1, ema_rampup=0.05, mbstd=1,
+        fmaps=channel_max * 16 / 32768, mapping_layers=2, total_kimg=total_kimg, z_dim=16,
+        w_dim=16, channel_max=channel_max)
+    config.data.name = str(TEST_DATA / "celeba_small")
+    config.data.resolution = 16
+    config.data.xflip = True
+    config.train.g_reg_interval = 2
+    config.train.d_reg_interval = 2
+    config.augment.pipe = ""  # ADA has its own tests; keeps compile time down
+    config.log.kimg_per_tick = BATCH * 2 / 1000  # a tick every 2 iterations
+    config.log.snapshot_every_ticks = 1
+    config.log.image_every_ticks = 1
+    config.log.metrics = ()
+    config.log.grid_size = (4, 2)
+    config.log.progress = False
+    return config
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("run"))
+    record = loop.train(_config(total_kimg=BATCH * 4 / 1000), workdir)
+    return workdir, record
+
+
+def _records(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_writes_metrics_grids_checkpoints_and_exports(first_run):
+    workdir, record = first_run
+    records = _records(workdir)
+    assert [r["tick"] for r in records] == [1, 2]
+    assert records[-1]["kimg"] == pytest.approx(0.032)
+    for key in ("Loss/G/loss", "Loss/D/loss", "Loss/r1_penalty", "Loss/pl_penalty",
+                "Progress/augment", "Timing/sec_per_kimg", "Timing/images_per_sec"):
+        assert np.isfinite(records[-1][key]), key
+    samples = os.listdir(os.path.join(workdir, "samples"))
+    assert {"reals.png", "fakes_init.png"} <= set(samples) and len(samples) == 4
+    assert os.listdir(os.path.join(workdir, "tensorboard"))
+    assert checkpoint.Checkpointer(workdir).latest_step() == 4
+    # The export is an official-format state dict that sample.load reads back.
+    snapshot = os.path.join(workdir, "snapshots", "network-snapshot-000000")
+    assert sorted(os.listdir(snapshot)) == ["D.npz", "G.npz", "G_ema.npz", "network.json"]
+    g = sample.load(snapshot)
+    assert (g.img_resolution, g.z_dim) == (16, 16)
+    images = sample.generate(g, [0, 1])
+    assert images[0].size == (16, 16)
+
+
+def test_resumes_where_it_stopped(first_run, tmp_path):
+    workdir = str(tmp_path / "resumed")
+    shutil.copytree(first_run[0], workdir)
+    record = loop.train(_config(total_kimg=BATCH * 6 / 1000), workdir)
+    records = _records(workdir)
+    assert [r["tick"] for r in records] == [1, 2, 3]
+    assert record["kimg"] == pytest.approx(0.048)
+    assert checkpoint.Checkpointer(workdir).latest_step() == 6
+    # Already done: a rerun restores and returns without training.
+    assert loop.train(_config(total_kimg=BATCH * 6 / 1000), workdir) == {}
+    assert len(_records(workdir)) == 3
+
+
+def test_divergence_stops_and_keeps_the_last_checkpoint(first_run, tmp_path):
+    workdir = str(tmp_path / "diverged")
+    shutil.copytree(first_run[0], workdir)
+    config = _config(total_kimg=BATCH * 8 / 1000)
+    config.train.d_lr = float("nan")
+    with pytest.raises(loop.TrainingDiverged, match="non-finite"):
+        loop.train(config, workdir)
+    ckpt = checkpoint.Checkpointer(workdir)
+    assert ckpt.latest_step() == 4
+
+
+def test_checkpoint_of_another_model_is_one_clear_error(first_run, tmp_path):
+    workdir = str(tmp_path / "other")
+    shutil.copytree(first_run[0], workdir)
+    with pytest.raises(checkpoint.CheckpointError, match="does not match"):
+        loop.train(_config(total_kimg=BATCH * 8 / 1000, channel_max=8), workdir)
+
+
+def test_missing_dataset_names_the_command_that_prepares_it(tmp_path):
+    config = _config(total_kimg=0.1)
+    config.data.name = "celeba_faces/mtcnn_256"
+    config.data.data_dir = str(tmp_path / "no_datasets")
+    config.data.prepare = "python -m data_pipelines.build celeba_faces --manual_dir=DIR"
+    with pytest.raises(loop.DatasetNotPrepared, match="python -m data_pipelines.build"):
+        loop.train(config, str(tmp_path / "run"))
+
+
+def test_cli_resolves_bare_config_names_variants_and_overrides(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TFDS_DATA_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.train", "--config=celeba256.py:short",
+         f"--workdir={tmp_path / 'run'}", "--config.train.batch_size=8"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: dataset 'celeba_faces/mtcnn_256' is not available")
+    assert "python -m data_pipelines.build celeba_faces" in last
+
+
+@pytest.mark.parametrize("name", ["smoke", "celeba256", "casia256", "ffhq256",
+                                  "arcane_celeba64", "arcane_celeba64:r"])
+def test_every_config_builds_its_networks_and_hyperparameters(name):
+    module, _, variant = name.partition(":")
+    config = __import__(f"experiments.configs.{module}", fromlist=["get_config"]).get_config(
+        variant or None)
+    hp = loop.hyperparameters(config.train, config.augment)
+    assert hp.batch_size == config.train.batch_size
+    g_kwargs, d_kwargs, G, D = loop.build_networks(config.model, 64, 3, 0)
+    assert G.img_resolution == 64 and D.img_resolution == 64
+    assert g_kwargs["class_name"].startswith("training.")
