@@ -73,13 +73,16 @@ def _inception_extractor() -> features.Extractor:
 
 
 def evaluate(metrics: Sequence[str], G, ema_variables, data: Mapping[str, Any], *,
-             workdir: str | None = None, kimg: float | None = None, seed: int = 0
-             ) -> dict[str, float]:
-    """Computes `metrics` (official names) for G_ema; `{name: first value}`."""
+             workdir: str | None = None, kimg: float | None = None, seed: int = 0,
+             cache_dir: str | None = None) -> dict[str, float]:
+    """Computes `metrics` (official names) for G_ema; `{name: first value}`.
+
+    Dataset statistics are cached in `cache_dir` (default `~/.cache/flaxgan`)."""
     c_dim = int(G.c_dim)
     ctx = registry.MetricContext(real=dataset_source(data),
                                  fake=generator_source(G, ema_variables, c_dim, seed),
-                                 inception=_inception_extractor(), progress=False, seed=seed)
+                                 inception=_inception_extractor(), progress=False, seed=seed,
+                                 cache_dir=cache_dir)
     values = {}
     for name in metrics:
         start = time.time()

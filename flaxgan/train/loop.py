@@ -23,6 +23,7 @@ Only this module and `experiments/` read `ConfigDict`s; everything below takes p
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -99,8 +100,18 @@ def _make_augment(augment_config: Mapping[str, Any]):
     cfg = _plain(augment_config)
     if not cfg.get("pipe"):
         return None
+    return _augment_fn(cfg["pipe"], tuple(sorted(cfg.get("kwargs", {}).items())))
+
+
+@functools.cache
+def _augment_fn(pipe: str, overrides: tuple):
     from flaxgan import augment  # noqa: PLC0415 (only needed for augmented runs)
-    return augment.make_augment_fn(cfg["pipe"], **cfg.get("kwargs", {}))
+    return augment.make_augment_fn(pipe, **dict(overrides))
+
+
+# Jitted phases per (G, D, hp, mesh, augment): a second `train` call in one process (a resumed
+# run, a notebook) reuses the compiled steps instead of compiling them again.
+_train_steps = functools.cache(step_lib.make_train_steps)
 
 
 def _open_data(data: Mapping[str, Any], batch_size: int, seed: int):
@@ -229,7 +240,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     g_kwargs, d_kwargs, G, D = build_networks(
         config.model, meta_data.resolution, meta_data.channels, c_dim)
     augment = _make_augment(config.augment)
-    steps = step_lib.make_train_steps(G, D, hp, mesh, augment=augment)
+    steps = _train_steps(G, D, hp, mesh, augment)
     g_opt, d_opt = step_lib.make_optimizers(hp)
 
     def fresh_state() -> state_lib.GanState:
@@ -419,5 +430,6 @@ def _evaluate(metrics, G, ema_variables, config, workdir: str, kimg: float) -> d
     """Runs the metric hook on G_ema; returns `{metric: value}` (first value of each)."""
     from flaxgan.train import evaluation  # noqa: PLC0415
     return evaluation.evaluate(list(metrics), G, ema_variables, _plain(config.data),
-                               workdir=workdir, kimg=kimg, seed=int(config.get("seed", 0)))
+                               workdir=workdir, kimg=kimg, seed=int(config.get("seed", 0)),
+                               cache_dir=config.log.get("metrics_cache_dir"))
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import ml_collections
 import numpy as np
@@ -136,3 +138,85 @@ def test_every_config_builds_its_networks_and_hyperparameters(name):
     g_kwargs, d_kwargs, G, D = loop.build_networks(config.model, 64, 3, 0)
     assert G.img_resolution == 64 and D.img_resolution == 64
     assert g_kwargs["class_name"].startswith("training.")
+
+
+def _snapshot_arrays(workdir):
+    snapshot = os.path.join(workdir, "snapshots", "network-snapshot-000000")
+    out = {}
+    for key in ("G", "D", "G_ema"):
+        with np.load(os.path.join(snapshot, f"{key}.npz")) as f:
+            out.update({f"{key}/{name}": f[name] for name in f.files})
+    return out
+
+
+def test_resume_equals_uninterrupted_training_bit_for_bit(first_run, tmp_path):
+    """2 iterations + resume for 2 more == the 4 uninterrupted iterations of `first_run`:
+    parameters, EMA, optimizer moments (through the updates), RNG and data position."""
+    workdir = str(tmp_path / "halves")
+    loop.train(_config(total_kimg=BATCH * 2 / 1000), workdir)
+    loop.train(_config(total_kimg=BATCH * 4 / 1000), workdir)
+    want, got = _snapshot_arrays(first_run[0]), _snapshot_arrays(workdir)
+    assert want.keys() == got.keys()
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    assert _records(workdir)[-1]["Loss/G/loss"] == _records(first_run[0])[1]["Loss/G/loss"]
+
+
+CONFIG_FILE = """
+from tests.flaxgan.train.test_loop import _config
+
+def get_config(arg=None):
+    return _config(total_kimg={total_kimg})
+"""
+
+
+def test_sigkill_mid_run_keeps_finished_checkpoints_and_resumes(first_run, tmp_path):
+    total_kimg = BATCH * 8 / 1000
+    config_path = tmp_path / "tiny.py"
+    config_path.write_text(CONFIG_FILE.format(total_kimg=total_kimg))
+    workdir = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "experiments.train", f"--config={config_path}",
+         f"--workdir={workdir}"], cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 600
+        while not (workdir / "checkpoints" / "2").is_dir():
+            assert process.poll() is None, "training exited before its first checkpoint"
+            assert time.time() < deadline, "no checkpoint within 10 minutes"
+            time.sleep(0.2)
+        time.sleep(0.5)  # now inside a later tick (or its checkpoint save)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    finished = checkpoint.Checkpointer(str(workdir)).latest_step()
+    assert finished is not None and finished >= 2
+    record = loop.train(_config(total_kimg=total_kimg), str(workdir))
+    assert record["kimg"] == pytest.approx(total_kimg)
+    assert checkpoint.Checkpointer(str(workdir)).latest_step() == 8
+    ticks = [r["tick"] for r in _records(str(workdir))]
+    assert ticks[-1] == 4 and sorted(set(ticks)) == [1, 2, 3, 4]
+
+
+def test_metric_hook_keeps_the_best_checkpoint(tmp_path):
+    from flaxgan.metrics import registry
+
+    if not registry.is_valid_metric("fid_tiny"):
+        def fid_tiny(ctx):
+            value, counts = registry.compute_fid(ctx, max_real=16, num_gen=16)
+            return {"fid_tiny": value}, counts
+        registry.register_metric("fid_tiny")(fid_tiny)
+    config = _config(total_kimg=BATCH * 4 / 1000)
+    config.log.metrics = ("fid_tiny",)
+    config.log.metrics_every_ticks = 1
+    config.log.metrics_cache_dir = str(tmp_path / "cache")
+    workdir = str(tmp_path / "run")
+    record = loop.train(config, workdir)
+    with open(os.path.join(workdir, "metrics-eval.jsonl")) as f:
+        evaluations = [json.loads(line) for line in f]
+    assert [e["metric"] for e in evaluations] == ["fid_tiny", "fid_tiny"]
+    assert all(e["value"] > 0 and e["num_images"]["fake"] == 16 for e in evaluations)
+    assert record["fid_tiny"] == evaluations[-1]["value"]
+    best = min(range(2), key=lambda i: evaluations[i]["value"])
+    assert checkpoint.Checkpointer(workdir, best_metric="fid_tiny").best_step() == 2 * (best + 1)

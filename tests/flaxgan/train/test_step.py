@@ -172,3 +172,34 @@ def test_blur_matches_the_official_formula():
                                   img)
     assert float(losses.blur_sigma(jnp.int32(5000), 10.0, 10.0)) == pytest.approx(5.0)
     assert float(losses.blur_sigma(jnp.int32(20000), 10.0, 10.0)) == 0.0
+
+
+def test_stylegan3_r_trains_with_its_official_objective():
+    """Config R in the same phases: no path length / style mixing, EMAs updated only in D main,
+    blurred D inputs early on; two iterations stay finite and move G and D."""
+    G = registry.build_generator("training.networks_stylegan3.Generator", dict(
+        z_dim=16, c_dim=0, w_dim=16, img_resolution=RES, img_channels=3,
+        mapping_kwargs=dict(num_layers=2), channel_base=256, channel_max=8, num_fp16_res=0,
+        conv_kernel=1, use_radial_filters=True))
+    D = registry.build_discriminator("training.networks_stylegan2.Discriminator", dict(
+        c_dim=0, img_resolution=RES, img_channels=3, architecture="orig", channel_base=128,
+        channel_max=8, num_fp16_res=0, epilogue_kwargs=dict(mbstd_group_size=1)))
+    hp = step_lib.Hyperparameters(batch_size=BATCH, pl_weight=0.0, style_mixing_prob=0.0,
+                                  d_lr=0.002, r1_gamma=0.5, d_reg_interval=2,
+                                  ema_update_phases=("Dmain",), blur_init_sigma=10.0,
+                                  blur_fade_kimg=1.0)
+    assert [p.name for p in step_lib.phases(hp)] == ["Gmain", "Dmain", "Dreg"]
+    mesh = sharding.make_mesh()
+    steps = step_lib.make_train_steps(G, D, hp, mesh)
+    state = _state(G, D, mesh, step_lib.make_optimizers(hp))
+    before = jax.tree.map(np.asarray, state)
+    for i in range(2):
+        state, metrics = steps.iteration(state, _batch(mesh, seed=i), i)
+        assert all(np.isfinite(float(v)) for v in metrics.values())
+    after = jax.tree.map(np.asarray, state)
+    changed = lambda a, b: any(not np.array_equal(x, y) for x, y in
+                               zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+    assert changed(before.g_params, after.g_params) and changed(before.d_params, after.d_params)
+    # magnitude EMAs moved (D main updates them), and the EMA copy follows G's buffers.
+    assert changed(before.g_buffers, after.g_buffers)
+    jax.tree.map(np.testing.assert_array_equal, after.ema_buffers, after.g_buffers)
