@@ -171,6 +171,18 @@ class ImageSource:
     read: Callable[[], bytes]
 
 
+def face_feature() -> tfds.features.FeaturesDict:
+    """The detected face of an example: `box` (x0, y0, x1, y1) and detector `score`."""
+    return tfds.features.FeaturesDict({
+        "box": tfds.features.Tensor(shape=(4,), dtype=np.float32), "score": np.float32})
+
+
+def face_record(face: Face | None) -> dict[str, np.ndarray]:
+    """`face_feature` values; zeros when the recipe keeps images without a detection."""
+    return {"box": np.asarray(face.box if face else np.zeros(4), np.float32),
+            "score": np.float32(face.score if face else 0.0)}
+
+
 def _is_image(name: str) -> bool:
     base = pathlib.PurePath(name).name
     return base.lower().endswith(IMAGE_EXTENSIONS) and not base.startswith(".")

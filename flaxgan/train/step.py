@@ -92,6 +92,13 @@ class Phase(NamedTuple):
     def does_reg(self) -> bool:
         return self.name[1:] in ("reg", "both")
 
+    def updates_emas(self, ema_update_phases: tuple[str, ...]) -> bool:
+        """Whether this phase's generator pass updates G's EMA buffers ('Xboth' counts as
+        'Xmain')."""
+        main = self.network + "main"
+        return self.name in ema_update_phases or (self.name[1:] == "both"
+                                                  and main in ema_update_phases)
+
 
 def phases(hp: Hyperparameters) -> tuple[Phase, ...]:
     """The phases of one iteration in the official order; a regulariser with weight 0 (e.g.
@@ -219,8 +226,7 @@ def make_train_steps(G: nn.Module, D: nn.Module, hp: Hyperparameters, mesh: Mesh
         key = device_key(state, phase_index)
         k_z, k_c, k_gen, k_aug, k_pl, k_plz, k_plgen = jax.random.split(key, 7)
         c_all = gen_labels(k_c, batch["label"])
-        update = phase.name in hp.ema_update_phases or (
-            phase.name == "Gboth" and "Gmain" in hp.ema_update_phases)
+        update = phase.updates_emas(hp.ema_update_phases)
 
         def loss_fn(g_params):
             buffers = state.g_buffers
@@ -271,8 +277,7 @@ def make_train_steps(G: nn.Module, D: nn.Module, hp: Hyperparameters, mesh: Mesh
         fake = fake_c = None
         if phase.does_main:
             fake_c = gen_labels(k_c, real_c)
-            update = phase.name in hp.ema_update_phases or (
-                phase.name == "Dboth" and "Dmain" in hp.ema_update_phases)
+            update = phase.updates_emas(hp.ema_update_phases)
             fake, _, g_buffers, _ = run_generator(state.g_params, g_buffers,
                                                   latents(k_z, local_batch), fake_c, k_gen, update)
             fake = jax.lax.stop_gradient(fake)

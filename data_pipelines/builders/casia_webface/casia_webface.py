@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import pathlib
 
-import numpy as np
 import tensorflow_datasets as tfds
 
 from data_pipelines import filters
@@ -55,8 +54,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 "image": rc.image_feature(recipe),
                 "label": tfds.features.ClassLabel(),
                 "file_name": tfds.features.Text(),
-                "face": {"box": tfds.features.Tensor(shape=(4,), dtype=np.float32),
-                         "score": np.float32},
+                "face": rc.face_feature(),
             }),
             supervised_keys=("image", "label"),
             homepage="https://arxiv.org/abs/1411.7923",
@@ -81,7 +79,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 "image": rc.to_pil(ex.image),
                 "label": label.str2int(pathlib.PurePath(ex.name).parts[0]),
                 "file_name": ex.name,
-                "face": {"box": np.asarray(face.box if face else np.zeros(4), np.float32),
-                         "score": np.float32(face.score if face else 0.0)},
+                "face": rc.face_record(face),
             }
         rc.write_report(self.data_dir, "train", report, recipe)

@@ -69,8 +69,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 "file_name": tfds.features.Text(),
                 "attributes": {name: np.bool_ for name in _DEFAULT_ATTRIBUTES},
                 "landmarks": tfds.features.Tensor(shape=(5, 2), dtype=np.float32),
-                "face": {"box": tfds.features.Tensor(shape=(4,), dtype=np.float32),
-                         "score": np.float32},
+                "face": rc.face_feature(),
             }),
             supervised_keys=None,
             homepage="https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html",
@@ -125,8 +124,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 "attributes": {a: v == "1" for a, v in zip(_DEFAULT_ATTRIBUTES, attributes[name],
                                                             strict=True)},
                 "landmarks": points.astype(np.float32),
-                "face": {"box": np.asarray(face.box if face else np.zeros(4), np.float32),
-                         "score": np.float32(face.score if face else 0.0)},
+                "face": rc.face_record(face),
             }
         rc.write_report(self.data_dir, split, report, recipe)
 

@@ -92,8 +92,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 "label": tfds.features.ClassLabel(),
                 "weight": np.float32,
                 "file_name": tfds.features.Text(),
-                "face": {"box": tfds.features.Tensor(shape=(4,), dtype=np.float32),
-                         "score": np.float32},
+                "face": rc.face_feature(),
             }),
             supervised_keys=("image", "label"),
             metadata=tfds.core.MetadataDict(recipe=recipe.to_json()),
@@ -131,7 +130,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 "label": index,
                 "weight": np.float32(weight),
                 "file_name": ex.name,
-                "face": {"box": np.asarray(face.box if face else np.zeros(4), np.float32),
-                         "score": np.float32(face.score if face else 0.0)},
+                "face": rc.face_record(face),
             }
         rc.write_report(self.data_dir, "train", report, recipe)
