@@ -244,9 +244,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     g_opt, d_opt = step_lib.make_optimizers(hp)
 
     def fresh_state() -> state_lib.GanState:
-        g_vars, d_vars = state_lib.init_variables(
-            G, D, jax.random.key(seed), meta_data.resolution, meta_data.channels, c_dim)
-        if config.get("resume_pkl"):
+        g_vars, d_vars = jax.jit(lambda key: state_lib.init_variables(
+            G, D, key, meta_data.resolution, meta_data.channels, c_dim))(jax.random.key(seed))
+        if config.get("resume_pkl"):  # outside jit: snapshot weights are data, not constants
             g_vars, d_vars = _import_snapshot(config.resume_pkl, g_vars, d_vars)
         ada_p = float(_plain(config.augment).get("p", 0.0))
         return state_lib.create_state(g_vars, d_vars, g_opt, d_opt, jax.random.key(seed + 1),
@@ -256,7 +256,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         workdir, keep=log.get("keep_checkpoints", 3),
         best_metric=(log.get("metrics") or [None])[0],
         higher_is_better=_higher_is_better((log.get("metrics") or [None])[0]))
-    state = sharding.replicate(jax.jit(fresh_state)(), mesh)
+    state = sharding.replicate(fresh_state(), mesh)
     tick = 0
     if checkpointer.latest_step() is not None:
         state, data_state, meta = checkpointer.restore(state)
@@ -269,6 +269,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
     writers = _Writers(workdir, is_chief)
     grid_cols, grid_rows = log.get("grid_size", (8, 4))
+
     def next_batch():
         batch = next(iterator)
         return {"image": batch["image"], "label": np.asarray(batch["label"])[:, :c_dim]}
