@@ -204,6 +204,12 @@ def _save_grid(path: str, images_uint8: np.ndarray, cols: int) -> np.ndarray:
 # --------------------------------------------------------------------------------- the loop
 
 
+def _write_text(path: str, text: str) -> None:
+    with open(path + ".tmp", "w") as f:
+        f.write(text + "\n")
+    os.replace(path + ".tmp", path)
+
+
 def _data_state(iterator) -> dict[str, Any]:
     get_state = getattr(iterator, "get_state", None)
     return {"iterator": get_state()} if get_state else {}
@@ -243,28 +249,41 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     steps = _train_steps(G, D, hp, mesh, augment)
     g_opt, d_opt = step_lib.make_optimizers(hp)
 
-    def fresh_state() -> state_lib.GanState:
-        g_vars, d_vars = jax.jit(lambda key: state_lib.init_variables(
-            G, D, key, meta_data.resolution, meta_data.channels, c_dim))(jax.random.key(seed))
-        if config.get("resume_pkl"):  # outside jit: snapshot weights are data, not constants
-            g_vars, d_vars = _import_snapshot(config.resume_pkl, g_vars, d_vars)
-        ada_p = float(_plain(config.augment).get("p", 0.0))
+    ada_p = float(_plain(config.augment).get("p", 0.0))
+
+    def init_variables():
+        return state_lib.init_variables(G, D, jax.random.key(seed), meta_data.resolution,
+                                        meta_data.channels, c_dim)
+
+    def new_state(g_vars, d_vars, ema_vars=None) -> state_lib.GanState:
         return state_lib.create_state(g_vars, d_vars, g_opt, d_opt, jax.random.key(seed + 1),
-                                      ada_p=ada_p)
+                                      ada_p=ada_p, ema_variables=ema_vars)
 
     checkpointer = ckpt.Checkpointer(
         workdir, keep=log.get("keep_checkpoints", 3),
         best_metric=(log.get("metrics") or [None])[0],
         higher_is_better=_higher_is_better((log.get("metrics") or [None])[0]))
-    state = sharding.replicate(fresh_state(), mesh)
     tick = 0
     if checkpointer.latest_step() is not None:
-        state, data_state, meta = checkpointer.restore(state)
+        # The restore target is shapes, dtypes and shardings only: nothing is initialised.
+        abstract = jax.tree.map(
+            lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding.replicated(mesh)),
+            jax.eval_shape(lambda: new_state(*init_variables())))
+        state, data_state, meta = checkpointer.restore(abstract)
         state = sharding.replicate(state, mesh)
         if data_state.get("iterator") is not None and hasattr(iterator, "set_state"):
             iterator.set_state(data_state["iterator"])
         tick = int(meta.get("tick", 0))
         logging.info("resumed %s at %.1f kimg", workdir, int(state.nimg) / 1e3)
+    else:
+        g_vars, d_vars = jax.jit(init_variables)()
+        ema_vars = None
+        if config.get("resume_pkl"):  # outside jit: snapshot weights are data, not constants
+            g_vars, d_vars, ema_vars = _import_snapshot(config.resume_pkl, g_vars, d_vars)
+            logging.info("starting from the networks of %s", config.resume_pkl)
+        state = sharding.replicate(new_state(g_vars, d_vars, ema_vars), mesh)
+    if is_chief:  # what `experiments.eval --workdir` reads the dataset from
+        _write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
     cur_nimg, step = int(state.nimg), int(state.step)
 
     writers = _Writers(workdir, is_chief)
@@ -412,19 +431,24 @@ def _export_snapshot(directory: str, networks: Mapping[str, tuple[dict, dict]]) 
 
 
 def _import_snapshot(path: str, g_vars, d_vars):
-    """Starts from an official snapshot's G and D (the official `--resume`)."""
+    """`(G, D, G_ema)` variables of an official snapshot (the official `--resume`): each must
+    match this run's networks; G_ema falls back to G when the snapshot has none."""
     from flaxgan import convert  # noqa: PLC0415
     snapshot = convert.load_snapshot(path)
-    out = []
-    for key, target in (("G", g_vars), ("D", d_vars)):
+
+    def imported(key: str, target):
         record = snapshot.get(key)
         if not isinstance(record, convert.ModuleRecord):
             raise convert.SnapshotError(
                 f"{os.path.basename(path)}: snapshot has no network {key!r}")
         variables = convert.to_flax(record.parameters, record.buffers)
         convert.check_against(target, variables, source=path)
-        out.append(jax.tree.map(jnp.asarray, variables))
-    return tuple(out)
+        return jax.tree.map(jnp.asarray, variables)
+
+    g, d = imported("G", g_vars), imported("D", d_vars)
+    ema = imported("G_ema", g_vars) if isinstance(snapshot.get("G_ema"), convert.ModuleRecord) \
+        else g
+    return g, d, ema
 
 
 def _evaluate(metrics, G, ema_variables, config, workdir: str, kimg: float) -> dict[str, float]:

@@ -77,14 +77,19 @@ def init_variables(G: nn.Module, D: nn.Module, key: jax.Array, resolution: int,
 
 def create_state(g_variables: Variables, d_variables: Variables, g_optimizer:
                  optax.GradientTransformation, d_optimizer: optax.GradientTransformation,
-                 key: jax.Array, ada_p: float = 0.0) -> GanState:
-    """A fresh state from network variables (e.g. `init_variables` or an imported snapshot)."""
+                 key: jax.Array, ada_p: float = 0.0,
+                 ema_variables: Variables | None = None) -> GanState:
+    """A fresh state from network variables (e.g. `init_variables` or an imported snapshot).
+
+    `ema_variables` (an imported snapshot's G_ema) default to a copy of G's variables.
+    """
     g_params, g_buffers = g_variables["params"], g_variables.get("buffers", {})
     d_params, d_buffers = d_variables["params"], d_variables.get("buffers", {})
+    ema = ema_variables if ema_variables is not None else g_variables
     return GanState(
         g_params=g_params, g_buffers=g_buffers, d_params=d_params, d_buffers=d_buffers,
-        ema_params=jax.tree.map(jnp.copy, g_params),
-        ema_buffers=jax.tree.map(jnp.copy, g_buffers),
+        ema_params=jax.tree.map(jnp.copy, ema["params"]),
+        ema_buffers=jax.tree.map(jnp.copy, ema.get("buffers", {})),
         g_opt_state=g_optimizer.init(g_params), d_opt_state=d_optimizer.init(d_params),
         pl_mean=jnp.zeros((), jnp.float32), ada_p=jnp.asarray(ada_p, jnp.float32),
         ada_signs=jnp.zeros((2,), jnp.float32), nimg=jnp.zeros((), jnp.int32),

@@ -13,6 +13,7 @@ import time
 import ml_collections
 import numpy as np
 import pytest
+from PIL import Image
 
 from experiments.configs import common
 from flaxgan import sample
@@ -220,3 +221,42 @@ def test_metric_hook_keeps_the_best_checkpoint(tmp_path):
     assert record["fid_tiny"] == evaluations[-1]["value"]
     best = min(range(2), key=lambda i: evaluations[i]["value"])
     assert checkpoint.Checkpointer(workdir, best_metric="fid_tiny").best_step() == 2 * (best + 1)
+
+
+def _official_config(reference: str) -> ml_collections.ConfigDict:
+    """`_config` with the networks of an official reference snapshot (its json kwargs)."""
+    with open(TEST_DATA / "reference" / f"{reference}.json") as f:
+        kwargs = json.load(f)
+    config = _config(total_kimg=0)
+    config.data.resolution = kwargs["G_kwargs"]["img_resolution"]
+    drop = {"class_name", "img_resolution", "img_channels", "c_dim"}
+    for net in ("G", "D"):
+        net_kwargs = kwargs[f"{net}_kwargs"]
+        config.model[f"{net}_class"] = net_kwargs["class_name"]
+        config.model[f"{net}_kwargs"] = {k: v for k, v in net_kwargs.items() if k not in drop}
+    config.resume_pkl = str(TEST_DATA / "reference" / f"{reference}.pkl")
+    return config
+
+
+def test_resume_pkl_starts_from_the_official_snapshot(tmp_path):
+    """The first grid of a run started from an official pickle is that pickle's G_ema."""
+    config = _official_config("sg2_uncond32")
+    workdir = str(tmp_path / "from_pkl")
+    assert loop.train(config, workdir) == {}  # total_kimg 0: set up, render, stop
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f)["resume_pkl"] == config.resume_pkl
+    g = sample.load(config.resume_pkl)
+    z, _ = loop._grid_latents(g.module, tuple(config.log.grid_size), np.zeros((0, 0)),
+                              config.seed)
+    want = sample.to_uint8(sample.synthesize(g, sample.mapping(g, z), noise_mode="const"))
+    got = np.asarray(Image.open(os.path.join(workdir, "samples", "fakes_init.png")))
+    np.testing.assert_allclose(got, np.asarray(sample.grid(want, config.log.grid_size[0])),
+                               atol=1)
+
+
+def test_resume_pkl_of_another_model_is_one_clear_error(tmp_path):
+    config = _official_config("sg2_uncond32")
+    config.model.G_kwargs.w_dim = 64
+    with pytest.raises(Exception, match=r"sg2_uncond32\.pkl.*shape") as error:
+        loop.train(config, str(tmp_path / "mismatch"))
+    assert "\n" not in str(error.value)
