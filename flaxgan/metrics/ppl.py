@@ -11,11 +11,11 @@ synthesises with ``noise_mode='const'``); optional face crop (rows ``3c:7c``, co
 and PPL is the mean of the ``d`` between the 1st ('lower') and 99th ('higher') percentiles.
 
 The generator and LPIPS enter as functions, so this module is independent of the model code:
-``mapping(z [B, z_dim]) -> ws [B, num_ws, w_dim]``, ``synthesis(ws, key) -> [B, H, W, C]`` in
-``[-1, 1]`` with noise drawn from ``key`` and shared by the whole batch, and
+``mapping(z [B, z_dim], c [B, c_dim]) -> ws [B, num_ws, w_dim]``, ``synthesis(ws, key) ->
+[B, H, W, C]`` in ``[-1, 1]`` with noise drawn from ``key`` and shared by the whole batch, and
 ``lpips_features(images [B, H, W, 3] in [0, 255]) -> [B, F]`` whose squared difference is the
-LPIPS-VGG16 distance (the official ``vgg16(..., return_lpips=True)``). The LPIPS-VGG16 network
-itself is not part of flaxgan yet.
+LPIPS-VGG16 distance (the official ``vgg16(..., return_lpips=True)``;
+:func:`flaxgan.metrics.vgg16.lpips_features`).
 """
 
 from __future__ import annotations
@@ -26,25 +26,31 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-__all__ = ['LatentGenerator', 'crop_and_scale', 'filtered_mean', 'pair_latents', 'ppl',
-           'ppl_distances', 'slerp']
+from flaxgan.metrics.features import BATCH_AXIS, batch_mesh
+
+__all__ = ['LatentGenerator', 'crop_and_scale', 'filtered_mean', 'pair_distances',
+           'pair_latents', 'ppl', 'ppl_distances', 'slerp']
 
 
 class LatentGenerator(NamedTuple):
     """A generator as PPL sees it (pure, jittable functions).
 
     Attributes:
-      mapping: ``z [B, z_dim] -> ws [B, num_ws, w_dim]`` (psi 1).
+      mapping: ``(z [B, z_dim], c [B, c_dim]) -> ws [B, num_ws, w_dim]`` (psi 1).
       synthesis: ``(ws, key) -> images [B, H, W, C]`` in [-1, 1], noise from ``key`` shared by
         the whole batch (the official randomised ``noise_const`` + ``noise_mode='const'``).
       z_dim: latent size.
+      c_dim: label size (0: unconditional); conditional pairs share one uniformly drawn class.
     """
 
-    mapping: Callable[[jax.Array], jax.Array]
+    mapping: Callable[[jax.Array, jax.Array], jax.Array]
     synthesis: Callable[[jax.Array, jax.Array], jax.Array]
     z_dim: int
+    c_dim: int = 0
 
 
 def slerp(a: jax.Array, b: jax.Array, t: jax.Array) -> jax.Array:
@@ -64,19 +70,22 @@ def slerp(a: jax.Array, b: jax.Array, t: jax.Array) -> jax.Array:
 
 
 def pair_latents(key: jax.Array, batch: int, z_dim: int, mapping: Callable, space: str,
-                 sampling: str, epsilon: float) -> tuple[jax.Array, jax.Array]:
+                 sampling: str, epsilon: float, c_dim: int = 0
+                 ) -> tuple[jax.Array, jax.Array]:
     """``(ws_t, ws_t+eps)``, each ``[B, num_ws, w_dim]``, as the official ``PPLSampler``."""
     if space not in ('z', 'w') or sampling not in ('full', 'end'):
         raise ValueError(f'space must be z|w and sampling full|end, got {space!r}, {sampling!r}')
-    t_key, z_key = jax.random.split(key)
+    t_key, z_key, c_key = jax.random.split(key, 3)
     t = jax.random.uniform(t_key, (batch,)) * (1.0 if sampling == 'full' else 0.0)
     z0, z1 = jnp.split(jax.random.normal(z_key, (2 * batch, z_dim)), 2)
+    c = jax.nn.one_hot(jax.random.randint(c_key, (batch,), 0, max(c_dim, 1)), c_dim)
+    c2 = jnp.concatenate([c, c])  # both ends of a pair (and both interpolants) share the class
     if space == 'w':
-        w0, w1 = jnp.split(mapping(jnp.concatenate([z0, z1])), 2)
+        w0, w1 = jnp.split(mapping(jnp.concatenate([z0, z1]), c2), 2)
         lerp = lambda s: w0 + (w1 - w0) * s[:, None, None]
         return lerp(t), lerp(t + epsilon)
     zt0, zt1 = slerp(z0, z1, t[:, None]), slerp(z0, z1, t[:, None] + epsilon)
-    return tuple(jnp.split(mapping(jnp.concatenate([zt0, zt1])), 2))
+    return tuple(jnp.split(mapping(jnp.concatenate([zt0, zt1]), c2), 2))
 
 
 def crop_and_scale(images: jax.Array, crop: bool) -> jax.Array:
@@ -98,15 +107,22 @@ def crop_and_scale(images: jax.Array, crop: bool) -> jax.Array:
     return jnp.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
 
 
-def ppl_distances(key: jax.Array, batch: int, z_dim: int, mapping: Callable,
-                  synthesis: Callable, lpips_features: Callable, space: str, sampling: str,
-                  epsilon: float = 1e-4, crop: bool = True) -> jax.Array:
-    """``[B]`` differential LPIPS distances ``||f(img_t) - f(img_t+eps)||^2 / eps^2``."""
-    lat_key, noise_key = jax.random.split(key)
-    ws0, ws1 = pair_latents(lat_key, batch, z_dim, mapping, space, sampling, epsilon)
+def pair_distances(ws0: jax.Array, ws1: jax.Array, noise_key: jax.Array, synthesis: Callable,
+                   lpips_features: Callable, epsilon: float = 1e-4, crop: bool = True
+                   ) -> jax.Array:
+    """``[B]`` ``||f(G(ws0)) - f(G(ws1))||^2 / eps^2`` with one noise for the whole batch."""
     images = synthesis(jnp.concatenate([ws0, ws1]), noise_key)
     f0, f1 = jnp.split(lpips_features(crop_and_scale(images, crop)), 2)
     return jnp.sum(jnp.square(f0 - f1), axis=1) / epsilon**2
+
+
+def ppl_distances(key: jax.Array, batch: int, z_dim: int, mapping: Callable,
+                  synthesis: Callable, lpips_features: Callable, space: str, sampling: str,
+                  epsilon: float = 1e-4, crop: bool = True, c_dim: int = 0) -> jax.Array:
+    """``[B]`` differential LPIPS distances ``||f(img_t) - f(img_t+eps)||^2 / eps^2``."""
+    lat_key, noise_key = jax.random.split(key)
+    ws0, ws1 = pair_latents(lat_key, batch, z_dim, mapping, space, sampling, epsilon, c_dim)
+    return pair_distances(ws0, ws1, noise_key, synthesis, lpips_features, epsilon, crop)
 
 
 def filtered_mean(dist: np.ndarray) -> float:
@@ -120,13 +136,27 @@ def filtered_mean(dist: np.ndarray) -> float:
 def ppl(mapping: Callable, synthesis: Callable, lpips_features: Callable, z_dim: int,
         num_samples: int = 50000, epsilon: float = 1e-4, space: str = 'w',
         sampling: str = 'end', crop: bool = True, batch_size: int = 16, seed: int = 0,
-        progress: bool = True) -> float:
+        progress: bool = True, c_dim: int = 0, mesh: Mesh | None = None) -> float:
     """The PPL metric (official ``ppl_{z,w}{full,end}``: crop True; ``ppl2_wend``: crop False).
 
-    Batches of ``batch_size`` pairs run jitted; batch ``i`` uses ``fold_in(key(seed), i)``.
+    Batch ``i`` of ``batch_size`` pairs (rounded up to a multiple of the device count) uses
+    ``fold_in(key(seed), i)``: its latents and its one noise are drawn for the whole batch,
+    then synthesis and LPIPS run data-parallel over ``mesh`` (default: all local devices), so
+    the value does not depend on the device count.
     """
-    step = jax.jit(lambda k: ppl_distances(k, batch_size, z_dim, mapping, synthesis,
-                                           lpips_features, space, sampling, epsilon, crop))
+    mesh = batch_mesh() if mesh is None else mesh
+    batch_size = -(-batch_size // mesh.size) * mesh.size
+    local = lambda ws0, ws1, k: pair_distances(ws0, ws1, k, synthesis, lpips_features, epsilon,
+                                               crop)
+
+    @jax.jit
+    def step(key):
+        lat_key, noise_key = jax.random.split(key)
+        ws0, ws1 = pair_latents(lat_key, batch_size, z_dim, mapping, space, sampling, epsilon,
+                                c_dim)
+        return jax.shard_map(local, mesh=mesh, in_specs=(P(BATCH_AXIS), P(BATCH_AXIS), P()),
+                             out_specs=P(BATCH_AXIS))(ws0, ws1, noise_key)
+
     key = jax.random.key(seed)
     dist = []
     for i in tqdm(range(-(-num_samples // batch_size)), desc='ppl', disable=not progress,

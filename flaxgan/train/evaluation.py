@@ -18,10 +18,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from flaxgan.metrics import features, inception, registry
+from flaxgan.metrics import detectors, features, ppl, registry
 
-__all__ = ["dataset_source", "generator_source", "evaluate"]
+__all__ = ["dataset_source", "evaluate", "generator_source", "latent_generator"]
 
 
 def dataset_source(data: Mapping[str, Any], max_images: int | None = None
@@ -51,38 +53,85 @@ def dataset_source(data: Mapping[str, Any], max_images: int | None = None
                                 resolution=(meta.resolution, meta.resolution))
 
 
-def generator_source(G, variables, c_dim: int, seed: int = 0) -> features.ImageSource:
-    """Endless uint8 RGB samples of `G` (official protocol; conditional models get uniformly
-    drawn classes)."""
-    @functools.partial(jax.jit, static_argnums=1)
-    def draw(key: jax.Array, n: int) -> jax.Array:
-        k_z, k_c, k_noise = jax.random.split(key, 3)
-        z = jax.random.normal(k_z, (n, G.z_dim))
-        c = jax.nn.one_hot(jax.random.randint(k_c, (n,), 0, max(c_dim, 1)), c_dim)
-        images = G.apply(variables, z, c, noise_mode="random", rngs={"noise": k_noise})
+def generator_source(G, variables, c_dim: int, seed: int = 0, mesh: Mesh | None = None,
+                     name: str = "generator") -> features.ImageSource:
+    """Endless uint8 RGB samples of `G`, generated data-parallel over `mesh` (default: all
+    local devices).
+
+    The official protocol: z ~ N(0, I), ψ = 1, random noise, `clip(x · 127.5 + 128)`;
+    conditional models get uniformly drawn classes. Latents and classes are drawn for the whole
+    batch from the batch key (the same images for any device count); the noise from the batch
+    key folded with the device index.
+    """
+    mesh = features.batch_mesh() if mesh is None else mesh
+    n_dev = mesh.shape[features.BATCH_AXIS]
+    variables = jax.device_put(variables, NamedSharding(mesh, P()))
+
+    def local(variables, z, c, key):
+        key = jax.random.fold_in(key, jax.lax.axis_index(features.BATCH_AXIS))
+        images = G.apply(variables, z, c, noise_mode="random", rngs={"noise": key})
         images = jnp.clip(images * 127.5 + 128, 0, 255).astype(jnp.uint8)
         return jnp.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
 
-    return features.generator_source(lambda key, n: np.asarray(draw(key, n)), seed=seed)
+    @functools.partial(jax.jit, static_argnums=2)
+    def draw(variables, key: jax.Array, n: int) -> jax.Array:
+        k_z, k_c, k_noise = jax.random.split(key, 3)
+        z = jax.random.normal(k_z, (n, G.z_dim))
+        c = jax.nn.one_hot(jax.random.randint(k_c, (n,), 0, max(c_dim, 1)), c_dim)
+        batch = P(features.BATCH_AXIS)
+        return jax.shard_map(local, mesh=mesh, in_specs=(P(), batch, batch, P()),
+                             out_specs=batch)(variables, z, c, k_noise)
+
+    def sample(key: jax.Array, n: int) -> np.ndarray:
+        return np.asarray(draw(variables, key, -(-n // n_dev) * n_dev))[:n]
+
+    return features.generator_source(sample, seed=seed, name=name)
 
 
-@functools.cache
-def _inception_extractor() -> features.Extractor:
-    return features.make_extractor(inception.inception_features, inception.load_params(),
-                                   name="inception-2015-12-05")
+def latent_generator(G, variables) -> ppl.LatentGenerator:
+    """`G` as path-length and separability metrics see it: separate mapping and synthesis.
+
+    `synthesis(ws, key)` draws every `noise_const` buffer from `key` and synthesises with
+    `noise_mode='const'`: one noise for the whole batch, so both ends of a PPL pair see the
+    same noise (the official randomises the buffers per batch in the same way).
+    """
+    def mapping(z: jax.Array, c: jax.Array) -> jax.Array:
+        return G.apply(variables, z, c, method=lambda m, z, c: m.map(z, c))
+
+    def synthesis(ws: jax.Array, key: jax.Array) -> jax.Array:
+        leaves, treedef = jax.tree_util.tree_flatten_with_path(variables.get("buffers", {}))
+        keys = jax.random.split(key, len(leaves))
+        leaves = [jax.random.normal(k, x.shape, x.dtype) if _is_noise(path) else x
+                  for k, (path, x) in zip(keys, leaves, strict=True)]
+        noisy = {**variables, "buffers": jax.tree_util.tree_unflatten(treedef, leaves)}
+        return G.apply(noisy, ws, noise_mode="const",
+                       method=lambda m, ws, **k: m.synthesize(ws, **k))
+
+    return ppl.LatentGenerator(mapping=mapping, synthesis=synthesis, z_dim=int(G.z_dim),
+                               c_dim=int(G.c_dim))
+
+
+def _is_noise(path) -> bool:
+    return any(getattr(p, "key", None) == "noise_const" for p in path)
 
 
 def evaluate(metrics: Sequence[str], G, ema_variables, data: Mapping[str, Any], *,
              workdir: str | None = None, kimg: float | None = None, seed: int = 0,
-             cache_dir: str | None = None) -> dict[str, float]:
+             cache_dir: str | None = None, weights: Mapping[str, str | None] | None = None
+             ) -> dict[str, float]:
     """Computes `metrics` (official names) for G_ema; `{name: first value}`.
+
+    Args:
+      weights: detector weight files by `detectors.load_detectors` keyword (`inception`,
+        `vgg16`, `attribute_classifier`); unset ones use their defaults.
 
     Dataset statistics are cached in `cache_dir` (default `~/.cache/flaxgan`)."""
     c_dim = int(G.c_dim)
     ctx = registry.MetricContext(real=dataset_source(data),
                                  fake=generator_source(G, ema_variables, c_dim, seed),
-                                 inception=_inception_extractor(), progress=False, seed=seed,
-                                 cache_dir=cache_dir)
+                                 generator=latent_generator(G, ema_variables), progress=False,
+                                 seed=seed, cache_dir=cache_dir,
+                                 **detectors.load_detectors(metrics, **dict(weights or {})))
     values = {}
     for name in metrics:
         start = time.time()

@@ -11,7 +11,8 @@ Z, NUM_WS, RES = 6, 2, 16
 _A = np.random.default_rng(0).normal(size=(Z, RES * RES * 3)).astype(np.float32) / 4
 
 
-def mapping(z):
+def mapping(z, c):
+    del c
     return jnp.repeat((z * 0.5)[:, None, :], NUM_WS, axis=1)
 
 
@@ -62,8 +63,33 @@ def test_distances_equal_finite_difference(space):
 def test_end_sampling_starts_at_w0_and_ppl_runs():
     key = jax.random.key(4)
     ws0, _ = ppl.pair_latents(key, 5, Z, mapping, 'w', 'end', 1e-4)
-    z0 = jnp.split(jax.random.normal(jax.random.split(key)[1], (10, Z)), 2)[0]
-    np.testing.assert_allclose(ws0, mapping(z0), atol=1e-6)
+    z0 = jnp.split(jax.random.normal(jax.random.split(key, 3)[1], (10, Z)), 2)[0]
+    np.testing.assert_allclose(ws0, mapping(z0, None), atol=1e-6)
     value = ppl.ppl(mapping, synthesis, identity_lpips, Z, num_samples=40, space='w',
                     sampling='end', crop=False, batch_size=16, progress=False)
     assert np.isfinite(value) and value > 0
+
+
+def test_value_does_not_depend_on_the_device_count():
+    from flaxgan.metrics.features import batch_mesh
+
+    kwargs = dict(num_samples=48, space='z', sampling='full', crop=False, batch_size=16,
+                  progress=False, seed=5)
+    one = ppl.ppl(mapping, synthesis, identity_lpips, Z,
+                  mesh=batch_mesh(jax.local_devices()[:1]), **kwargs)
+    every = ppl.ppl(mapping, synthesis, identity_lpips, Z, **kwargs)
+    assert len(jax.local_devices()) > 1 or pytest.skip('needs several devices')
+    assert every == pytest.approx(one, rel=1e-5)
+
+
+def test_conditional_pairs_share_their_class():
+    seen = []
+
+    def conditional_mapping(z, c):
+        seen.append(c)
+        return mapping(z, c) + jnp.sum(c * jnp.arange(1.0, 4.0), axis=1)[:, None, None]
+
+    ppl.pair_latents(jax.random.key(0), 6, Z, conditional_mapping, 'w', 'full', 1e-4, c_dim=3)
+    c = np.asarray(seen[0])
+    assert c.shape == (12, 3) and np.all(c.sum(1) == 1)
+    np.testing.assert_array_equal(c[:6], c[6:])
