@@ -21,8 +21,9 @@ name               statistic                              real          generate
 =================  =====================================  ============  =========
 
 ``ppl_zfull`` ``ppl_wfull`` ``ppl_zend`` ``ppl_wend`` (face crop) and ``ppl2_wend`` (no crop):
-50k samples, eps 1e-4, given ``ctx.generator`` and ``ctx.lpips``. ``ls`` (linear separability)
-is a registered name that raises until implemented.
+50k samples, eps 1e-4, given ``ctx.generator`` and ``ctx.lpips``. ``ls`` (linear separability,
+``ls_z`` and ``ls_w``): 200k samples, the most confident 100k per attribute, given
+``ctx.generator`` and ``ctx.attribute_classifier`` (:mod:`flaxgan.metrics.ls`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import numpy as np
 
 from flaxgan.metrics import fid as fid_lib
 from flaxgan.metrics import kid as kid_lib
+from flaxgan.metrics import ls as ls_lib
 from flaxgan.metrics import ppl as ppl_lib
 from flaxgan.metrics import pr as pr_lib
 from flaxgan.metrics import stats
@@ -64,6 +66,8 @@ class MetricContext:
       vgg16: sharded extractor of the official VGG16 features (``pr50k3*``), optional.
       generator: :class:`ppl.LatentGenerator` for ``ppl_*``, optional.
       lpips: ``images [B, H, W, 3] in [0, 255] -> [B, F]`` LPIPS-VGG16 features (``ppl_*``).
+      attribute_classifier: jittable ``images uint8 [B, H, W, 3] -> P(attribute present)
+        [B, 40]`` (``ls``), e.g. ``attributes.load_classifier(path)``.
       cache_dir: root of the statistics cache (default ``~/.cache/flaxgan``).
       use_cache: cache real (and folder) statistics on disk.
       progress: show tqdm bars.
@@ -77,6 +81,7 @@ class MetricContext:
     vgg16: Extractor | None = None
     generator: ppl_lib.LatentGenerator | None = None
     lpips: Callable[[Any], Any] | None = None
+    attribute_classifier: Callable[[Any], Any] | None = None
     cache_dir: str | None = None
     use_cache: bool = True
     progress: bool = True
@@ -260,7 +265,17 @@ _ppl_metric('ppl_wfull', 'w', 'full', crop=True)
 _ppl_metric('ppl_zend', 'z', 'end', crop=True)
 _ppl_metric('ppl_wend', 'w', 'end', crop=True)
 _ppl_metric('ppl2_wend', 'w', 'end', crop=False)
-_not_yet('ls', 'generator mapping and the CelebA attribute classifiers')
+
+
+@register_metric('ls')
+def _ls(ctx: MetricContext):
+    if ctx.generator is None or ctx.attribute_classifier is None:
+        raise ValueError('ls needs ctx.generator (mapping/synthesis) and '
+                         'ctx.attribute_classifier (CelebA attribute probabilities)')
+    values = ls_lib.linear_separability(ctx.generator, ctx.attribute_classifier,
+                                        num_samples=200000, num_keep=100000, seed=ctx.seed,
+                                        progress=ctx.progress)
+    return values, dict(fake=200000)
 
 
 def evaluate_all(names: Sequence[str], ctx: MetricContext) -> list[dict[str, Any]]:
