@@ -12,7 +12,8 @@ import jax
 import numpy as np
 
 from flaxgan.nn.activation import bias_act
-from flaxgan.nn.fir import Padding, upfirdn2d
+from flaxgan.nn.fir import Padding
+from flaxgan.nn.polyphase import upfirdn2d
 
 __all__ = ["filtered_lrelu"]
 
