@@ -255,7 +255,7 @@ def _ppl_metric(name: str, space: str, sampling: str, crop: bool) -> None:
         g = ctx.generator
         value = ppl_lib.ppl(g.mapping, g.synthesis, ctx.lpips, g.z_dim, num_samples=50000,
                             epsilon=1e-4, space=space, sampling=sampling, crop=crop,
-                            seed=ctx.seed, progress=ctx.progress)
+                            seed=ctx.seed, progress=ctx.progress, c_dim=g.c_dim)
         return {name: value}, dict(fake=50000)
     register_metric(name)(evaluate)
 
