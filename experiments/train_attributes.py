@@ -39,33 +39,36 @@ from flaxgan.metrics import attributes, features
 from flaxgan.metrics.attributes import ATTRIBUTES
 from flaxgan.metrics.features import BATCH_AXIS
 
-_DATA = flags.DEFINE_string(
-    "data", None, "TFDS name (celeba_faces/mtcnn_256), prepared dataset folder, or a folder "
-    "of CelebA images holding list_attr_celeba.txt.")
-_ATTR_FILE = flags.DEFINE_string("attr_file", None, "Attribute table for a folder (default: "
-                                 "<data>/list_attr_celeba.txt).")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir (default TFDS's).")
-_SPLIT = flags.DEFINE_string("split", "train", "TFDS split to train on.")
-_EVAL_SPLIT = flags.DEFINE_string("eval_split", None, "TFDS split to evaluate on (default: "
-                                  "hold out the last --holdout of --split).")
-_HOLDOUT = flags.DEFINE_float("holdout", 0.1, "Held-out fraction when no --eval_split.")
-_MAX_IMAGES = flags.DEFINE_integer("max_images", None, "Use at most this many examples.")
-_OUTDIR = flags.DEFINE_string("outdir", None, "Where the classifier and accuracy.json go.")
-_RESOLUTION = flags.DEFINE_integer("resolution", 256, "Classifier input side (official 256).")
-_CHANNEL_BASE = flags.DEFINE_integer("channel_base", 16384, "Discriminator channel_base.")
-_CHANNEL_MAX = flags.DEFINE_integer("channel_max", 512, "Discriminator channel_max.")
-_ARCH = flags.DEFINE_enum("architecture", "resnet", ["orig", "skip", "resnet"],
-                          "Discriminator architecture.")
-_BATCH = flags.DEFINE_integer("batch_size", 32, "Global batch (rounded up to the devices).")
-_EPOCHS = flags.DEFINE_float("epochs", 10, "Passes over the training part.")
-_LR = flags.DEFINE_float("lr", 0.002, "Adam learning rate.")
-_BETA1 = flags.DEFINE_float("beta1", 0.9, "Adam beta1.")
-_BETA2 = flags.DEFINE_float("beta2", 0.99, "Adam beta2.")
-_XFLIP = flags.DEFINE_bool("xflip", True, "Random horizontal flips.")
-_SEED = flags.DEFINE_integer("seed", 0, "Initialisation, shuffling and flips.")
-_THREADS = flags.DEFINE_integer("num_threads", 2, "Image decoding threads.")
-_LOG_EVERY = flags.DEFINE_integer("log_every", 50, "Log the training loss every N steps.")
-flags.mark_flags_as_required(["data", "outdir"])
+
+def define_flags() -> None:
+    """The command-line flags (defined only when run as a program, so that importing this
+    module next to other entry points never redefines a flag)."""
+    flags.DEFINE_string("data", None, "TFDS name (celeba_faces/mtcnn_256), prepared dataset "
+                        "folder, or a folder of CelebA images holding list_attr_celeba.txt.")
+    flags.DEFINE_string("attr_file", None, "Attribute table for a folder (default: "
+                        "<data>/list_attr_celeba.txt).")
+    flags.DEFINE_string("data_dir", None, "TFDS data_dir (default TFDS's).")
+    flags.DEFINE_string("split", "train", "TFDS split to train on.")
+    flags.DEFINE_string("eval_split", None, "TFDS split to evaluate on (default: "
+                        "hold out the last --holdout of --split).")
+    flags.DEFINE_float("holdout", 0.1, "Held-out fraction when no --eval_split.")
+    flags.DEFINE_integer("max_images", None, "Use at most this many examples.")
+    flags.DEFINE_string("outdir", None, "Where the classifier and accuracy.json go.")
+    flags.DEFINE_integer("resolution", 256, "Classifier input side (official 256).")
+    flags.DEFINE_integer("channel_base", 16384, "Discriminator channel_base.")
+    flags.DEFINE_integer("channel_max", 512, "Discriminator channel_max.")
+    flags.DEFINE_enum("architecture", "resnet", ["orig", "skip", "resnet"],
+                      "Discriminator architecture.")
+    flags.DEFINE_integer("batch_size", 32, "Global batch (rounded up to the devices).")
+    flags.DEFINE_float("epochs", 10, "Passes over the training part.")
+    flags.DEFINE_float("lr", 0.002, "Adam learning rate.")
+    flags.DEFINE_float("beta1", 0.9, "Adam beta1.")
+    flags.DEFINE_float("beta2", 0.99, "Adam beta2.")
+    flags.DEFINE_bool("xflip", True, "Random horizontal flips.")
+    flags.DEFINE_integer("seed", 0, "Initialisation, shuffling and flips.")
+    flags.DEFINE_integer("num_threads", 2, "Image decoding threads.")
+    flags.DEFINE_integer("log_every", 50, "Log the training loss every N steps.")
+    flags.mark_flags_as_required(["data", "outdir"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -117,7 +120,8 @@ class TfdsAttributes:
     """A TFDS split (or prepared folder) whose records carry the `attributes` dict."""
 
     def __init__(self, name_or_dir: str, split: str, data_dir: str | None, resolution: int):
-        self.source, _ = data_input.open_source(name_or_dir, split, data_dir=data_dir)
+        self.source, _ = data_input.open_source(name_or_dir, split, data_dir=data_dir,
+                                                resolution=resolution)
         first = self.source[0]
         if "attributes" not in first:
             raise ValueError(f"{name_or_dir}: records have no 'attributes' feature (expected "
@@ -349,20 +353,21 @@ def format_record(record: dict) -> str:
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    f = flags.FLAGS
     try:
         record = train(
-            _OUTDIR.value, _DATA.value, resolution=_RESOLUTION.value,
-            channel_base=_CHANNEL_BASE.value, channel_max=_CHANNEL_MAX.value,
-            architecture=_ARCH.value, batch_size=_BATCH.value, epochs=_EPOCHS.value,
-            lr=_LR.value, betas=(_BETA1.value, _BETA2.value), xflip=_XFLIP.value,
-            seed=_SEED.value, num_threads=_THREADS.value, log_every=_LOG_EVERY.value,
-            attr_file=_ATTR_FILE.value, data_dir=_DATA_DIR.value, split=_SPLIT.value,
-            eval_split=_EVAL_SPLIT.value, holdout=_HOLDOUT.value, max_images=_MAX_IMAGES.value)
+            f.outdir, f.data, resolution=f.resolution, channel_base=f.channel_base,
+            channel_max=f.channel_max, architecture=f.architecture, batch_size=f.batch_size,
+            epochs=f.epochs, lr=f.lr, betas=(f.beta1, f.beta2), xflip=f.xflip, seed=f.seed,
+            num_threads=f.num_threads, log_every=f.log_every, attr_file=f.attr_file,
+            data_dir=f.data_dir, split=f.split, eval_split=f.eval_split, holdout=f.holdout,
+            max_images=f.max_images)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
     print(format_record(record))
-    print(f"saved {pathlib.Path(_OUTDIR.value) / 'classifier.json'} and accuracy.json")
+    print(f"saved {pathlib.Path(f.outdir) / 'classifier.json'} and accuracy.json")
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

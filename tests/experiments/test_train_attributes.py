@@ -44,6 +44,29 @@ def test_holdout_split():
         ta.open_data(str(REPO_ROOT / 'tests' / 'data' / 'augment'), 8)
 
 
+def test_tfds_celeba_faces_records(tmp_path):
+    """A `celeba_faces` dataset (the `raw` recipe: no detector, fast to build) as input."""
+    from data_pipelines import build  # noqa: PLC0415 (TFDS builders only for this test)
+
+    manual = tmp_path / 'manual'
+    (manual / 'img_align_celeba').mkdir(parents=True)
+    lines = (CELEBA / 'list_attr_celeba.txt').read_text().splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:12]}
+    for name in rows:
+        shutil.copy(CELEBA / name, manual / 'img_align_celeba' / name)
+    (manual / 'list_attr_celeba.txt').write_text('\n'.join(['10', *lines[1:12]]) + '\n')
+    build.build('celeba_faces', manual, 'raw', tmp_path / 'tfds')
+    train, held = ta.open_data('celeba_faces/raw', 8, data_dir=str(tmp_path / 'tfds'),
+                               holdout=0.2)
+    assert (len(train), len(held)) == (8, 2)
+    for i in range(len(train)):
+        record = train[i]
+        name = train.source.source[i]['file_name']
+        name = name.decode() if isinstance(name, bytes) else name
+        assert record['image'].shape == (8, 8, 3)
+        np.testing.assert_array_equal(record['attributes'], [v == '1' for v in rows[name]])
+
+
 def test_sharded_step_is_the_global_batch_gradient():
     """Plain SGD (no Adam to hide a scale error): all devices == one device."""
     params = attributes.init_params(TINY, jax.random.key(0))
