@@ -352,11 +352,14 @@ def _tiny_generator():
 
 
 def test_ppl_end_to_end_with_lpips(conv_params):
-    """ppl_wend on a tiny StyleGAN2 (32x32, face crop -> 16x16) with the seeded LPIPS-VGG16."""
+    """ppl_wend on a tiny StyleGAN2 (32x32, face crop -> 16x16) with the seeded LPIPS-VGG16:
+    finite, positive and deterministic (one device: the sharded path is ppl's own test)."""
     mapping, synthesis = _tiny_generator()
     lpips = functools.partial(vgg16.lpips_features, conv_params)
-    run = lambda: ppl.ppl(mapping, synthesis, lpips, 8, num_samples=16, space='w',
-                          sampling='end', crop=True, batch_size=16, seed=0, progress=False)
-    value = run()
+    run = lambda mesh: ppl.ppl(mapping, synthesis, lpips, 8, num_samples=16, space='w',
+                               sampling='end', crop=True, batch_size=16, seed=0,
+                               progress=False, mesh=mesh)
+    one_device = features.batch_mesh(jax.local_devices()[:1])
+    value = run(one_device)
     assert np.isfinite(value) and value > 0
-    assert run() == value  # deterministic
+    assert run(one_device) == value  # deterministic
