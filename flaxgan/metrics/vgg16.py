@@ -53,7 +53,9 @@ flatten order (assumed torch's (C, H, W), as in torchvision), the position of th
 normalisation relative to the resize (equivalent up to float rounding: both are affine per
 channel), and the element order of its ``return_lpips`` vector (irrelevant to distances).
 The architecture, resize, normalisation and LPIPS formula are checked against torchvision's
-VGG16, torch's ``grid_sample`` and the ``lpips`` package with seeded weights.
+VGG16, torch's ``grid_sample`` and the ``lpips`` package with seeded weights;
+``tools/check_vgg16_official.py --weights=vgg16.pt`` compares with the official file where it
+is available.
 """
 
 from __future__ import annotations
