@@ -28,7 +28,7 @@ from absl import app, flags
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flaxgan.metrics import features, fid, inception, kid, stats  # noqa: E402
+from flaxgan.metrics import features, fid, inception, kid, pr, stats  # noqa: E402
 
 _DEFAULT_IMAGES = ROOT.parent / 'shared' / 'data' / 'celeba_small'
 _IMAGES = flags.DEFINE_string(
@@ -40,6 +40,9 @@ _OFFICIAL = flags.DEFINE_bool('official', False, 'Also run the TorchScript netwo
 _FID = flags.DEFINE_bool('fid', False, 'FID/KID of the two halves with both implementations.')
 _THREADS = flags.DEFINE_integer('torch_threads', os.cpu_count() or 1, 'torch CPU threads.')
 _WEIGHTS = flags.DEFINE_string('weights', None, 'TorchScript file (default: find_weights()).')
+_OFFICIAL_REPO = flags.DEFINE_string(
+    'official_repo', str(ROOT / 'third_party' / 'stylegan2-ada-pytorch'),
+    'Official stylegan2-ada-pytorch checkout: its precision/recall distance code (--fid).')
 
 
 def _images(n: int) -> np.ndarray:
@@ -83,6 +86,24 @@ def _fid_kid(feats: np.ndarray) -> tuple[float, float]:
     return fid.fid_from_moments(m(gen), m(real)), kid.kid(gen, real)
 
 
+def _pr_official(gen: np.ndarray, real: np.ndarray, nhood_size: int = 3):
+    """Precision/recall on the same features through the official distance code
+    (`metrics.precision_recall.compute_distances`, one process), float32 on CPU."""
+    import torch
+
+    sys.path.insert(0, _OFFICIAL_REPO.value)
+    from metrics.precision_recall import compute_distances
+
+    out = []
+    for manifold, probes in ((real, gen), (gen, real)):
+        manifold, probes = torch.from_numpy(manifold), torch.from_numpy(probes)
+        dist = compute_distances(manifold, manifold, num_gpus=1, rank=0, col_batch_size=10000)
+        radii = dist.kthvalue(nhood_size + 1).values  # k-th neighbour, the point itself first
+        dist = compute_distances(probes, manifold, num_gpus=1, rank=0, col_batch_size=10000)
+        out.append(float((dist <= radii).any(dim=1).to(torch.float32).mean()))
+    return tuple(out)
+
+
 def main(argv):
     del argv
     path = _WEIGHTS.value or inception.find_weights()
@@ -102,12 +123,18 @@ def main(argv):
                       torch_threads=_THREADS.value)
     if _FID.value:
         f_ours, k_ours = _fid_kid(ours)
-        result.update(fid_flaxgan=f_ours, kid_flaxgan=k_ours)
+        half = len(ours) // 2
+        p_ours = pr.precision_recall(ours[half:2 * half], ours[:half], half=False)
+        result.update(fid_flaxgan=f_ours, kid_flaxgan=k_ours, pr_flaxgan=p_ours)
         if _OFFICIAL.value:
             f_off, k_off = _fid_kid(official)
             result.update(fid_official=f_off, kid_official=k_off,
                           fid_diff_percent=100 * (f_ours - f_off) / f_off,
-                          kid_diff_percent=100 * (k_ours - k_off) / abs(k_off))
+                          kid_diff_percent=100 * (k_ours - k_off) / abs(k_off),
+                          pr_official_code_same_features=_pr_official(ours[half:2 * half],
+                                                                      ours[:half]),
+                          pr_official_code_torch_features=_pr_official(
+                              official[half:2 * half], official[:half]))
     print(json.dumps(result))
 
 
