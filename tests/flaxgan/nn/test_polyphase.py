@@ -1,0 +1,57 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from flaxgan.nn import fir, polyphase
+from tests.flaxgan.nn import reference_ops
+
+
+def _random_case(seed: int):
+    """Random shape, factors, padding (negative crops) and filter (None, 1-D or 2-D)."""
+    rng = np.random.default_rng(seed)
+    up, down = int(rng.integers(1, 5)), int(rng.integers(1, 4))
+    kh, kw = int(rng.integers(1, 9)), int(rng.integers(1, 9))
+    f = [None, rng.standard_normal(kh), rng.standard_normal((kh, kw))][seed % 3]
+    h, w = (int(rng.integers(max(kh, kw) + 4, max(kh, kw) + 10)) for _ in range(2))
+    x = rng.standard_normal((2, h, w, 3)).astype(np.float32)
+    kwargs = dict(up=up, down=down, padding=[int(p) for p in rng.integers(-2, 8, 4)],
+                  flip_filter=bool(rng.integers(0, 2)), gain=float(rng.uniform(0.5, 3)))
+    return x, (None if f is None else f.astype(np.float32)), kwargs
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_matches_zero_stuffing_reference_and_conv_gradient(seed):
+    x, f, kwargs = _random_case(seed)
+    y, vjp = jax.vjp(lambda x: polyphase.upfirdn2d(x, f, **kwargs), jnp.asarray(x))
+    ref = reference_ops.upfirdn2d(x, np.ones(1) if f is None else f,
+                                  padding=fir.parse_padding(kwargs.pop("padding")), **kwargs)
+    np.testing.assert_allclose(np.asarray(y), ref, atol=1e-5, rtol=1e-5)
+
+    # The hand-written VJP (the transposed resampler) against autodiff of the convolutions.
+    kwargs["padding"] = _random_case(seed)[2]["padding"]
+    cotangent = jnp.asarray(np.random.default_rng(seed).standard_normal(y.shape), jnp.float32)
+    _, conv_vjp = jax.vjp(lambda x: fir.upfirdn2d(x, f, **kwargs), jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(vjp(cotangent)[0]),
+                               np.asarray(conv_vjp(cotangent)[0]), atol=1e-5, rtol=1e-5)
+
+
+def test_resample_transpose_is_the_adjoint():
+    # <A x, y> = <x, A^T y> for an up map and its transposed down map.
+    rng = np.random.default_rng(0)
+    spec = polyphase.Resample(True, ((0.5, -1.0, 2.0), (1.5, 0.25, -0.5)), 2, (1, -1), (5, 4),
+                              (9, 8), (1, 2))
+    x = jnp.asarray(rng.standard_normal((1, 5, 4, 2)), jnp.float32)
+    y = jnp.asarray(rng.standard_normal((1, 9, 8, 2)), jnp.float32)
+    lhs = jnp.vdot(polyphase.resample(x, spec), y)
+    rhs = jnp.vdot(x, polyphase.resample(y, spec.transpose()))
+    np.testing.assert_allclose(float(lhs), float(rhs), rtol=1e-5)
+
+
+def test_rejects_bad_input():
+    with pytest.raises(ValueError, match="NHWC"):
+        polyphase.upfirdn2d(jnp.ones([3, 3, 3]), None)
+    with pytest.raises(ValueError, match="up and down"):
+        polyphase.upfirdn2d(jnp.ones([1, 3, 3, 1]), None, down=0)
+    with pytest.raises(ValueError, match="empty output"):
+        polyphase.upfirdn2d(jnp.ones([1, 3, 3, 1]), np.ones(2), padding=-2)
