@@ -10,7 +10,9 @@ Every config file in this folder is `get_config(arg=None) -> ConfigDict` with se
   augment: pipe (ADA preset name, '' = off), p (initial / fixed p), ada_target (None = fixed p),
            ada_interval, ada_kimg.
   log:     kimg_per_tick, image_every_ticks, snapshot_every_ticks, metrics_every_ticks, metrics,
-           metrics_cache_dir (dataset statistics; default ~/.cache/flaxgan),
+           metrics_cache_dir (dataset statistics; default ~/.cache/flaxgan), metrics_weights
+           (detector files: inception, vgg16 for pr50k3*/ppl_*, attribute_classifier for ls;
+           unset = $FLAXGAN_INCEPTION / $FLAXGAN_VGG16 / the installed FID Inception),
            keep_checkpoints, grid_size, grid_truncation_psi, progress.
 """
 
@@ -47,8 +49,11 @@ def _base(batch_size: int, gamma: float, ema_kimg: float, ema_rampup: float | No
     config.log = ml_collections.ConfigDict(dict(
         kimg_per_tick=4.0, image_every_ticks=50, snapshot_every_ticks=50, metrics_every_ticks=50,
         metrics=("fid50k_full",), metrics_cache_dir=ml_collections.FieldReference(
-            None, field_type=str), keep_checkpoints=3, grid_size=(8, 4), grid_truncation_psi=1.0,
-        progress=True))
+            None, field_type=str), metrics_weights=ml_collections.ConfigDict(dict(
+                inception=ml_collections.FieldReference(None, field_type=str),
+                vgg16=ml_collections.FieldReference(None, field_type=str),
+                attribute_classifier=ml_collections.FieldReference(None, field_type=str))),
+        keep_checkpoints=3, grid_size=(8, 4), grid_truncation_psi=1.0, progress=True))
     return config
 
 

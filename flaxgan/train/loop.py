@@ -456,5 +456,6 @@ def _evaluate(metrics, G, ema_variables, config, workdir: str, kimg: float) -> d
     from flaxgan.train import evaluation  # noqa: PLC0415
     return evaluation.evaluate(list(metrics), G, ema_variables, _plain(config.data),
                                workdir=workdir, kimg=kimg, seed=int(config.get("seed", 0)),
-                               cache_dir=config.log.get("metrics_cache_dir"))
+                               cache_dir=config.log.get("metrics_cache_dir"),
+                               weights=_plain(config.log.get("metrics_weights") or {}))
 
