@@ -241,12 +241,6 @@ def _is50k(ctx: MetricContext):
     return {'is50k_mean': mean, 'is50k_std': std}, dict(fake=n)
 
 
-def _not_yet(name: str, needs: str) -> None:
-    def evaluate(ctx):
-        raise NotImplementedError(f'{name}: not implemented yet (needs {needs})')
-    register_metric(name)(evaluate)
-
-
 def _ppl_metric(name: str, space: str, sampling: str, crop: bool) -> None:
     def evaluate(ctx):
         if ctx.generator is None or ctx.lpips is None:
