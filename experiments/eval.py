@@ -50,6 +50,9 @@ _VGG16 = flags.DEFINE_string('vgg16', None, "NVIDIA's vgg16.pt or torchvision's 
 _ATTRIBUTES = flags.DEFINE_string('attribute_classifier', None, 'Attribute classifiers written '
                                   'by experiments.train_attributes (ls).')
 _BATCH = flags.DEFINE_integer('batch_size', 64, 'Images per feature-extraction step.')
+_NUM_GEN = flags.DEFINE_integer('num_gen', None, 'Generated images (PPL pairs) instead of each '
+                                'metric\'s official count: quick looks, not comparable with '
+                                'published values.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed for generator sampling and KID subsets.')
 _CACHE_DIR = flags.DEFINE_string('cache_dir', None, 'Statistics cache (default ~/.cache/flaxgan).')
 _NO_CACHE = flags.DEFINE_bool('no_cache', False, 'Do not read or write cached statistics.')
@@ -155,7 +158,7 @@ def main(argv: Sequence[str]) -> None:
     logging.info('devices: %s', jax.devices())
     run(_METRICS.value, real, fake, loaded.pop('inception', None),
         out=out or 'metrics-eval.jsonl', cache_dir=_CACHE_DIR.value,
-        use_cache=not _NO_CACHE.value, seed=_SEED.value,
+        use_cache=not _NO_CACHE.value, seed=_SEED.value, num_gen=_NUM_GEN.value,
         extra=dict(real=data if isinstance(data, str) else data.get('name'),
                    fake=network or _FAKE_DIR.value),
         **generator_kwargs, **loaded)

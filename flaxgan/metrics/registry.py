@@ -68,6 +68,8 @@ class MetricContext:
       lpips: ``images [B, H, W, 3] in [0, 255] -> [B, F]`` LPIPS-VGG16 features (``ppl_*``).
       attribute_classifier: jittable ``images uint8 [B, H, W, 3] -> P(attribute present)
         [B, 40]`` (``ls``), e.g. ``attributes.load_classifier(path)``.
+      num_gen: generated images (pairs for PPL) instead of each metric's official count, for
+        quick looks; such values are not comparable with published ones.
       cache_dir: root of the statistics cache (default ``~/.cache/flaxgan``).
       use_cache: cache real (and folder) statistics on disk.
       progress: show tqdm bars.
@@ -82,6 +84,7 @@ class MetricContext:
     generator: ppl_lib.LatentGenerator | None = None
     lpips: Callable[[Any], Any] | None = None
     attribute_classifier: Callable[[Any], Any] | None = None
+    num_gen: int | None = None
     cache_dir: str | None = None
     use_cache: bool = True
     progress: bool = True
@@ -199,16 +202,20 @@ def compute_is(ctx: MetricContext, num_gen: int, num_splits: int) -> tuple[float
 # ---------------------------------------------------------------------------------------------
 
 
+def _gen_count(ctx: MetricContext, official: int | None) -> int | None:
+    return official if ctx.num_gen is None else ctx.num_gen
+
+
 def _fid_metric(name: str, max_real: int | None, num_gen: int | None) -> None:
     def evaluate(ctx):
-        value, counts = compute_fid(ctx, max_real, num_gen)
+        value, counts = compute_fid(ctx, max_real, _gen_count(ctx, num_gen))
         return {name: value}, counts
     register_metric(name)(evaluate)
 
 
 def _kid_metric(name: str, max_real: int | None, num_gen: int | None) -> None:
     def evaluate(ctx):
-        value, counts = compute_kid(ctx, max_real, num_gen, num_subsets=100,
+        value, counts = compute_kid(ctx, max_real, _gen_count(ctx, num_gen), num_subsets=100,
                                     max_subset_size=1000)
         return {name: value}, counts
     register_metric(name)(evaluate)
@@ -218,7 +225,8 @@ def _pr_metric(name: str, max_real: int | None, num_gen: int | None, vgg: bool) 
     def evaluate(ctx):
         extract = (_need(ctx.vgg16, 'VGG16 (official vgg16.pkl)') if vgg
                    else _need(ctx.inception, 'FID Inception'))
-        (p, r), counts = compute_pr(ctx, extract, max_real, num_gen, nhood_size=3)
+        (p, r), counts = compute_pr(ctx, extract, max_real, _gen_count(ctx, num_gen),
+                                    nhood_size=3)
         return {f'{name}_precision': p, f'{name}_recall': r}, counts
     register_metric(name)(evaluate)
 
@@ -237,7 +245,7 @@ _pr_metric('pr', None, None, vgg=False)
 
 @register_metric('is50k')
 def _is50k(ctx: MetricContext):
-    mean, std, n = compute_is(ctx, num_gen=50000, num_splits=10)
+    mean, std, n = compute_is(ctx, num_gen=_gen_count(ctx, 50000), num_splits=10)
     return {'is50k_mean': mean, 'is50k_std': std}, dict(fake=n)
 
 
@@ -246,11 +254,11 @@ def _ppl_metric(name: str, space: str, sampling: str, crop: bool) -> None:
         if ctx.generator is None or ctx.lpips is None:
             raise ValueError(f'{name} needs ctx.generator (mapping/synthesis) and ctx.lpips '
                              '(LPIPS-VGG16 features)')
-        g = ctx.generator
-        value = ppl_lib.ppl(g.mapping, g.synthesis, ctx.lpips, g.z_dim, num_samples=50000,
+        g, n = ctx.generator, _gen_count(ctx, 50000)
+        value = ppl_lib.ppl(g.mapping, g.synthesis, ctx.lpips, g.z_dim, num_samples=n,
                             epsilon=1e-4, space=space, sampling=sampling, crop=crop,
                             seed=ctx.seed, progress=ctx.progress, c_dim=g.c_dim)
-        return {name: value}, dict(fake=50000)
+        return {name: value}, dict(fake=n)
     register_metric(name)(evaluate)
 
 
@@ -266,10 +274,11 @@ def _ls(ctx: MetricContext):
     if ctx.generator is None or ctx.attribute_classifier is None:
         raise ValueError('ls needs ctx.generator (mapping/synthesis) and '
                          'ctx.attribute_classifier (CelebA attribute probabilities)')
+    n = _gen_count(ctx, 200000)
     values = ls_lib.linear_separability(ctx.generator, ctx.attribute_classifier,
-                                        num_samples=200000, num_keep=100000, seed=ctx.seed,
+                                        num_samples=n, num_keep=n // 2, seed=ctx.seed,
                                         progress=ctx.progress)
-    return values, dict(fake=200000)
+    return values, dict(fake=n)
 
 
 def evaluate_all(names: Sequence[str], ctx: MetricContext) -> list[dict[str, Any]]:

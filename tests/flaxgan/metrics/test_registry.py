@@ -1,5 +1,7 @@
 """Registry: official names, evaluators over folders with a cheap detector, clear errors."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -70,3 +72,19 @@ def test_missing_detectors_and_unimplemented(ctx):
         registry.calc_metric('ls', ctx)
     with pytest.raises(ValueError, match='unknown metric'):
         registry.calc_metric('fid51k', ctx)
+
+
+def test_num_gen_overrides_the_official_sample_count(ctx):
+    import jax.numpy as jnp
+
+    from flaxgan.metrics import ppl
+
+    generator = ppl.LatentGenerator(
+        mapping=lambda z, c: jnp.repeat(z[:, None], 2, axis=1),
+        synthesis=lambda ws, key: jnp.tanh(ws.mean(1)[:, :48].reshape(-1, 4, 4, 3)), z_dim=48)
+    quick = dataclasses.replace(ctx, generator=generator, num_gen=40,
+                                lpips=lambda x: x.reshape(len(x), -1) / 255)
+    result = registry.calc_metric('ppl2_wend', quick)
+    assert result['num_images'] == {'fake': 40} and result['results']['ppl2_wend'] > 0
+    result = registry.calc_metric('fid', dataclasses.replace(ctx, num_gen=6))
+    assert result['num_images']['fake'] == 6
