@@ -2,9 +2,10 @@
 
 References in tests/data/vgg16 come from tools/make_vgg16_reference.py: torch's grid_sample,
 torchvision's VGG16 and the PyPI ``lpips==0.1.4`` package, run with VGG16 weights drawn by numpy
-from a seed. ``seeded_state_dict`` below repeats that recipe (checked by checksum), so no weight
-file is needed. NVIDIA's ``vgg16.pt`` itself is not available here: its layout is covered by an
-in-memory conversion and a tiny TorchScript file with the same key names.
+from a seed. The tests draw the same weights with the tool's ``seeded_state_dict`` (numpy only;
+checked by checksum), so no weight file is needed. NVIDIA's ``vgg16.pt`` itself is not
+available here: its layout is covered by an in-memory conversion and a tiny TorchScript file
+with the same key names.
 """
 
 import functools
@@ -22,6 +23,7 @@ from PIL import Image
 
 from flaxgan.metrics import features, ppl, torchfile, vgg16
 from flaxgan.models import stylegan2
+from tools.make_vgg16_reference import TORCHVISION_CONV, lpips_pairs, seeded_state_dict
 
 DATA = pathlib.Path(__file__).resolve().parents[2] / 'data'
 REF = DATA / 'vgg16'
@@ -31,36 +33,6 @@ FACES = DATA / 'celeba_small'
 MAX_FEATURE_ERROR = 2e-4
 MAX_LPIPS_REL_ERROR = 2e-5
 MAX_RESIZE_ERROR = 2e-2  # float32 sample positions, as in the Inception resize test
-
-TORCHVISION_CONV = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
-
-
-def seeded_state_dict(seed: int) -> dict[str, np.ndarray]:
-    """The tool's recipe: torchvision-layout VGG16 (no fc3), He-normal kernels, N(0, 0.1^2)
-    biases, float32, drawn in conv1..conv13, fc1, fc2 order."""
-    rng = np.random.default_rng(seed)
-    f32 = np.float32
-    out, cin = {}, 3
-    for idx, cout in zip(TORCHVISION_CONV, vgg16.CONV_CHANNELS, strict=True):
-        out[f'features.{idx}.weight'] = (rng.standard_normal((cout, cin, 3, 3), dtype=f32)
-                                         * f32(np.sqrt(2.0 / (cin * 9))))
-        out[f'features.{idx}.bias'] = rng.standard_normal(cout, dtype=f32) * f32(0.1)
-        cin = cout
-    for idx, (n_in, n_out) in ((0, (25088, 4096)), (3, (4096, 4096))):
-        out[f'classifier.{idx}.weight'] = (rng.standard_normal((n_out, n_in), dtype=f32)
-                                           * f32(np.sqrt(2.0 / n_in)))
-        out[f'classifier.{idx}.bias'] = rng.standard_normal(n_out, dtype=f32) * f32(0.1)
-    return out
-
-
-def lpips_pairs(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The tool's pairs: different faces, and faces with noise of sigma 8, 2, 0.5."""
-    crops = faces[:, 20:92, 12:76].astype(np.float32)
-    noise = np.random.default_rng(1).standard_normal((3, *crops.shape[1:]), dtype=np.float32)
-    sig = np.array([8.0, 2.0, 0.5], np.float32)[:, None, None, None]
-    noisy = np.clip(crops[[0, 1, 2]] + noise * sig, 0, 255).astype(np.float32)
-    return (np.stack([crops[0], crops[2], crops[0], crops[1], crops[2]]),
-            np.stack([crops[1], crops[3], noisy[0], noisy[1], noisy[2]]))
 
 
 def load_faces(names) -> np.ndarray:
