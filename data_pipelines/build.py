@@ -26,10 +26,14 @@ from data_pipelines.builders import recipe as rc
 
 BUILDERS = ("celeba_faces", "casia_webface", "ffhq", "image_mix")
 
-_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "folder holding the downloaded files")
-_CONFIG = flags.DEFINE_string("config", None, "builder config (recipe); default: the first")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets)")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "rebuild when the dataset already exists")
+
+def define_flags() -> None:
+    """The command line's flags, defined only when run as a program: importing `build` next to
+    other entry points (e.g. `experiments.eval`, which has its own `--data_dir`) must not clash."""
+    flags.DEFINE_string("manual_dir", None, "folder holding the downloaded files")
+    flags.DEFINE_string("config", None, "builder config (recipe); default: the first")
+    flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets)")
+    flags.DEFINE_bool("overwrite", False, "rebuild when the dataset already exists")
 
 
 def builder_class(name: str) -> type[tfds.core.GeneratorBasedBuilder]:
@@ -47,11 +51,15 @@ def build(name: str, manual_dir: str | pathlib.Path, config: str | None = None,
     names = [c.name for c in cls.BUILDER_CONFIGS]
     if config is not None and config not in names:
         raise ValueError(f"unknown config {config!r} for {name}; expected one of {names}")
+    manual = pathlib.Path(manual_dir).expanduser()
+    if not manual.is_dir() or not any(manual.iterdir()):
+        what = " ".join(str(getattr(cls, "MANUAL_DOWNLOAD_INSTRUCTIONS", "")).split())
+        raise FileNotFoundError(f"{manual}: manual_dir is missing or empty; "
+                                f"{what or 'it must hold the downloaded files'}")
     builder = cls(config=config, data_dir=None if data_dir is None else str(data_dir),
                   file_format="array_record")
     mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if overwrite
             else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
-    manual = pathlib.Path(manual_dir).expanduser()
     builder.download_and_prepare(
         file_format="array_record",
         download_config=tfds.download.DownloadConfig(manual_dir=str(manual), download_mode=mode))
@@ -76,9 +84,13 @@ def main(argv: Sequence[str]) -> None:
     if len(argv) != 2:
         raise app.UsageError(f"usage: python -m data_pipelines.build NAME --manual_dir=DIR; "
                              f"NAME one of {BUILDERS}")
-    if not _MANUAL_DIR.value:
+    f = flags.FLAGS
+    if not f.manual_dir:
         raise app.UsageError("--manual_dir is required")
-    builder = build(argv[1], _MANUAL_DIR.value, _CONFIG.value, _DATA_DIR.value, _OVERWRITE.value)
+    try:
+        builder = build(argv[1], f.manual_dir, f.config, f.data_dir, f.overwrite)
+    except (FileNotFoundError, ValueError) as e:  # bad input: one line, no traceback
+        raise SystemExit(f"error: {str(e).strip().splitlines()[0]}") from None
     logging.info("built %s", builder.data_dir)
     print(f"{builder.info.full_name} -> {builder.data_dir}")
     print(report_summary(builder))
@@ -86,4 +98,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -40,7 +40,7 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'A training run: evaluates its l
 _DATA = flags.DEFINE_string('data', None, 'Real dataset: a TFDS name (e.g. '
                             'celeba_faces/mtcnn_256), a prepared dataset folder or an image '
                             'folder.')
-_DATA_DIR = flags.DEFINE_string('tfds_dir', None, 'TFDS data directory for --data (default: '
+_DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data directory for --data (default: '
                                  'TFDS_DATA_DIR or ~/tensorflow_datasets).')
 _METRICS = flags.DEFINE_list('metrics', ['fid50k_full'], 'Comma-separated metric names.')
 _MIRROR = flags.DEFINE_bool('mirror', False, 'Include x-flipped real images (as --mirror).')

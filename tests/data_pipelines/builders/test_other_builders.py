@@ -103,3 +103,16 @@ def test_all_dropped_is_one_clear_error(tmp_path):
     shutil.copy(MISC / "nonface_brick.jpg", tmp_path / "manual" / "animals")
     with pytest.raises(Exception, match="no image kept"):
         build.build("image_mix", tmp_path / "manual", "mtcnn_256", tmp_path / "out")
+
+
+@pytest.mark.parametrize("manual", ["missing", "empty"])
+def test_command_line_names_a_missing_or_empty_manual_dir_in_one_line(tmp_path, manual):
+    (tmp_path / "empty").mkdir()
+    out = subprocess.run(
+        [sys.executable, "-m", "data_pipelines.build", "celeba_faces",
+         f"--manual_dir={tmp_path / manual}", f"--data_dir={tmp_path}/out"],
+        capture_output=True, text=True)
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {tmp_path / manual}: manual_dir is missing or empty")
+    assert "list_attr_celeba.txt" in last and "Traceback" not in out.stderr
