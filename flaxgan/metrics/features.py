@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -42,6 +43,8 @@ __all__ = [
     'list_images',
     'make_extractor',
     'mirrored',
+    'to_uint8_rgb',
+    'uniform_labels',
 ]
 
 BATCH_AXIS = 'batch'
@@ -229,6 +232,18 @@ def folder_source(directory: str | os.PathLike, max_images: int | None = None,
     return ImageSource(name=name, num_images=len(files) * (2 if xflip else 1),
                        batches=lambda bs: _same_shape_batches(images(), bs),
                        resolution=resolution, xflip=xflip)
+
+
+def to_uint8_rgb(images: jax.Array) -> jax.Array:
+    """Generator output ``[B, H, W, C]`` in [-1, 1] -> uint8 ``[B, H, W, 3]`` as the official
+    metrics see it: ``clip(x * 127.5 + 128, 0, 255)``, grayscale repeated to RGB."""
+    u8 = jnp.clip(images * 127.5 + 128, 0, 255).astype(jnp.uint8)
+    return jnp.repeat(u8, 3, axis=-1) if u8.shape[-1] == 1 else u8
+
+
+def uniform_labels(key: jax.Array, n: int, c_dim: int) -> jax.Array:
+    """``[n, c_dim]`` one-hot classes drawn uniformly (``[n, 0]`` for ``c_dim = 0``)."""
+    return jax.nn.one_hot(jax.random.randint(key, (n,), 0, max(c_dim, 1)), c_dim)
 
 
 def array_source(images: np.ndarray, name: str | None = None) -> ImageSource:

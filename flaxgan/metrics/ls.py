@@ -38,7 +38,7 @@ from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from flaxgan.metrics import ppl
-from flaxgan.metrics.features import BATCH_AXIS, batch_mesh
+from flaxgan.metrics.features import BATCH_AXIS, batch_mesh, to_uint8_rgb, uniform_labels
 
 __all__ = [
     'attribute_entropies',
@@ -49,7 +49,6 @@ __all__ = [
     'sample_attributes',
     'separability_scores',
     'svm_predictions',
-    'to_uint8',
 ]
 
 
@@ -154,12 +153,6 @@ def separability_scores(entropies: dict[str, np.ndarray]) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------
 
 
-def to_uint8(images: jax.Array) -> jax.Array:
-    """``[-1, 1]`` float NHWC -> uint8 RGB (``x * 127.5 + 128`` clipped; gray repeated)."""
-    u8 = jnp.clip(images * 127.5 + 128, 0, 255).astype(jnp.uint8)
-    return jnp.repeat(u8, 3, axis=-1) if u8.shape[-1] == 1 else u8
-
-
 def sample_attributes(generator: ppl.LatentGenerator,
                       classify_fn: Callable[[jax.Array], jax.Array], num_samples: int,
                       batch_size: int = 64, seed: int = 0, progress: bool = True,
@@ -178,14 +171,14 @@ def sample_attributes(generator: ppl.LatentGenerator,
 
     def local(z, c, noise_key):
         ws = generator.mapping(z, c)
-        probs = classify_fn(to_uint8(generator.synthesis(ws, noise_key)))
+        probs = classify_fn(to_uint8_rgb(generator.synthesis(ws, noise_key)))
         return ws[:, -1], probs.astype(jnp.float32)
 
     @jax.jit
     def step(key):
         z_key, c_key, noise_key = jax.random.split(key, 3)
         z = jax.random.normal(z_key, (batch_size, generator.z_dim))
-        c = jax.nn.one_hot(jax.random.randint(c_key, (batch_size,), 0, max(c_dim, 1)), c_dim)
+        c = uniform_labels(c_key, batch_size, c_dim)
         w, probs = jax.shard_map(local, mesh=mesh, in_specs=(P(BATCH_AXIS), P(BATCH_AXIS), P()),
                                  out_specs=P(BATCH_AXIS))(z, c, noise_key)
         return z, w, probs

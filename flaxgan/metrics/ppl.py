@@ -30,7 +30,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-from flaxgan.metrics.features import BATCH_AXIS, batch_mesh
+from flaxgan.metrics.features import BATCH_AXIS, batch_mesh, uniform_labels
 
 __all__ = ['LatentGenerator', 'crop_and_scale', 'filtered_mean', 'pair_distances',
            'pair_latents', 'ppl', 'ppl_distances', 'slerp']
@@ -78,7 +78,7 @@ def pair_latents(key: jax.Array, batch: int, z_dim: int, mapping: Callable, spac
     t_key, z_key, c_key = jax.random.split(key, 3)
     t = jax.random.uniform(t_key, (batch,)) * (1.0 if sampling == 'full' else 0.0)
     z0, z1 = jnp.split(jax.random.normal(z_key, (2 * batch, z_dim)), 2)
-    c = jax.nn.one_hot(jax.random.randint(c_key, (batch,), 0, max(c_dim, 1)), c_dim)
+    c = uniform_labels(c_key, batch, c_dim)
     c2 = jnp.concatenate([c, c])  # both ends of a pair (and both interpolants) share the class
     if space == 'w':
         w0, w1 = jnp.split(mapping(jnp.concatenate([z0, z1]), c2), 2)

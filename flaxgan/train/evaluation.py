@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -70,14 +69,13 @@ def generator_source(G, variables, c_dim: int, seed: int = 0, mesh: Mesh | None 
     def local(variables, z, c, key):
         key = jax.random.fold_in(key, jax.lax.axis_index(features.BATCH_AXIS))
         images = G.apply(variables, z, c, noise_mode="random", rngs={"noise": key})
-        images = jnp.clip(images * 127.5 + 128, 0, 255).astype(jnp.uint8)
-        return jnp.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
+        return features.to_uint8_rgb(images)
 
     @functools.partial(jax.jit, static_argnums=2)
     def draw(variables, key: jax.Array, n: int) -> jax.Array:
         k_z, k_c, k_noise = jax.random.split(key, 3)
         z = jax.random.normal(k_z, (n, G.z_dim))
-        c = jax.nn.one_hot(jax.random.randint(k_c, (n,), 0, max(c_dim, 1)), c_dim)
+        c = features.uniform_labels(k_c, n, c_dim)
         batch = P(features.BATCH_AXIS)
         return jax.shard_map(local, mesh=mesh, in_specs=(P(), batch, batch, P()),
                              out_specs=batch)(variables, z, c, k_noise)
