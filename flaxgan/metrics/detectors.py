@@ -13,6 +13,8 @@ import functools
 from collections.abc import Iterable
 from typing import Any
 
+import jax
+
 __all__ = ['DETECTORS', 'load_detectors', 'needed_detectors']
 
 # Detector name -> what it is (error messages, docs).
@@ -68,11 +70,22 @@ def load_detectors(metrics: Iterable[str], *, inception: str | None = None,
     return out
 
 
+def _on_devices(params: Any) -> Any:
+    """Replicated once over the local devices: every extractor of one network (and the LPIPS
+    closure inside PPL's jitted step) then shares this copy instead of sending its own."""
+    from jax.sharding import NamedSharding  # noqa: PLC0415
+    from jax.sharding import PartitionSpec as P  # noqa: PLC0415
+
+    from flaxgan.metrics import features  # noqa: PLC0415
+
+    return jax.device_put(params, NamedSharding(features.batch_mesh(), P()))
+
+
 @functools.cache
 def _inception(path: str | None, batch_size: int, with_probs: bool) -> dict[str, Any]:
     from flaxgan.metrics import features, inception  # noqa: PLC0415
 
-    params = inception.load_params(path)
+    params = _on_devices(inception.load_params(path))
     out = {'inception': features.make_extractor(inception.inception_features, params,
                                                 batch_size=batch_size,
                                                 name='inception-2015-12-05')}
@@ -88,7 +101,7 @@ def _vgg16(path: str | None, batch_size: int, with_features: bool, with_lpips: b
            ) -> dict[str, Any]:
     from flaxgan.metrics import features, vgg16  # noqa: PLC0415
 
-    params = vgg16.load_params(path)
+    params = _on_devices(vgg16.load_params(path))
     out: dict[str, Any] = {}
     if with_features:
         out['vgg16'] = features.make_extractor(vgg16.vgg16_features, params,
