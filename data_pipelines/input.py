@@ -55,8 +55,8 @@ import tensorflow_datasets as tfds
 from data_pipelines import crop, filters
 from data_pipelines.builders.recipe import IMAGE_EXTENSIONS
 
-__all__ = ["DatasetMetadata", "ImageFolderSource", "dataset_metadata", "make_dataset",
-           "open_source", "source_labels"]
+__all__ = ["DatasetMetadata", "ImageFolderSource", "dataset_metadata", "is_prepared_dir",
+           "make_dataset", "open_source", "source_labels"]
 
 STORED = "stored"  # `source_weights` default: the weights stored with the dataset, if any
 
@@ -133,13 +133,14 @@ class ImageFolderSource:
         return f"ImageFolderSource({str(self.root)!r}, resolution={self.resolution})"
 
 
-def _is_prepared_dir(path: pathlib.Path) -> bool:
-    return (path / "dataset_info.json").is_file()
+def is_prepared_dir(path: str | pathlib.Path) -> bool:
+    """Whether `path` is a prepared TFDS dataset folder (as opposed to a folder of images)."""
+    return (pathlib.Path(path).expanduser() / "dataset_info.json").is_file()
 
 
 def _builder(name_or_dir: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
     path = pathlib.Path(name_or_dir).expanduser()
-    if _is_prepared_dir(path):
+    if is_prepared_dir(path):
         return tfds.builder_from_directory(str(path))
     return tfds.builder(name_or_dir, data_dir=data_dir, file_format="array_record")
 
@@ -149,7 +150,7 @@ def open_source(name_or_dir: str | pathlib.Path, split: str = "train", *,
                 folder_labels: bool = False):
     """`(random-access source, DatasetMetadata)` for a TFDS name, prepared dir or image folder."""
     path = pathlib.Path(name_or_dir).expanduser()
-    if path.is_dir() and not _is_prepared_dir(path):
+    if path.is_dir() and not is_prepared_dir(path):
         source = ImageFolderSource(path, resolution, folder_labels)
         first = source[0]["image"]
         meta = DatasetMetadata(resolution=first.shape[0], channels=first.shape[2],
@@ -226,7 +227,7 @@ def source_labels(name_or_dir: str | pathlib.Path, split: str = "train", *,
     the images (one pass over the split's files).
     """
     path = pathlib.Path(name_or_dir).expanduser()
-    if path.is_dir() and not _is_prepared_dir(path):
+    if path.is_dir() and not is_prepared_dir(path):
         return ImageFolderSource(path, folder_labels=folder_labels).labels.copy()
     builder = _builder(str(name_or_dir), data_dir)
     if "label" not in builder.info.features:

@@ -82,9 +82,11 @@ def run_data(workdir: str) -> dict[str, Any]:
 def real_source(data: str | Mapping[str, Any], data_dir: str | None = None,
                 mirror: bool = False) -> features.ImageSource:
     """A folder of images, or a dataset (TFDS name / prepared folder / config section)."""
+    from data_pipelines import input as data_input  # noqa: PLC0415 (TFDS import is slow)
     from flaxgan.train import evaluation  # noqa: PLC0415
 
-    if isinstance(data, str) and os.path.isdir(data) and features.has_images(data):
+    if (isinstance(data, str) and os.path.isdir(data)
+            and not data_input.is_prepared_dir(data)):
         return features.folder_source(data, xflip=mirror)
     section = dict(data) if not isinstance(data, str) else {'name': data, 'data_dir': data_dir}
     source = evaluation.dataset_source(section)

@@ -108,8 +108,6 @@ class FolderAttributes:
         return len(self.files)
 
     def __getitem__(self, i: int) -> dict:
-
-
         with Image.open(self.files[i]) as im:
             image = np.asarray(im.convert("RGB"), np.uint8)
         return {"image": crop.resize_image(image, self.resolution),
@@ -137,7 +135,6 @@ class TfdsAttributes:
         return len(self.source)
 
     def __getitem__(self, i: int) -> dict:
-
         record = self.source[i]
         image = np.asarray(record["image"], np.uint8)
         if image.ndim == 2 or image.shape[-1] == 1:
@@ -168,7 +165,7 @@ def open_data(data: str, resolution: int, *, attr_file: str | None = None,
               holdout: float = 0.1, max_images: int | None = None):
     """(train source, held-out source) of attribute records at `resolution`."""
     path = pathlib.Path(data).expanduser()
-    if path.is_dir() and not data_input._is_prepared_dir(path):
+    if path.is_dir() and not data_input.is_prepared_dir(path):
         if eval_split:
             raise ValueError("--eval_split applies to TFDS data; a folder uses --holdout")
         source = FolderAttributes(path, attr_file, resolution)

@@ -38,7 +38,6 @@ __all__ = [
     'batch_mesh',
     'folder_source',
     'generator_source',
-    'has_images',
     'iterate_features',
     'list_images',
     'make_extractor',
@@ -181,12 +180,6 @@ def list_images(directory: str | os.PathLike) -> list[str]:
     files = [os.path.join(root, f) for root, _, names in os.walk(directory) for f in names
              if f.lower().endswith(IMAGE_EXTENSIONS)]
     return sorted(files, key=lambda f: os.path.relpath(f, directory))
-
-
-def has_images(directory: str | os.PathLike) -> bool:
-    """Whether ``directory`` holds at least one image file (searched recursively)."""
-    return any(f.lower().endswith(IMAGE_EXTENSIONS)
-               for _, _, names in os.walk(directory) for f in names)
 
 
 def mirrored(source: ImageSource) -> ImageSource:
