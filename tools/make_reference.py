@@ -141,6 +141,36 @@ PRESETS: dict[str, dict[str, Any]] = {
         D_kwargs=dict(class_name=SG3_D, c_dim=3, img_resolution=64, img_channels=1,
                       architecture="resnet", channel_base=96, channel_max=4, num_fp16_res=0,
                       conv_clamp=256, epilogue_kwargs=dict(mbstd_group_size=4))),
+    # Path-length phase on the `orig` generator (issue 12): the configuration reported as
+    # failing, and the two extremes of the path-length batch (pl_batch_shrink 4 -> one sample,
+    # 1 -> the whole batch) with other architectures, depths and widths.
+    "sg2_orig16_w64": dict(
+        family="stylegan2", seed=1,
+        G_kwargs=dict(class_name=SG2_G, z_dim=512, c_dim=0, w_dim=64, img_resolution=16,
+                      img_channels=3, mapping_kwargs=dict(num_layers=2),
+                      synthesis_kwargs=dict(channel_base=512, channel_max=32, num_fp16_res=0,
+                                            conv_clamp=None, architecture="orig")),
+        D_kwargs=dict(class_name=SG2_D, c_dim=0, img_resolution=16, img_channels=3,
+                      architecture="orig", channel_base=512, channel_max=32, num_fp16_res=0,
+                      conv_clamp=None, epilogue_kwargs=dict(mbstd_group_size=4))),
+    "sg2_pl_orig8_batch1": dict(
+        family="stylegan2", seed=207, pl_batch_shrink=4,
+        G_kwargs=dict(class_name=SG2_G, z_dim=32, c_dim=0, w_dim=16, img_resolution=8,
+                      img_channels=3, mapping_kwargs=dict(num_layers=1),
+                      synthesis_kwargs=dict(channel_base=256, channel_max=16, num_fp16_res=0,
+                                            conv_clamp=None, architecture="orig")),
+        D_kwargs=dict(class_name=SG2_D, c_dim=0, img_resolution=8, img_channels=3,
+                      architecture="skip", channel_base=256, channel_max=16, num_fp16_res=0,
+                      conv_clamp=None, epilogue_kwargs=dict(mbstd_group_size=4))),
+    "sg2_pl_resnet32_cond_batch4": dict(
+        family="stylegan2", seed=209, pl_batch_shrink=1,
+        G_kwargs=dict(class_name=SG2_G, z_dim=32, c_dim=3, w_dim=16, img_resolution=32,
+                      img_channels=1, mapping_kwargs=dict(num_layers=8),
+                      synthesis_kwargs=dict(channel_base=256, channel_max=8, num_fp16_res=2,
+                                            conv_clamp=256, architecture="resnet")),
+        D_kwargs=dict(class_name=SG2_D, c_dim=3, img_resolution=32, img_channels=1,
+                      architecture="orig", channel_base=256, channel_max=8, num_fp16_res=0,
+                      conv_clamp=None, epilogue_kwargs=dict(mbstd_group_size=4))),
 }
 
 # ---------------------------------------------------------------------------- json texts
@@ -330,7 +360,8 @@ def _mapping(G, z_t, c_t, out):
                              truncation_cutoff=spec["cutoff"])
 
 
-def record_stylegan2(off: Official, G, D, G_kwargs, gen, with_loss: bool) -> dict[str, Any]:
+def record_stylegan2(off: Official, G, D, G_kwargs, gen,
+                     loss_kwargs: dict[str, Any] | None) -> dict[str, Any]:
     torch = off.torch
     R, C = G_kwargs["img_resolution"], G_kwargs["img_channels"]
     seeds, z, c, z_t, c_t = _inputs(off, G_kwargs)
@@ -395,12 +426,13 @@ def record_stylegan2(off: Official, G, D, G_kwargs, gen, with_loss: bool) -> dic
         G_train = copy.deepcopy(G).train()
         G_train.mapping(z_t, c_t)
         out["io/w_avg_after"] = G_train.mapping.w_avg.clone()
-    if with_loss:
-        run_loss_phases(off, G, D, z_t, c_t, real, out)
+    if loss_kwargs is not None:
+        run_loss_phases(off, G, D, z_t, c_t, real, out, loss_kwargs)
     return out
 
 
-def run_loss_phases(off: Official, G, D, z_t, c_t, real, out) -> None:
+def run_loss_phases(off: Official, G, D, z_t, c_t, real, out,
+                    loss_kwargs: dict[str, Any]) -> None:
     """The four phases of the official StyleGAN2Loss, each from zero grads, in training mode."""
     torch = off.torch
     from torch_utils import training_stats
@@ -412,7 +444,7 @@ def run_loss_phases(off: Official, G, D, z_t, c_t, real, out) -> None:
     loss = StyleGAN2Loss(
         device=torch.device("cpu"), G_mapping=G.mapping,
         G_synthesis=_Call.make(torch, G.synthesis, noise_mode="const", force_fp32=True),
-        D=_Call.make(torch, D, force_fp32=True), augment_pipe=None, **LOSS)
+        D=_Call.make(torch, D, force_fp32=True), augment_pipe=None, **loss_kwargs)
     out["io/pl_mean_before"] = loss.pl_mean.clone()
     reports: list = []
     original_report = training_stats.report
@@ -529,8 +561,12 @@ def make(off: Official, name: str, spec: dict[str, Any], out_dir: pathlib.Path) 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_snapshot(off, G, D, out_dir / f"{name}.pkl")
 
+    loss_kwargs = None
+    if spec.get("loss", True):
+        loss_kwargs = {**LOSS, "pl_batch_shrink": spec.get("pl_batch_shrink",
+                                                           LOSS["pl_batch_shrink"])}
     if family == "stylegan2":
-        out = record_stylegan2(off, G, D, G_kwargs, gen, spec.get("loss", True))
+        out = record_stylegan2(off, G, D, G_kwargs, gen, loss_kwargs)
     else:
         out = record_stylegan3(off, G, D, G_kwargs, gen)
     state = {**{f"state/G.{k}": v for k, v in G.state_dict().items()},
@@ -558,12 +594,14 @@ def make(off: Official, name: str, spec: dict[str, Any], out_dir: pathlib.Path) 
             "0.5*randn; buffers such as resample_filter and noise_const as constructed")
         meta["truncation"] = TRUNCATIONS
         meta.update(SG2_TEXTS)
-        if spec.get("loss", True):
+        if loss_kwargs is not None:
             meta["loss"] = {
                 "cls": "training.loss.StyleGAN2Loss", "augment_pipe": None,
-                "style_mixing_prob": LOSS["style_mixing_prob"], "r1_gamma": LOSS["r1_gamma"],
-                "pl_batch_shrink": LOSS["pl_batch_shrink"], "pl_decay": LOSS["pl_decay"],
-                "pl_weight": LOSS["pl_weight"], "gain": 1,
+                "style_mixing_prob": loss_kwargs["style_mixing_prob"],
+                "r1_gamma": loss_kwargs["r1_gamma"],
+                "pl_batch_shrink": loss_kwargs["pl_batch_shrink"],
+                "pl_decay": loss_kwargs["pl_decay"], "pl_weight": loss_kwargs["pl_weight"],
+                "gain": 1,
                 "inputs": ("gen_z = io/z, gen_c = real_c = io/c (or empty), "
                            "real_img = io/d_real_img"),
                 "notes": LOSS_NOTES}
@@ -596,6 +634,8 @@ def main(argv=None) -> None:
     parser.add_argument("--D_kwargs", type=json.loads, help="custom: D kwargs (JSON)")
     parser.add_argument("--seed", type=int, default=1, help="custom: construction seed")
     parser.add_argument("--no_loss", action="store_true", help="custom StyleGAN2: no loss phases")
+    parser.add_argument("--pl_batch_shrink", type=int, default=LOSS["pl_batch_shrink"],
+                        help="custom StyleGAN2: path-length batch = 4 seeds // this (1, 2 or 4)")
     args = parser.parse_args(argv)
     if args.list:
         for name, spec in PRESETS.items():
@@ -611,7 +651,8 @@ def main(argv=None) -> None:
             parser.error("--name needs --family, --G_kwargs and --D_kwargs")
         jobs.append((args.name, dict(family=args.family, config=args.config, seed=args.seed,
                                      G_kwargs=args.G_kwargs, D_kwargs=args.D_kwargs,
-                                     loss=not args.no_loss)))
+                                     loss=not args.no_loss,
+                                     pl_batch_shrink=args.pl_batch_shrink)))
     if not jobs or args.out_dir is None:
         parser.error("give presets (or --name ...) and --out_dir")
     families = {spec["family"] for _, spec in jobs}
