@@ -3,7 +3,11 @@
 - `load_snapshot(path)`: an official stylegan2-ada-pytorch / stylegan3 `.pkl` as plain data
   (`ModuleRecord`s for the networks), read without executing anything it contains.
 - `to_flax` / `from_flax`: official state_dict <-> `{'params', 'buffers'}` by the rule table
-  `RULES`; `check_against` compares converted variables with what a module expects.
+  `RULES`; `check_against` compares converted variables with what a module expects,
+  `official_shapes` gives the official shapes a module expects (for `load_snapshot`'s
+  `expected_shapes`, which refuses other shapes before copying them).
+- `torch_io`: the bounded pieces (budget, restricted unpickler, zip entries, tensor views)
+  shared with `flaxgan.metrics.torchfile`.
 - `save_state_dict_npz` / `load_state_dict_npz`: official state_dicts as `.npz`.
 
 Every failure to read a file is a `SnapshotError` (a ValueError) of one line naming the file.
@@ -15,12 +19,14 @@ from flaxgan.convert.name_table import (
     check_against,
     from_flax,
     load_state_dict_npz,
+    official_shapes,
     save_state_dict_npz,
     to_flax,
 )
-from flaxgan.convert.snapshot import ModuleRecord, SnapshotError, load_snapshot
+from flaxgan.convert.snapshot import ExpectedShapes, ModuleRecord, SnapshotError, load_snapshot
 
 __all__ = [
+    "ExpectedShapes",
     "ModuleRecord",
     "RULES",
     "Rule",
@@ -29,6 +35,7 @@ __all__ = [
     "from_flax",
     "load_snapshot",
     "load_state_dict_npz",
+    "official_shapes",
     "save_state_dict_npz",
     "to_flax",
 ]

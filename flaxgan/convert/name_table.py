@@ -50,6 +50,7 @@ __all__ = [
     "check_against",
     "from_flax",
     "load_state_dict_npz",
+    "official_shapes",
     "save_state_dict_npz",
     "to_flax",
 ]
@@ -225,6 +226,17 @@ def check_against(target_variables: Mapping[str, Any], variables: Mapping[str, A
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise SnapshotError(f"{source}: {problems[0]}{more}")
+
+
+def official_shapes(target_variables: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Official state_dict shapes by dotted name of Flax variables (leaves need a `.shape`,
+    e.g. `jax.eval_shape` of `Module.init`), by the inverse `RULES`; nothing is allocated."""
+    out = {}
+    for (_, name), shape in _shapes(target_variables).items():
+        rule = _find_rule(name, len(shape))
+        perm = rule.perm if rule is not None and rule.perm is not None else None
+        out[name] = shape if perm is None else tuple(shape[i] for i in np.argsort(perm))
+    return out
 
 
 def _shapes(variables: Mapping[str, Any]) -> dict[tuple[str, str], tuple[int, ...]]:

@@ -18,29 +18,36 @@ refuses every other global, so nothing in the file runs: not the embedded source
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import os
-import pickle
 import struct
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["ModuleRecord", "SnapshotError", "load_snapshot"]
+from flaxgan.convert import torch_io
+from flaxgan.convert.torch_io import Budget, FormatError, TensorView
+
+__all__ = ["ExpectedShapes", "ModuleRecord", "SnapshotError", "load_snapshot"]
 
 _MAX_MESSAGE = 300  # Characters of untrusted text quoted in an error message.
 
-# torch.save's legacy stream starts with these two pickled ints.
-_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-_LEGACY_PROTOCOL = 1001
+_LEGACY_MAGIC = torch_io.LEGACY_MAGIC
+_LEGACY_PROTOCOL = torch_io.LEGACY_PROTOCOL
 _PERSISTENCE_VERSION = 6  # `torch_utils.persistence._version`, the same in both repositories.
 _NETWORKS = ("G", "D", "G_ema")
 
 
-class SnapshotError(ValueError):
+class SnapshotError(FormatError):
     """A snapshot or state_dict file cannot be read; the message is one line naming the file."""
+
+
+# `(network key, class_name, init_kwargs)` -> the official state_dict shapes those constructor
+# arguments imply (dotted name -> shape), or None when unknown; see `load_snapshot`.
+ExpectedShapes = Callable[[str, str, dict[str, Any]], Mapping[str, tuple[int, ...]] | None]
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
@@ -70,11 +77,19 @@ class ModuleRecord:
                 f"{len(self.buffers)} buffers, init_kwargs={self.init_kwargs!r})")
 
 
-def load_snapshot(path: str | os.PathLike) -> dict[str, Any]:
+def load_snapshot(path: str | os.PathLike, expected_shapes: ExpectedShapes | None = None
+                  ) -> dict[str, Any]:
     """Reads an official snapshot `.pkl` without executing anything in it.
+
+    The cost is bounded by the file's size (see `flaxgan.convert.torch_io`): storages may not
+    hold more than the file, tensors more than their storages (plus 64 MiB for broadcasts),
+    walks visit each object once, at most 100 levels deep and a million objects in all.
 
     Args:
       path: the snapshot file.
+      expected_shapes: optional; called for each network (`G`, `D`, `G_ema`) with its key,
+        official class name and constructor kwargs, returns the official shapes those kwargs
+        imply (or None). A tensor of another shape is refused before it is copied.
 
     Returns:
       The pickled top-level dict: `G`, `D`, `G_ema` as `ModuleRecord`s; `augment_pipe` (a
@@ -83,22 +98,25 @@ def load_snapshot(path: str | os.PathLike) -> dict[str, Any]:
 
     Raises:
       SnapshotError: one line naming `path` and what is wrong (unreadable, not a pickle,
-        truncated, a global outside the official set, bad tensor storage, wrong structure).
+        truncated, a global outside the official set, bad tensor storage, wrong structure,
+        more memory or work than the file's size allows, a shape its kwargs do not imply).
     """
     name = os.fspath(path)
     try:
         with open(name, "rb") as f:
-            if not f.read(1):
+            budget = Budget(os.fstat(f.fileno()).st_size)
+            if not budget.file_bytes:
                 raise SnapshotError("empty file")
-            f.seek(0)
-            raw = _SnapshotUnpickler(f).load()
+            raw = _SnapshotUnpickler(f, budget).load()
             if f.read(1):
                 raise SnapshotError("unexpected data after the pickle")
-        return _interpret(raw)
-    except SnapshotError as e:
+        return _Interpreter(budget, expected_shapes).snapshot(raw)
+    except FormatError as e:
         raise SnapshotError(_one_line(f"{name}: {e}")) from None
     except OSError as e:
         raise SnapshotError(_one_line(f"{name}: cannot read ({e.strerror or e})")) from None
+    except MemoryError:
+        raise SnapshotError(f"{name}: not a readable snapshot pickle (out of memory)") from None
     except Exception as e:  # Anything a corrupt or hostile stream provokes in the unpickler.
         raise SnapshotError(_one_line(f"{name}: not a readable snapshot pickle ({_describe(e)})")
                             ) from None
@@ -131,15 +149,8 @@ class _StorageType(NamedTuple):
     dtype: np.dtype
 
 
-# Storage classes whose elements numpy represents exactly, little-endian as torch writes them.
-_STORAGE_TYPES = {
-    name: _StorageType(name, np.dtype(code))
-    for name, code in [
-        ("FloatStorage", "<f4"), ("DoubleStorage", "<f8"), ("HalfStorage", "<f2"),
-        ("LongStorage", "<i8"), ("IntStorage", "<i4"), ("ShortStorage", "<i2"),
-        ("CharStorage", "i1"), ("ByteStorage", "u1"), ("BoolStorage", "?"),
-    ]
-}
+_STORAGE_TYPES = {name: _StorageType(name, dtype)
+                  for name, dtype in torch_io.STORAGE_DTYPES.items()}
 
 
 class _StorageSpec(NamedTuple):
@@ -150,11 +161,12 @@ class _StorageSpec(NamedTuple):
     numel: int
 
 
-class _StorageUnpickler(pickle.Unpickler):
+class _StorageUnpickler(torch_io.RestrictedUnpickler):
     """The pickles inside `torch.save` of one storage: storage classes and ids, nothing else."""
 
-    def __init__(self, stream: io.BufferedIOBase, specs: dict[str, _StorageSpec]):
-        super().__init__(stream)
+    def __init__(self, stream: io.BufferedIOBase, specs: dict[str, _StorageSpec],
+                 budget: Budget):
+        super().__init__(stream, budget)
         self._specs = specs
 
     def find_class(self, module: str, name: str) -> Any:
@@ -176,28 +188,30 @@ class _StorageUnpickler(pickle.Unpickler):
         return spec
 
 
-def _storage_from_bytes(data: bytes) -> np.ndarray:
-    """`torch.storage._load_from_bytes`: the bytes of `torch.save(storage)` -> 1-D array."""
+def _storage_from_bytes(data: bytes, *, budget: Budget | None = None) -> np.ndarray:
+    """`torch.storage._load_from_bytes`: the bytes of `torch.save(storage)` -> 1-D array,
+    charged to `budget` (default: one of its own, sized by `data`)."""
     if not isinstance(data, bytes):
         raise SnapshotError(f"tensor storage is a {type(data).__name__}, not bytes")
+    budget = Budget(len(data)) if budget is None else budget
     try:
         if data.startswith(b"PK\x03\x04"):
-            return _storage_from_zip(data)
-        return _storage_from_legacy(data)
-    except SnapshotError:
+            return _storage_from_zip(data, budget)
+        return _storage_from_legacy(data, budget)
+    except FormatError:
         raise
     except Exception as e:
         raise SnapshotError(f"bad tensor storage ({_describe(e)})") from None
 
 
-def _storage_from_legacy(data: bytes) -> np.ndarray:
+def _storage_from_legacy(data: bytes, budget: Budget) -> np.ndarray:
     """torch's legacy format: magic, protocol, sys_info, object, keys; then per key an int64
-    element count and the raw elements."""
+    element count and the raw elements (viewed in `data`, not copied)."""
     stream = io.BytesIO(data)
     specs: dict[str, _StorageSpec] = {}
 
     def load() -> Any:
-        return _StorageUnpickler(stream, specs).load()
+        return _StorageUnpickler(stream, specs, budget).load()
 
     if load() != _LEGACY_MAGIC or load() != _LEGACY_PROTOCOL:
         raise SnapshotError("tensor storage is not a torch.save stream")
@@ -216,8 +230,12 @@ def _storage_from_legacy(data: bytes) -> np.ndarray:
         if count != spec.numel:
             raise SnapshotError(f"tensor storage {key!r} holds {count} elements, "
                                 f"declared {spec.numel}")
-        arrays[key] = np.frombuffer(_read_exactly(stream, count * spec.dtype.itemsize),
-                                    spec.dtype)
+        nbytes, start = count * spec.dtype.itemsize, stream.tell()
+        if start + nbytes > len(data):
+            raise SnapshotError("tensor storage is truncated")
+        budget.storage(nbytes, f"tensor storage {key!r}")
+        stream.seek(start + nbytes)
+        arrays[key] = np.frombuffer(memoryview(data)[start:start + nbytes], spec.dtype)
     if stream.read(1):
         raise SnapshotError("tensor storage has unexpected trailing bytes")
     if root.key not in arrays:
@@ -232,59 +250,46 @@ def _read_exactly(stream: io.BytesIO, n: int) -> bytes:
     return data
 
 
-def _storage_from_zip(data: bytes) -> np.ndarray:
-    """torch's zip format: `<archive>/data.pkl` + raw storages `<archive>/data/<key>`."""
+def _storage_from_zip(data: bytes, budget: Budget) -> np.ndarray:
+    """torch's zip format: `<archive>/data.pkl` + raw storages `<archive>/data/<key>`, each
+    member's size checked before it is inflated."""
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        pkls = [n for n in archive.namelist() if n.count("/") == 1 and n.endswith("/data.pkl")]
+        names = archive.namelist()
+        pkls = [n for n in names if n.count("/") == 1 and n.endswith("/data.pkl")]
         if len(pkls) != 1:
             raise SnapshotError("tensor storage zip has no single <archive>/data.pkl")
         prefix = pkls[0][: -len("data.pkl")]
-        if f"{prefix}byteorder" in archive.namelist():  # Absent before torch 2.1: little.
-            if archive.read(f"{prefix}byteorder").strip() != b"little":
+
+        def read(name: str, nbytes: int | None = None) -> bytes:
+            return torch_io.read_zip_entry(archive, name, budget, nbytes=nbytes,
+                                           what="tensor storage")
+
+        if f"{prefix}byteorder" in names:  # Absent before torch 2.1: little.
+            if read(f"{prefix}byteorder").strip() != b"little":
                 raise SnapshotError("tensor storage is not little-endian")
         specs: dict[str, _StorageSpec] = {}
-        root = _StorageUnpickler(io.BytesIO(archive.read(pkls[0])), specs).load()
+        root = _StorageUnpickler(io.BytesIO(read(pkls[0])), specs, budget).load()
         if not isinstance(root, _StorageSpec):
             raise SnapshotError("tensor storage zip does not hold a single storage")
-        raw = archive.read(f"{prefix}data/{root.key}")
-    if len(raw) != root.numel * root.dtype.itemsize:
-        raise SnapshotError(f"tensor storage {root.key!r} has {len(raw)} bytes, "
-                            f"expected {root.numel} x {root.dtype.itemsize}")
+        raw = read(f"{prefix}data/{root.key}", root.numel * root.dtype.itemsize)
     return np.frombuffer(raw, root.dtype)
 
 
-def _is_index_tuple(x: Any) -> bool:
-    return isinstance(x, tuple) and all(type(i) is int and i >= 0 for i in x)
-
-
-def _rebuild_tensor_v2(storage: Any, offset: Any, size: Any, stride: Any, *_: Any) -> np.ndarray:
-    """A tensor as a fresh array: `as_strided(storage, size, stride, offset)`, copied.
+def _rebuild_tensor_v2(storage: Any, offset: Any, size: Any, stride: Any, *_: Any
+                       ) -> TensorView:
+    """A tensor as `as_strided(storage, size, stride, offset)`, checked, copied later (once its
+    shape has been checked against the network and the budget).
 
     `requires_grad`, `backward_hooks` and the optional `metadata` do not affect the values.
     """
-    ok = (isinstance(storage, np.ndarray) and storage.ndim == 1 and type(offset) is int
-          and offset >= 0 and _is_index_tuple(size) and _is_index_tuple(stride)
-          and len(size) == len(stride))
-    if not ok:
+    if not isinstance(size, tuple) or not isinstance(stride, tuple):
         raise SnapshotError("malformed tensor record")
-    if all(size):  # Bounds-check the last element the view would touch.
-        last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
-        if last >= storage.size:
-            raise SnapshotError(f"tensor of size {size} overruns its storage of "
-                                f"{storage.size} elements")
-    else:
-        offset = 0
-    view = np.lib.stride_tricks.as_strided(
-        storage[offset:], shape=size, strides=[s * storage.itemsize for s in stride],
-        writeable=False)
-    array = view.astype(storage.dtype.newbyteorder("="), order="C", copy=True)
-    array.flags.writeable = False  # Records are frozen; copy to modify.
-    return array
+    return torch_io.tensor_view(storage, offset, size, stride)
 
 
-def _rebuild_parameter(data: Any, *_: Any) -> np.ndarray:
+def _rebuild_parameter(data: Any, *_: Any) -> TensorView | np.ndarray:
     """`torch.nn.Parameter(data, requires_grad)`: just the data."""
-    if not isinstance(data, np.ndarray):
+    if not isinstance(data, TensorView | np.ndarray):
         raise SnapshotError("malformed parameter record")
     return data
 
@@ -320,7 +325,7 @@ def _numpy_frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarra
     """`numpy.core.numeric._frombuffer`, how pickle protocol 5 (Python >= 3.14's default)
     writes contiguous arrays: raw bytes, dtype, shape, order."""
     ok = (isinstance(buf, bytes | bytearray) and isinstance(dtype, np.dtype)
-          and not dtype.hasobject and _is_index_tuple(shape) and order in ("C", "F"))
+          and not dtype.hasobject and torch_io.is_index_tuple(shape) and order in ("C", "F"))
     if not ok:
         raise SnapshotError("malformed numpy array record")
     return np.frombuffer(buf, dtype).reshape(shape, order=order).copy()
@@ -371,77 +376,177 @@ _GLOBALS: dict[tuple[str, str], Any] = {
 }
 
 
-class _SnapshotUnpickler(pickle.Unpickler):
+class _SnapshotUnpickler(torch_io.RestrictedUnpickler):
     """Resolves only `_GLOBALS`; the stream has no persistent ids (pickle refuses them)."""
 
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return _GLOBALS[module, name]
+            found = _GLOBALS[module, name]
         except (KeyError, TypeError):
-            pass
-        raise SnapshotError(f"refuses global {_quote(f'{module}.{name}')} "
-                            "(not part of an official snapshot)")
+            found = None
+        if found is None:
+            raise SnapshotError(f"refuses global {_quote(f'{module}.{name}')} "
+                                "(not part of an official snapshot)")
+        if found is _storage_from_bytes:  # Storages are charged to this file's budget.
+            return functools.partial(_storage_from_bytes, budget=self.budget)
+        return found
 
 
 # ------------------------------------------------------------------------ interpretation
 
-
-def _interpret(raw: Any) -> dict[str, Any]:
-    """The unpickled top level -> the snapshot dict, checked as `legacy.load_network_pkl`."""
-    if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
-        raise SnapshotError(f"top level is a {type(raw).__name__}, not a dict of networks")
-    snapshot = {key: _plain(value) for key, value in raw.items()}
-    for key in _NETWORKS:
-        if key not in snapshot:
-            raise SnapshotError(f"has no network {key!r} (has {sorted(snapshot)})")
-        if not isinstance(snapshot[key], ModuleRecord):
-            raise SnapshotError(f"{key!r} is a {type(snapshot[key]).__name__}, not a network")
-    snapshot.setdefault("augment_pipe", None)
-    snapshot.setdefault("training_set_kwargs", None)
-    return snapshot
+_MAX_MODULES = 10_000  # Per network; official ones have a few hundred.
+_SCALARS = (str, bytes, int, float, complex, np.dtype)
 
 
-_PLAIN_TYPES = (str, bytes, int, float, complex, set, frozenset, np.ndarray, np.dtype)
+class _Interpreter:
+    """Unpickled data -> plain data, checked as `legacy.load_network_pkl`.
+
+    Pickle memoises shared objects, so a few bytes can reference one list from two places at
+    each of 64 levels; a naive walk expands that to 2**64 visits. Each object is therefore
+    converted once (memoised by `id`; the unpickled tree keeps every object alive), depth and
+    visits are charged to the file's budget, and tensors are copied only after their shapes
+    are checked.
+    """
+
+    def __init__(self, budget: Budget, expected_shapes: ExpectedShapes | None):
+        self._budget, self._expected_shapes = budget, expected_shapes
+        self._memo: dict[int, Any] = {}
+        self._sizes: dict[int, int] = {}  # Objects in each converted container, expanded.
+
+    def snapshot(self, raw: Any) -> dict[str, Any]:
+        """The unpickled top level -> the snapshot dict."""
+        if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
+            raise SnapshotError(f"top level is a {type(raw).__name__}, not a dict of networks")
+        snapshot = {}
+        for key, value in raw.items():
+            if key in _NETWORKS and isinstance(value, _Persistent):
+                snapshot[key] = self._memoised(value, lambda v=value, k=key: self._record(v, k, 1))
+            else:
+                snapshot[key] = self.plain(value, 1)
+        for key in _NETWORKS:
+            if key not in snapshot:
+                raise SnapshotError(f"has no network {key!r} (has {sorted(snapshot)})")
+            if not isinstance(snapshot[key], ModuleRecord):
+                raise SnapshotError(f"{key!r} is a {type(snapshot[key]).__name__}, "
+                                    "not a network")
+        snapshot.setdefault("augment_pipe", None)
+        snapshot.setdefault("training_set_kwargs", None)
+        return snapshot
+
+    def _memoised(self, x: Any, convert: Callable[[], Any]) -> Any:
+        key = id(x)
+        if key not in self._memo:
+            self._memo[key] = convert()
+        return self._memo[key]
+
+    def plain(self, x: Any, depth: int) -> Any:
+        """Persistent modules as records, numpy scalars as Python, tensors as arrays."""
+        if isinstance(x, np.generic):  # Before _SCALARS: np.float64 is a float.
+            return x.item()
+        if x is None or isinstance(x, _SCALARS):
+            return x
+        if isinstance(x, np.ndarray) and x.dtype.hasobject:
+            raise SnapshotError("object arrays are not snapshot data")
+        return self._memoised(x, lambda: self._convert(x, depth))
+
+    def _convert(self, x: Any, depth: int) -> Any:
+        self._budget.visit(depth, "snapshot data")
+        if isinstance(x, _Persistent):
+            return self._record(x, None, depth)
+        if isinstance(x, TensorView):
+            return self._array(x, "tensor")
+        if isinstance(x, set | frozenset | np.ndarray):
+            return x
+        if isinstance(x, dict):
+            out: Any = {k: self.plain(v, depth + 1) for k, v in x.items()}
+        elif isinstance(x, list):
+            out = [self.plain(v, depth + 1) for v in x]
+        elif isinstance(x, tuple):
+            out = tuple(self.plain(v, depth + 1) for v in x)
+        else:
+            raise SnapshotError(f"unexpected {type(x).__name__} value in the snapshot")
+        # Shared children are converted once but a consumer may expand them: bound the tree.
+        children = x.values() if isinstance(x, dict) else x
+        self._sizes[id(x)] = size = 1 + sum(self._sizes.get(id(v), 1) for v in children)
+        self._budget.expansion(size, "snapshot data")
+        return out
+
+    def _array(self, x: TensorView | np.ndarray, what: str) -> np.ndarray:
+        """A tensor copied out of its storage once (read-only), within the budget."""
+        if isinstance(x, np.ndarray):
+            return x
+
+        def copy() -> np.ndarray:
+            array = torch_io.materialise(x, self._budget, what)
+            array.flags.writeable = False  # Records are frozen; copy to modify.
+            return array
+
+        return self._memoised(x, copy)
+
+    def _record(self, root: _Persistent, key: str | None, depth: int) -> ModuleRecord:
+        """A persistent module (and its sub-module tree) -> `ModuleRecord`; `key` names a
+        top-level network, whose tensor shapes `expected_shapes` may check."""
+        state = root.state
+        init_args, init_kwargs = state.get("_init_args"), state.get("_init_kwargs")
+        if not isinstance(init_args, tuple) or not isinstance(init_kwargs, dict):
+            raise SnapshotError(f"{root.class_name} has no constructor arguments "
+                                "(_init_args / _init_kwargs)")
+        modules = self._modules(root, depth)
+        module = _official_module(modules)
+        class_name = f"{module}.{root.class_name}" if module else root.class_name
+        init_args, init_kwargs = self.plain(init_args, depth + 1), self.plain(init_kwargs,
+                                                                              depth + 1)
+        parameters: dict[str, Any] = {}
+        buffers: dict[str, Any] = {}
+        for path, obj in modules:
+            params, bufs, _ = _module_dicts(obj, path)
+            transient = obj.state.get("_non_persistent_buffers_set") or set()
+            prefix = path.partition(".")[2]  # Names are relative to the root module.
+            prefix = prefix + "." if prefix else ""
+            parameters.update(_tensors(params, prefix, path, "parameter"))
+            bufs = {k: v for k, v in bufs.items() if k not in transient}  # As `state_dict()`.
+            buffers.update(_tensors(bufs, prefix, path, "buffer"))
+        if key is not None and self._expected_shapes is not None:
+            expected = self._expected_shapes(key, class_name, init_kwargs)
+            _check_shapes(key, {**parameters, **buffers}, expected or {})
+        where = key or root.class_name
+        return ModuleRecord(
+            class_name=class_name, init_args=init_args, init_kwargs=init_kwargs,
+            parameters={n: self._array(v, f"{where}.{n}") for n, v in parameters.items()},
+            buffers={n: self._array(v, f"{where}.{n}") for n, v in buffers.items()})
+
+    def _modules(self, root: _Persistent, depth: int) -> list[tuple[str, _Persistent]]:
+        """Pre-order `(dotted path, module)` over a module tree; None sub-modules skipped. A
+        sub-module shared by two parents appears under both names, as in `state_dict()`; at
+        most `_MAX_MODULES`."""
+        out: list[tuple[str, _Persistent]] = []
+
+        def walk(obj: _Persistent, path: str, level: int) -> None:
+            self._budget.visit(level, path[:200])
+            if len(out) >= _MAX_MODULES:
+                raise SnapshotError(f"{root.class_name} has more than {_MAX_MODULES} "
+                                    "sub-modules (shared modules re-expanded?)")
+            out.append((path, obj))
+            for name, sub in _module_dicts(obj, path)[2].items():
+                if sub is None:
+                    continue
+                if not isinstance(sub, _Persistent):
+                    raise SnapshotError(f"{path}.{name} is a {type(sub).__name__}, "
+                                        "not a module")
+                walk(sub, f"{path}.{name}", level + 1)
+
+        walk(root, root.class_name, depth)
+        return out
 
 
-def _plain(x: Any) -> Any:
-    """Unpickled data -> plain data: persistent modules as records, numpy scalars as Python."""
-    if isinstance(x, _Persistent):
-        return _record(x, _official_module(x))
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_plain(v) for v in x]
-    if isinstance(x, tuple):
-        return tuple(_plain(v) for v in x)
-    if isinstance(x, np.generic):
-        return x.item()
-    if x is None or isinstance(x, _PLAIN_TYPES):
-        return x
-    raise SnapshotError(f"unexpected {type(x).__name__} value in the snapshot")
-
-
-def _record(root: _Persistent, module: str | None) -> ModuleRecord:
-    """A persistent module (and its sub-module tree) -> `ModuleRecord`."""
-    state = root.state
-    init_args, init_kwargs = state.get("_init_args"), state.get("_init_kwargs")
-    if not isinstance(init_args, tuple) or not isinstance(init_kwargs, dict):
-        raise SnapshotError(f"{root.class_name} has no constructor arguments "
-                            "(_init_args / _init_kwargs)")
-    parameters: dict[str, np.ndarray] = {}
-    buffers: dict[str, np.ndarray] = {}
-    for path, obj in _walk(root, root.class_name):
-        params, bufs, _ = _module_dicts(obj, path)
-        transient = obj.state.get("_non_persistent_buffers_set") or set()
-        prefix = path.partition(".")[2]  # Names are relative to the root module.
-        prefix = prefix + "." if prefix else ""
-        parameters.update(_tensors(params, prefix, path, "parameter"))
-        bufs = {k: v for k, v in bufs.items() if k not in transient}  # As `state_dict()`.
-        buffers.update(_tensors(bufs, prefix, path, "buffer"))
-    return ModuleRecord(
-        class_name=f"{module}.{root.class_name}" if module else root.class_name,
-        init_args=_plain(init_args), init_kwargs=_plain(init_kwargs),
-        parameters=parameters, buffers=buffers)
+def _check_shapes(key: str, tensors: Mapping[str, Any],
+                  expected: Mapping[str, tuple[int, ...]]) -> None:
+    """Refuses, before anything is copied, a tensor whose shape the kwargs do not imply."""
+    for name, value in tensors.items():
+        want = expected.get(name)
+        if want is not None and tuple(value.shape) != tuple(want):
+            raise SnapshotError(f"{key}.{name} has shape {tuple(value.shape)}, its "
+                                f"constructor arguments imply {tuple(want)}")
 
 
 def _module_dicts(obj: _Persistent, path: str) -> tuple[dict, dict, dict]:
@@ -453,23 +558,15 @@ def _module_dicts(obj: _Persistent, path: str) -> tuple[dict, dict, dict]:
     return dicts
 
 
-def _walk(obj: _Persistent, path: str) -> Iterator[tuple[str, _Persistent]]:
-    """Pre-order `(dotted path, module)` over a module tree; None sub-modules skipped."""
-    yield path, obj
-    for name, sub in _module_dicts(obj, path)[2].items():
-        if sub is None:
-            continue
-        if not isinstance(sub, _Persistent):
-            raise SnapshotError(f"{path}.{name} is a {type(sub).__name__}, not a module")
-        yield from _walk(sub, f"{path}.{name}")
-
-
-def _tensors(d: dict, prefix: str, path: str, kind: str) -> dict[str, np.ndarray]:
+def _tensors(d: dict, prefix: str, path: str, kind: str) -> dict[str, Any]:
+    """Tensor entries (views, not yet copied) by dotted name; None entries skipped."""
     out = {}
     for name, value in d.items():
         if value is None:
             continue
-        if not isinstance(value, np.ndarray) or value.dtype.hasobject:
+        ok = isinstance(value, TensorView) or (
+            isinstance(value, np.ndarray) and not value.dtype.hasobject)
+        if not ok:
             raise SnapshotError(f"{path}.{name}: {kind} is a {type(value).__name__}, "
                                 "not a tensor")
         out[prefix + name] = value
@@ -486,9 +583,9 @@ _MODULE_OF_CLASS = {
 }
 
 
-def _official_module(root: _Persistent) -> str | None:
-    """The official module defining `root`'s class, from its module tree; None if unknown."""
-    modules = list(_walk(root, root.class_name))
+def _official_module(modules: list[tuple[str, _Persistent]]) -> str | None:
+    """The official module defining a class, from its module tree (pre-order, root first);
+    None if unknown."""
     for _, obj in modules:
         if obj.class_name in _MODULE_OF_CLASS:
             return _MODULE_OF_CLASS[obj.class_name]
