@@ -30,6 +30,9 @@ from typing import Any
 import jax
 import numpy as np
 
+from flaxgan.convert import torch_io
+from flaxgan.convert.torch_io import Budget, TensorView
+
 __all__ = [
     'default_cache_dir',
     'load_npz_tree',
@@ -101,15 +104,12 @@ def resize_bilinear(x: jax.Array, out: int) -> jax.Array:
 # Torch files -> numpy.
 # ---------------------------------------------------------------------------------------------
 
-_STORAGE_DTYPES = {
-    'FloatStorage': np.float32, 'HalfStorage': np.float16, 'DoubleStorage': np.float64,
-    'LongStorage': np.int64, 'IntStorage': np.int32, 'ShortStorage': np.int16,
-    'CharStorage': np.int8, 'ByteStorage': np.uint8, 'BoolStorage': np.bool_,
-}
-
 # torch.save's legacy stream starts with these two pickled ints.
-_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-_LEGACY_PROTOCOL = 1001
+_LEGACY_MAGIC = torch_io.LEGACY_MAGIC
+_LEGACY_PROTOCOL = torch_io.LEGACY_PROTOCOL
+_MAX_ENTRIES = 100_000  # Names and objects visited; NVIDIA's Inception has ~1000.
+# Storage classes -> numpy scalar types (what `persistent_load` receives).
+_STORAGE_DTYPES = {name: dtype.type for name, dtype in torch_io.STORAGE_DTYPES.items()}
 
 
 class _ScriptObject:
@@ -120,31 +120,21 @@ class _ScriptObject:
 
 
 def _rebuild_tensor(storage: np.ndarray, offset: int, size: tuple, stride: tuple,
-                    *_: Any) -> np.ndarray:
-    """``as_strided(storage, size, stride, offset)``: a view (copied once the data is read)."""
-    size, stride = tuple(size), tuple(stride)
-    if len(size) != len(stride) or min((*size, *stride, offset), default=0) < 0:
-        raise pickle.UnpicklingError(f'malformed tensor record size {size} stride {stride}')
-    if all(size):
-        last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
-        if last >= storage.size:
-            raise pickle.UnpicklingError(f'tensor of size {size} overruns its storage of '
-                                         f'{storage.size} elements')
-    else:
-        offset = 0
-    itemsize = storage.dtype.itemsize
-    return np.lib.stride_tricks.as_strided(
-        storage[offset:], shape=size, strides=tuple(s * itemsize for s in stride))
+                    *_: Any) -> TensorView:
+    """``as_strided(storage, size, stride, offset)``: checked, copied once the data is read."""
+    if isinstance(size, list | tuple) and isinstance(stride, list | tuple):
+        size, stride = tuple(size), tuple(stride)
+    return torch_io.tensor_view(storage, offset, size, stride)
 
 
-class _TorchUnpickler(pickle.Unpickler):
+class _TorchUnpickler(torch_io.RestrictedUnpickler):
     """Resolves only tensors, storages, OrderedDict, TorchScript list builders, module classes.
 
     ``storages(key, dtype, numel)`` returns the 1-D storage array for a persistent id.
     """
 
-    def __init__(self, file: Any, storages: Any):
-        super().__init__(file)
+    def __init__(self, file: Any, storages: Any, budget: Budget):
+        super().__init__(file, budget)
         self._storages = storages
 
     def find_class(self, module: str, name: str) -> Any:
@@ -158,7 +148,7 @@ class _TorchUnpickler(pickle.Unpickler):
             return list
         if module == '__torch__' or module.startswith('__torch__.'):
             return type(name, (_ScriptObject,), {})
-        raise pickle.UnpicklingError(f'refusing to load {module}.{name}')
+        raise pickle.UnpicklingError(f'refusing to load {module[:100]}.{name[:100]}')
 
     def persistent_load(self, pid: tuple) -> np.ndarray:
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == 'storage'):
@@ -168,82 +158,113 @@ class _TorchUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f'unknown storage type {dtype!r}')
         if len(pid) > 5 and pid[5] is not None:
             raise pickle.UnpicklingError('storage views (pre-0.4 torch files) are unsupported')
-        return self._storages(str(key), np.dtype(dtype).newbyteorder('<'), int(numel))
+        if type(numel) is not int or numel < 0:
+            raise pickle.UnpicklingError(f'storage {str(key)[:80]} has a bad size')
+        return self._storages(str(key), np.dtype(dtype).newbyteorder('<'), numel)
 
 
-def _flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
+def _flatten(obj: Any, prefix: str, out: dict[str, Any], budget: Budget, depth: int = 0) -> None:
+    """Module attributes / nested dicts -> ``out['dotted.name']``. Names are the output, so a
+    shared sub-tree is expanded once per name: the count of names and visits is bounded."""
+    budget.visit(depth, 'module tree')
     items = obj.items() if isinstance(obj, dict) else vars(obj).items()
     for k, v in items:
         if k in ('training', '_is_full_backward_hook'):
             continue
         name = f'{prefix}.{k}' if prefix else str(k)
         if isinstance(v, _ScriptObject | dict):
-            _flatten(v, name, out)
+            _flatten(v, name, out, budget, depth + 1)
         else:
             out[name] = v
+            budget.expansion(len(out), 'entries')
 
 
-def _materialise(tree: dict[str, Any]) -> dict[str, Any]:
-    """Copies every tensor view out of its storage (native byte order, C order)."""
-    def copy(v: Any) -> Any:
+def _materialise(tree: dict[str, Any], budget: Budget,
+                 storages: dict[int, np.ndarray] | None = None) -> dict[str, Any]:
+    """Copies every tensor view out of its storage (native byte order, C order), charging each
+    copy to ``budget`` first. ``storages``: real storages by ``id`` of the placeholder the
+    views refer to (legacy files)."""
+    storages = storages or {}
+
+    def copy(v: Any, name: str, depth: int = 0) -> Any:
+        budget.visit(depth, name)
+        if isinstance(v, TensorView):
+            v = v._replace(storage=storages.get(id(v.storage), v.storage))
+            return torch_io.materialise(v, budget, name)
         if isinstance(v, np.ndarray):
             return v.astype(v.dtype.newbyteorder('='), order='C', copy=True)
         if isinstance(v, list | tuple):
-            return type(v)(copy(x) for x in v)
+            return type(v)(copy(x, name, depth + 1) for x in v)
         return v
-    return {k: copy(v) for k, v in tree.items()}
+    return {k: copy(v, k) for k, v in tree.items()}
 
 
-def _read_zip(path: str, zf: zipfile.ZipFile) -> Any:
+def _read_zip(path: str, zf: zipfile.ZipFile, budget: Budget) -> Any:
     pkls = [n for n in zf.namelist() if n.endswith('/data.pkl') and n.count('/') == 1]
     if not pkls:
         raise ValueError('no <archive>/data.pkl')
     prefix = pkls[0][: -len('data.pkl')]
-    if f'{prefix}byteorder' in zf.namelist() and \
-            zf.read(f'{prefix}byteorder').strip() != b'little':
+    if f'{prefix}byteorder' in zf.namelist() and torch_io.read_zip_entry(
+            zf, f'{prefix}byteorder', budget).strip() != b'little':
         raise ValueError('big-endian storages are unsupported')
+    loaded: dict[str, np.ndarray] = {}
 
     def storage(key: str, dtype: np.dtype, numel: int) -> np.ndarray:
-        raw = zf.read(f'{prefix}data/{key}')
-        if len(raw) < numel * dtype.itemsize:
-            raise ValueError(f'storage {key} has {len(raw)} bytes, expected '
-                             f'{numel} x {dtype.itemsize}')
-        return np.frombuffer(raw, dtype=dtype, count=numel)
+        if key not in loaded:  # Each storage read once, however many tensors view it.
+            raw = torch_io.read_zip_entry(zf, f'{prefix}data/{key}', budget, exact=False,
+                                          nbytes=numel * dtype.itemsize, what=f'storage {key}')
+            loaded[key] = np.frombuffer(raw, dtype=dtype, count=numel)
+        elif loaded[key].dtype != dtype or loaded[key].size != numel:
+            raise ValueError(f'storage {key} is declared twice differently')
+        return loaded[key]
 
+    budget.storage(zf.getinfo(pkls[0]).file_size, 'data.pkl')
     with zf.open(pkls[0]) as f:
-        return _TorchUnpickler(f, storage).load()
+        return _TorchUnpickler(f, storage, budget).load()
 
 
-def _read_legacy(stream: io.BufferedIOBase) -> Any:
-    storages: dict[str, np.ndarray] = {}
+def _read_legacy(stream: io.BufferedIOBase, budget: Budget
+                 ) -> tuple[Any, dict[int, np.ndarray]]:
+    """A legacy stream -> ``(root, storages)``: the root's tensor views refer to placeholder
+    storages (stride 0, nothing allocated: the data follows the pickles), ``storages`` maps
+    ``id(placeholder)`` to the real array, each allocated once its size is checked against
+    the file."""
+    placeholders: dict[str, np.ndarray] = {}
 
     def storage(key: str, dtype: np.dtype, numel: int) -> np.ndarray:
-        if key not in storages:  # filled in place once the pickles are read
-            storages[key] = np.zeros(numel, dtype)
-        return storages[key]
+        if key not in placeholders:
+            placeholders[key] = np.lib.stride_tricks.as_strided(
+                np.zeros(1, dtype), shape=(numel,), strides=(0,), writeable=False)
+        elif placeholders[key].dtype != dtype or placeholders[key].size != numel:
+            raise ValueError(f'storage {key} is declared twice differently')
+        return placeholders[key]
 
-    load = lambda: _TorchUnpickler(stream, storage).load()
+    load = lambda: _TorchUnpickler(stream, storage, budget).load()
     if load() != _LEGACY_MAGIC or load() != _LEGACY_PROTOCOL:
         raise ValueError('not a torch.save stream')
     sys_info = load()
     if not isinstance(sys_info, dict) or sys_info.get('little_endian') is not True:
         raise ValueError('big-endian storages are unsupported')
     root, keys = load(), load()
-    if not isinstance(keys, list) or set(map(str, keys)) != set(storages):
+    if not isinstance(keys, list) or set(map(str, keys)) != set(placeholders):
         raise ValueError('storage key list does not match the tensors')
+    storages: dict[int, np.ndarray] = {}
     for key in keys:
-        arr = storages[str(key)]
+        placeholder = placeholders[str(key)]
         head = stream.read(8)
         if len(head) != 8:
             raise ValueError('truncated')
         (count,) = struct.unpack('<q', head)
-        if count != arr.size:
-            raise ValueError(f'storage {key} holds {count} elements, declared {arr.size}')
-        raw = stream.read(count * arr.itemsize)
-        if len(raw) != count * arr.itemsize:
+        if count != placeholder.size:
+            raise ValueError(f'storage {key} holds {count} elements, declared '
+                             f'{placeholder.size}')
+        nbytes = count * placeholder.itemsize
+        budget.storage(nbytes, f'storage {key}')  # At most the file's size: checked first.
+        raw = stream.read(nbytes)
+        if len(raw) != nbytes:
             raise ValueError('truncated')
-        arr[:] = np.frombuffer(raw, arr.dtype)
-    return root
+        storages[id(placeholder)] = np.frombuffer(raw, placeholder.dtype)
+    return root, storages
 
 
 def read_torch_file(path: str | os.PathLike, what: str = 'a torch weight file') -> dict[str, Any]:
@@ -261,19 +282,22 @@ def read_torch_file(path: str | os.PathLike, what: str = 'a torch weight file') 
     """
     path = os.fspath(path)
     try:
+        budget = Budget(os.path.getsize(path), max_visits=_MAX_ENTRIES)
+        storages: dict[int, np.ndarray] = {}
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as zf:
-                root = _read_zip(path, zf)
+                root = _read_zip(path, zf, budget)
         else:
             with open(path, 'rb') as f:
-                root = _read_legacy(f)
+                root, storages = _read_legacy(f, budget)
         if not isinstance(root, dict | _ScriptObject):
             raise ValueError(f'holds a {type(root).__name__}, not a module or state_dict')
         out: dict[str, Any] = {}
-        _flatten(root, '', out)
-        return _materialise(out)
+        _flatten(root, '', out, budget)
+        return _materialise(out, budget, storages)
     except (ValueError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, KeyError,
-            struct.error, TypeError, AttributeError, IndexError, OSError) as e:
+            struct.error, TypeError, AttributeError, IndexError, OSError, MemoryError,
+            RecursionError) as e:
         msg = ' '.join(str(e).split())[:200]
         raise ValueError(f'{path}: not a readable torch file, expected {what} '
                          f'({type(e).__name__}: {msg})') from None
