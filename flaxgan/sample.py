@@ -123,18 +123,44 @@ class LoadedGenerator:
 # ----------------------------------------------------------------------------- loading
 
 
+def _generator_target(kwargs: Mapping[str, Any]) -> tuple[nn.Module, Any]:
+    """The generator official kwargs (with `class_name`) build, and its variables' shapes."""
+    module = build_generator(kwargs["class_name"], kwargs)
+    target = jax.eval_shape(
+        lambda: module.init({"params": jax.random.key(0)}, jnp.zeros([1, module.z_dim]),
+                            jnp.zeros([1, module.c_dim]), noise_mode="const"))
+    return module, target
+
+
+class _ExpectedShapes:
+    """For `load_snapshot`: network `key`'s official shapes as its kwargs imply them, so that a
+    tensor of another shape (a stride-0 bomb) is refused before it is copied. Keeps what it
+    built (`built`) for `from_state_dict`."""
+
+    def __init__(self, key: str):
+        self.key, self.built = key, None
+
+    def __call__(self, net: str, class_name: str, init_kwargs: dict[str, Any]
+                 ) -> dict[str, tuple[int, ...]] | None:
+        if net != self.key:
+            return None
+        try:
+            self.built = _generator_target({"class_name": class_name, **init_kwargs})
+        except Exception:  # Bad kwargs: `from_state_dict` reports them, as without this check.
+            return None
+        return convert.official_shapes(self.built[1])
+
+
 def from_state_dict(kwargs: Mapping[str, Any], parameters: Mapping[str, np.ndarray],
-                    buffers: Mapping[str, np.ndarray], source: str = "") -> LoadedGenerator:
+                    buffers: Mapping[str, np.ndarray], source: str = "",
+                    _built: tuple[nn.Module, Any] | None = None) -> LoadedGenerator:
     """Builds a generator from official kwargs (with `class_name`) and an official state_dict.
 
     Raises:
       convert.SnapshotError: a key is missing or unexpected, or a shape does not match.
     """
-    module = build_generator(kwargs["class_name"], kwargs)
+    module, target = _built or _generator_target(kwargs)
     variables = convert.to_flax(parameters, buffers)
-    target = jax.eval_shape(
-        lambda: module.init({"params": jax.random.key(0)}, jnp.zeros([1, module.z_dim]),
-                            jnp.zeros([1, module.c_dim]), noise_mode="const"))
     convert.check_against(target, variables, source=source)
     variables = replicate(jax.tree.map(jnp.asarray, variables))
     return LoadedGenerator(module=module, variables=variables, kwargs=dict(kwargs),
@@ -165,12 +191,14 @@ def load(path: str | os.PathLike, key: str = "G_ema") -> LoadedGenerator:
         parameters, buffers = convert.load_state_dict_npz(os.path.join(path, f"{key}.npz"))
         return from_state_dict(meta[key], parameters, buffers, source=path)
 
-    snapshot = convert.load_snapshot(path)
+    expected = _ExpectedShapes(key)
+    snapshot = convert.load_snapshot(path, expected_shapes=expected)
     record = snapshot.get(key) if isinstance(snapshot, Mapping) else None
     if not isinstance(record, convert.ModuleRecord):
         raise convert.SnapshotError(f"{name}: snapshot has no network {key!r}")
     kwargs = {"class_name": record.class_name, **record.init_kwargs}
-    return from_state_dict(kwargs, record.parameters, record.buffers, source=path)
+    return from_state_dict(kwargs, record.parameters, record.buffers, source=path,
+                           _built=expected.built)
 
 
 def export(g: LoadedGenerator, directory: str | os.PathLike, key: str = "G_ema") -> str:
