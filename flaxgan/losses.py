@@ -117,13 +117,19 @@ def lazy_regularization(learning_rate: float, betas: tuple[float, float],
 
 
 def ema_beta(batch_size: int, ema_kimg: float = 10.0, ema_rampup: float | None = 0.05,
-             cur_nimg: int = 0) -> float:
+             cur_nimg: int | jax.Array = 0) -> float | jax.Array:
     """Decay of the generator EMA for one step: half-life of `ema_kimg` thousand images,
-    shortened to `cur_nimg * ema_rampup` early in training."""
-    ema_nimg = ema_kimg * 1000
+    shortened to `cur_nimg * ema_rampup` early in training.
+
+    `cur_nimg` may be a Python number (-> float) or an array traced inside a jitted step
+    (-> float32 array), so the training step and its tests use this one formula.
+    """
+    traced = isinstance(cur_nimg, jax.Array)
+    minimum, maximum = (jnp.minimum, jnp.maximum) if traced else (min, max)
+    ema_nimg = ema_kimg * 1000.0
     if ema_rampup is not None:
-        ema_nimg = min(ema_nimg, cur_nimg * ema_rampup)
-    return 0.5 ** (batch_size / max(ema_nimg, 1e-8))
+        ema_nimg = minimum(ema_nimg, cur_nimg * ema_rampup)
+    return 0.5 ** (batch_size / maximum(ema_nimg, 1e-8))
 
 
 def blur_sigma(cur_nimg: jax.Array, blur_init_sigma: float, blur_fade_kimg: float) -> jax.Array:

@@ -18,11 +18,14 @@ Every config file in this folder is `get_config(arg=None) -> ConfigDict` with se
 
 from __future__ import annotations
 
+import dataclasses
+import pathlib
+
 import ml_collections
 
-__all__ = ["stylegan2_config", "stylegan3_config", "REPO_ROOT"]
+from flaxgan.train.step import Hyperparameters
 
-import pathlib
+__all__ = ["stylegan2_config", "stylegan3_config", "REPO_ROOT"]
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -36,13 +39,13 @@ def _base(batch_size: int, gamma: float, ema_kimg: float, ema_rampup: float | No
         name="", split="train", resolution=ml_collections.FieldReference(None, field_type=int),
         xflip=False, use_labels=False, folder_labels=False,
         data_dir=ml_collections.FieldReference(None, field_type=str), prepare=""))
-    config.train = ml_collections.ConfigDict(dict(
-        batch_size=batch_size, total_kimg=total_kimg, g_lr=0.0025, d_lr=0.0025,
-        betas=(0.0, 0.99), eps=1e-8, g_reg_interval=4, d_reg_interval=16, r1_gamma=gamma,
-        pl_weight=2.0, pl_decay=0.01, pl_batch_shrink=2, style_mixing_prob=0.9,
-        ema_kimg=ema_kimg,
-        ema_rampup=ml_collections.FieldReference(ema_rampup, field_type=float),
-        ema_update_phases=("Gmain", "Greg", "Dmain"), blur_init_sigma=0.0, blur_fade_kimg=0.0))
+    # The objective's defaults live once, in Hyperparameters; ADA's fields go to `augment`.
+    train = {name: value for name, value in dataclasses.asdict(Hyperparameters()).items()
+             if not name.startswith("ada_")}
+    train.update(batch_size=batch_size, total_kimg=total_kimg, r1_gamma=gamma,
+                 ema_kimg=ema_kimg,
+                 ema_rampup=ml_collections.FieldReference(ema_rampup, field_type=float))
+    config.train = ml_collections.ConfigDict(train)
     config.augment = ml_collections.ConfigDict(dict(
         pipe="bgc", p=0.0, ada_target=ml_collections.FieldReference(0.6, field_type=float),
         ada_interval=4, ada_kimg=500.0))

@@ -291,10 +291,10 @@ def make_train_steps(G: nn.Module, D: nn.Module, hp: Hyperparameters, mesh: Mesh
             if phase.does_main:
                 fake_logits = run_discriminator(d_params, state.d_buffers, fake, fake_c,
                                                 k_aug_fake, state)
-                per_sample += jax.nn.softplus(fake_logits)[:, 0]  # -log(1 - sigmoid(D(G(z))))
                 metrics.update({"Loss/scores/fake": jnp.mean(fake_logits),
                                 "Loss/signs/fake": jnp.mean(jnp.sign(fake_logits))})
             if phase.does_reg:
+                # One D pass on the reals serves R1 and, in 'Dboth', the main loss.
                 penalty, real_logits = losses.r1_penalty(d_real, real)
                 reg = penalty * (hp.r1_gamma / 2)
                 per_sample += reg
@@ -302,9 +302,9 @@ def make_train_steps(G: nn.Module, D: nn.Module, hp: Hyperparameters, mesh: Mesh
             else:
                 real_logits = d_real(real)
             if phase.does_main:
-                per_sample += jax.nn.softplus(-real_logits)[:, 0]
-                metrics["Loss/D/loss"] = jnp.mean(losses.discriminator_loss(
-                    fake_logits, real_logits))
+                d_loss = losses.discriminator_loss(fake_logits, real_logits)[:, 0]
+                per_sample += d_loss
+                metrics["Loss/D/loss"] = jnp.mean(d_loss)
             metrics.update({"Loss/scores/real": jnp.mean(real_logits),
                             "Loss/signs/real": jnp.mean(jnp.sign(real_logits))})
             signs = jnp.stack([jnp.sum(jnp.sign(real_logits)), real_logits.shape[0]])
@@ -324,10 +324,8 @@ def make_train_steps(G: nn.Module, D: nn.Module, hp: Hyperparameters, mesh: Mesh
 
     def finish(state: GanState) -> GanState:
         # G_ema <- lerp(G, G_ema, beta) with the ramped-up half-life; buffers are copied.
-        ema_nimg = hp.ema_kimg * 1000.0
-        if hp.ema_rampup is not None:
-            ema_nimg = jnp.minimum(ema_nimg, state.nimg.astype(jnp.float32) * hp.ema_rampup)
-        beta = 0.5 ** (hp.batch_size / jnp.maximum(ema_nimg, 1e-8))
+        beta = losses.ema_beta(hp.batch_size, hp.ema_kimg, hp.ema_rampup,
+                               state.nimg.astype(jnp.float32))
         ema_params = jax.tree.map(lambda p, e: p + beta * (e - p), state.g_params,
                                   state.ema_params)
         step = state.step + 1
