@@ -9,7 +9,9 @@
     sec/kimg, images/s, device memory) and the same as TensorBoard scalars;
   * every `image_every_ticks`: a grid of G_ema samples at fixed latents (`samples/fakesNNNNNN.png`,
     plus TensorBoard); every `snapshot_every_ticks`: an Orbax checkpoint (last N kept) and an
-    official-format export of G, D and G_ema (`snapshots/network-snapshot-NNNNNN/`, loadable by
+    official-format export of G, D and G_ema (`snapshots/network-snapshot-KKKKKK/` at whole
+    kimg, `network-snapshot-KKKKKK.III/` KKKKKK kimg + III images otherwise, with
+    `network-snapshot-KKKKKK` then a link to the latest of them; loadable by
     `flaxgan.sample.load` and as PyTorch state dicts); every `metrics_every_ticks`: the metrics
     of `config.log.metrics` and a best checkpoint by the first of them;
   * restarting with the same `workdir` resumes from the latest checkpoint: images seen, ADA p,
@@ -350,8 +352,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 checkpointer.save(step, state, _data_state(iterator), meta,
                                   metrics=evaluated or None)
                 if is_chief:
-                    _export_snapshot(os.path.join(workdir, "snapshots",
-                                                  f"network-snapshot-{int(kimg):06d}"),
+                    _export_snapshot(os.path.join(workdir, "snapshots"), cur_nimg,
                                      {"G": (g_kwargs, state.g_variables),
                                       "D": (d_kwargs, state.d_variables),
                                       "G_ema": (g_kwargs, state.ema_variables)})
@@ -418,16 +419,44 @@ def _summary(record: Mapping[str, Any]) -> str:
     return " ".join(f"{k.split('/')[-1]}={record[k]:.4g}" for k in keys if k in record)
 
 
-def _export_snapshot(directory: str, networks: Mapping[str, tuple[dict, dict]]) -> None:
-    """Official-format state dicts (`<key>.npz`) + `network.json`, written to a temporary
-    directory and renamed: `sample.load(directory)` reads G_ema back, PyTorch users
-    `load_state_dict` the npz files."""
+def snapshot_name(nimg: int) -> str:
+    """`network-snapshot-KKKKKK` (official: KKKKKK kimg) at a whole kimg, else
+    `network-snapshot-KKKKKK.III` (plus III images): unique per export at fractional-kimg
+    ticks, and sorted by name is sorted by images seen."""
+    kimg, rest = divmod(int(nimg), 1000)
+    return f"network-snapshot-{kimg:06d}" + (f".{rest:03d}" if rest else "")
+
+
+def _export_snapshot(root: str, nimg: int, networks: Mapping[str, tuple[dict, dict]]) -> str:
+    """Writes `root/snapshot_name(nimg)`: official-format state dicts (`<key>.npz`) +
+    `network.json`, written to a temporary directory and renamed; `sample.load(directory)`
+    reads G_ema back, PyTorch users `load_state_dict` the npz files. Returns the directory."""
+    name = snapshot_name(nimg)
+    directory = os.path.join(root, name)
     tmp = directory + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     for key, (kwargs, variables) in networks.items():
         sample.export_variables(tmp, key, kwargs, variables)
-    shutil.rmtree(directory, ignore_errors=True)
+    if os.path.islink(directory):  # a whole-kimg name that was a link (re-run after a resume)
+        os.unlink(directory)
+    shutil.rmtree(directory, ignore_errors=True)  # the same images seen, exported again
     os.replace(tmp, directory)
+    _link_whole_kimg(root, name)
+    return directory
+
+
+def _link_whole_kimg(root: str, name: str) -> None:
+    """Points `network-snapshot-KKKKKK` at the fractional export `name` of that kimg (the name
+    scripts and earlier runs used), unless an export at exactly KKKKKK kimg holds the name."""
+    whole = name.split(".")[0]
+    path = os.path.join(root, whole)
+    if whole == name or (os.path.isdir(path) and not os.path.islink(path)):
+        return
+    tmp = os.path.join(root, f".{whole}.link")  # hidden: no glob of network-snapshot-* sees it
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.symlink(name, tmp)  # relative: the workdir can move
+    os.replace(tmp, path)
 
 
 def _import_snapshot(path: str, g_vars, d_vars):
