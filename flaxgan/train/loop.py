@@ -286,6 +286,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         state = sharding.replicate(new_state(g_vars, d_vars, ema_vars), mesh)
     if is_chief:  # what `experiments.eval --workdir` reads the dataset from
         _write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
+        _drop_records_after(os.path.join(workdir, "metrics.jsonl"), tick)
     cur_nimg, step = int(state.nimg), int(state.step)
 
     writers = _Writers(workdir, is_chief)
@@ -457,6 +458,32 @@ def _link_whole_kimg(root: str, name: str) -> None:
         os.unlink(tmp)
     os.symlink(name, tmp)  # relative: the workdir can move
     os.replace(tmp, path)
+
+
+def _drop_records_after(path: str, tick: int) -> None:
+    """Rewrites `path` (JSON lines with a `tick`) without the ticks after `tick` and any
+    unreadable line: a run killed after logging a tick but before its checkpoint logs it again.
+    Atomic (a temporary file renamed), so a kill now loses nothing."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = f.readlines()
+    keep = [line if line.endswith("\n") else line + "\n" for line in lines
+            if _record_tick(line) is not None and _record_tick(line) <= tick]
+    if len(keep) == len(lines):
+        return
+    with open(path + ".tmp", "w") as f:
+        f.writelines(keep)
+    os.replace(path + ".tmp", path)
+    logging.info("%s: dropped %d line(s) after tick %d (logged, not checkpointed)", path,
+                 len(lines) - len(keep), tick)
+
+
+def _record_tick(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["tick"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _import_snapshot(path: str, g_vars, d_vars):

@@ -1,4 +1,5 @@
-"""Unique snapshot exports at fractional-kimg ticks.
+"""Resume after a kill between a tick's log line and its checkpoint; unique snapshot exports
+at fractional-kimg ticks.
 
 One tiny run (the networks of test_loop, so its compiled steps are shared within a process)
 writes checkpoints 2 and 4 (ticks 1 and 2, 0.016 and 0.032 kimg); every test works on a copy.
@@ -14,7 +15,7 @@ import pytest
 
 from experiments import eval as eval_main
 from flaxgan import sample
-from flaxgan.train import loop
+from flaxgan.train import checkpoint, loop
 from tests.flaxgan.train.test_loop import BATCH, _config, _records
 
 FIRST_STEP, LAST_STEP = 2, 4  # the run's checkpoints (iterations); a tick is 2 iterations
@@ -49,6 +50,29 @@ def _g_ema(snapshot: str) -> dict[str, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------------- tests
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing in the loop catches it."""
+
+
+def test_kill_between_tick_log_and_checkpoint_logs_the_tick_once(workdir, monkeypatch):
+    save = checkpoint.Checkpointer.save
+
+    def save_or_die(self, step, *args, **kwargs):
+        if step == 6:
+            raise _Killed  # tick 3 is in metrics.jsonl, its checkpoint never written
+        return save(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.Checkpointer, "save", save_or_die)
+    with pytest.raises(_Killed):
+        loop.train(_config(total_kimg=BATCH * 6 / 1000), workdir)
+    assert _ticks(workdir) == [1, 2, 3]
+    with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
+        f.write('{"tick": 4, "ki')  # and a line cut off mid-write
+    monkeypatch.setattr(checkpoint.Checkpointer, "save", save)
+    record = loop.train(_config(total_kimg=BATCH * 6 / 1000), workdir)
+    assert record["tick"] == 3 and _ticks(workdir) == [1, 2, 3]
 
 
 def test_snapshot_names_are_unique_at_fractional_ticks(base_run):
