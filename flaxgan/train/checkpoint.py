@@ -6,6 +6,12 @@ iterator's position, JSON) and `meta` (JSON: images seen, tick, config, metrics)
 atomic (Orbax writes to a temporary directory and renames), so an interrupted save never
 replaces a good checkpoint. Restores go into a target state built from the config, so a
 checkpoint of another model fails with one clear line instead of loading half.
+
+Damage (a truncated or overwritten data file, an unreadable `_METADATA`, a missing item) is told
+apart from a mismatch by reading the checkpoint's own array metadata first: a checkpoint whose
+layout matches the run but whose data does not restore is damaged. `restore_latest` then falls
+back to the newest checkpoint that restores and keeps each damaged one aside as
+`checkpoints/<step>.corrupt` (a name Orbax does not take for a step; never deleted).
 """
 
 from __future__ import annotations
@@ -15,16 +21,69 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 
 from flaxgan.train.state import GanState
 
-__all__ = ["CheckpointError", "Checkpointer"]
+__all__ = ["CORRUPT_SUFFIX", "CheckpointError", "Checkpointer"]
 
 _ITEMS = ("state", "data", "meta")
+# `<step>.corrupt`: not a step name for Orbax (it takes digits, or digits after the last '_'),
+# so a damaged checkpoint kept there is neither restored nor garbage-collected.
+CORRUPT_SUFFIX = ".corrupt"
+_REASON_CHARS = 200
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be restored into this run's state."""
+
+
+class _Damaged(Exception):  # noqa: N818 (internal signal, never escapes this module)
+    """A checkpoint of this run's layout whose files do not restore; `str()` is the reason."""
+
+
+def _handlers() -> dict[str, ocp.CheckpointHandler]:
+    """Handlers of the three items (also lets `item_metadata` read them without restore args)."""
+    return {"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler(),
+            "meta": ocp.JsonCheckpointHandler()}
+
+
+def _reason(error: BaseException, directory: str) -> str:
+    """One short line for `error`: the first line of its innermost `raise ... from` cause
+    (TensorStore wraps the useful `OUT_OF_RANGE ...` in a multi-line spec dump), paths relative
+    to `directory`. Implicit contexts are not followed: they are whatever was being handled."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    line = line.replace(directory.rstrip("/") + "/", "").replace(directory, ".")
+    return line if len(line) <= _REASON_CHARS else line[:_REASON_CHARS - 3] + "..."
+
+
+def _layout(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+    """`{'g_params/mapping/fc0/bias': (shape, dtype)}` of a pytree of arrays or array metadata
+    (dataclass fields, dict keys and sequence indices all become path parts)."""
+    def part(key) -> str:
+        for attr in ("name", "key", "idx"):
+            if hasattr(key, attr):
+                return str(getattr(key, attr))
+        return str(key)
+
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {"/".join(part(k) for k in path): (tuple(leaf.shape), str(leaf.dtype))
+            for path, leaf in leaves}
+
+
+def _layout_difference(saved: dict, wanted: dict) -> str | None:
+    """The first difference between a checkpoint's layout and the run's, or None."""
+    for name in sorted(wanted.keys() | saved.keys()):
+        if name not in saved:
+            return f"{name} missing from the checkpoint"
+        if name not in wanted:
+            return f"{name} in the checkpoint is not in this run's state"
+        if saved[name] != wanted[name]:
+            return f"{name}: checkpoint {saved[name]}, run {wanted[name]}"
+    return None
 
 
 class Checkpointer:
@@ -43,13 +102,13 @@ class Checkpointer:
         self.workdir = os.path.abspath(workdir)
         self.best_metric = best_metric
         self._last = ocp.CheckpointManager(
-            os.path.join(self.workdir, "checkpoints"), item_names=_ITEMS,
+            os.path.join(self.workdir, "checkpoints"), item_handlers=_handlers(),
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                                  enable_async_checkpointing=False))
         self._best = None
         if best_metric:
             self._best = ocp.CheckpointManager(
-                os.path.join(self.workdir, "best"), item_names=_ITEMS,
+                os.path.join(self.workdir, "best"), item_handlers=_handlers(),
                 options=ocp.CheckpointManagerOptions(
                     max_to_keep=1, best_fn=lambda m: m[best_metric],
                     best_mode="max" if higher_is_better else "min",
@@ -82,8 +141,13 @@ class Checkpointer:
                 ) -> tuple[GanState, dict[str, Any], dict[str, Any]]:
         """Restores `(state, data, meta)` into the structure, dtypes and shardings of `target`.
 
+        Args:
+          target: the run's state (arrays or `jax.ShapeDtypeStruct`s with shardings).
+          step: which checkpoint; default the latest (or the best with `best`).
+          best: restore from the best-by-metric checkpoints.
+
         Raises:
-          CheckpointError: no checkpoint, or one that does not match `target`.
+          CheckpointError: no checkpoint, one that does not match `target`, or a damaged one.
         """
         manager = self._best if best else self._last
         if manager is None:
@@ -91,18 +155,93 @@ class Checkpointer:
         step = (manager.best_step() if best else manager.latest_step()) if step is None else step
         if step is None:
             raise CheckpointError(f"{manager.directory}: no checkpoint to restore")
+        try:
+            return self._restore_step(manager, target, step)
+        except _Damaged as e:
+            raise CheckpointError(f"{manager.directory}/{step}: damaged ({e})") from None
+
+    def restore_latest(self, target: GanState
+                       ) -> tuple[GanState, dict[str, Any], dict[str, Any]]:
+        """Restores the newest checkpoint that restores (see `restore`); each newer, damaged
+        one is renamed `<step>.corrupt` and named with its reason in one warning line.
+
+        Raises:
+          CheckpointError: no checkpoint; one of another model (nothing is set aside); or none
+            restores (one line naming the workdir and every reason; all are left in place).
+        """
+        steps = sorted(self._last.all_steps(), reverse=True)
+        if not steps:
+            raise CheckpointError(f"{self._last.directory}: no checkpoint to restore")
+        damaged: list[tuple[int, str]] = []
+        for step in steps:
+            try:
+                restored = self._restore_step(self._last, target, step)
+            except _Damaged as e:
+                damaged.append((step, str(e)))
+                continue
+            self._set_aside(damaged, step)
+            return restored
+        reasons = "; ".join(f"checkpoint {step}: {reason}" for step, reason in damaged)
+        raise CheckpointError(
+            f"{self.workdir}: no checkpoint restores ({reasons}); they are left in place: move "
+            f"{self._last.directory} aside to train from scratch")
+
+    def _restore_step(self, manager: ocp.CheckpointManager, target: GanState, step: int
+                      ) -> tuple[GanState, dict[str, Any], dict[str, Any]]:
+        """Restores one step; raises `_Damaged` (files) or `CheckpointError` (another model)."""
+        directory = os.path.join(str(manager.directory), str(step))
+        # Any failure reading Orbax's own files is damage: the layout check below is what
+        # separates "another model" (readable, different arrays) from it.
+        try:
+            saved = manager.item_metadata(step)["state"]
+            if saved is None:
+                raise FileNotFoundError("state/ holds no readable metadata")
+            saved = _layout(saved)
+        except Exception as e:  # noqa: BLE001 (Orbax/TensorStore/JSON raise many types)
+            raise _Damaged(f"state metadata: {_reason(e, directory)}") from None
+        difference = _layout_difference(saved, _layout(target))
+        if difference is not None:
+            raise CheckpointError(f"{directory}: does not match this run's model and optimizer "
+                                  f"({difference})")
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         try:
             restored = manager.restore(step, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore(),
                 meta=ocp.args.JsonRestore()))
-        except (ValueError, KeyError, TypeError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CheckpointError(f"{manager.directory}/{step}: does not match this run's model "
-                                  f"and optimizer ({first})") from None
-        return restored["state"], dict(restored["data"] or {}), dict(restored["meta"] or {})
+            if restored["meta"] is None:
+                raise FileNotFoundError("meta/ holds nothing")
+        except Exception as e:  # noqa: BLE001 (layout matched: what fails now is the files)
+            raise _Damaged(_reason(e, directory)) from None
+        return restored["state"], dict(restored["data"] or {}), dict(restored["meta"])
+
+    def _set_aside(self, damaged: list[tuple[int, str]], restored_step: int) -> None:
+        """Renames each damaged checkpoint `<step>.corrupt` (chief process) and logs it."""
+        if not damaged:
+            return
+        root = str(self._last.directory)
+        for step, reason in damaged:
+            kept = os.path.join(root, str(step))
+            if jax.process_index() == 0:
+                kept = _free_name(os.path.join(root, f"{step}{CORRUPT_SUFFIX}"))
+                os.replace(os.path.join(root, str(step)), kept)
+            logging.warning("skipped damaged checkpoint %s/%d (%s); kept as %s; resuming from "
+                            "checkpoint %d", root, step, reason, os.path.basename(kept),
+                            restored_step)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils  # noqa: PLC0415
+            multihost_utils.sync_global_devices("flaxgan checkpoints set aside")
+        self._last.reload()  # forget the renamed steps (latest_step, keep-last-N, re-saves)
 
     def close(self) -> None:
         self._last.close()
         if self._best is not None:
             self._best.close()
+
+
+def _free_name(path: str) -> str:
+    """`path`, or `path-2`, `path-3`, ... when taken (a step damaged twice keeps both)."""
+    candidate, n = path, 1
+    while os.path.lexists(candidate):
+        n += 1
+        candidate = f"{path}-{n}"
+    return candidate

@@ -14,8 +14,10 @@
     `network-snapshot-KKKKKK` then a link to the latest of them; loadable by
     `flaxgan.sample.load` and as PyTorch state dicts); every `metrics_every_ticks`: the metrics
     of `config.log.metrics` and a best checkpoint by the first of them;
-  * restarting with the same `workdir` resumes from the latest checkpoint: images seen, ADA p,
-    optimizer states, EMA, RNG and the data position;
+  * restarting with the same `workdir` resumes from the latest checkpoint that restores (a
+    damaged one is kept aside as `checkpoints/<step>.corrupt`): images seen, ADA p, optimizer
+    states, EMA, RNG and the data position; `metrics.jsonl` lines of ticks after it are dropped
+    (they are logged again);
   * a non-finite loss or parameter stops the run with `TrainingDiverged`; the last checkpoint,
     written before the divergence, stays intact.
 
@@ -228,7 +230,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     Raises:
       DatasetNotPrepared: the dataset is missing (names the command that prepares it).
       TrainingDiverged: a non-finite loss or parameter.
-      checkpoint.CheckpointError: the workdir holds a checkpoint of another model.
+      checkpoint.CheckpointError: the workdir holds a checkpoint of another model, or none
+        that restores.
     """
     sharding.initialize_distributed()
     is_chief = jax.process_index() == 0
@@ -271,12 +274,12 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         abstract = jax.tree.map(
             lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding.replicated(mesh)),
             jax.eval_shape(lambda: new_state(*init_variables())))
-        state, data_state, meta = checkpointer.restore(abstract)
+        state, data_state, meta = checkpointer.restore_latest(abstract)
         state = sharding.replicate(state, mesh)
         if data_state.get("iterator") is not None and hasattr(iterator, "set_state"):
             iterator.set_state(data_state["iterator"])
         tick = int(meta.get("tick", 0))
-        logging.info("resumed %s at %.1f kimg", workdir, int(state.nimg) / 1e3)
+        logging.info("resumed %s at %.3f kimg (tick %d)", workdir, int(state.nimg) / 1e3, tick)
     else:
         g_vars, d_vars = jax.jit(init_variables)()
         ema_vars = None

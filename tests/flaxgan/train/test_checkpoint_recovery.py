@@ -1,5 +1,5 @@
-"""Resume after a kill between a tick's log line and its checkpoint; unique snapshot exports
-at fractional-kimg ticks.
+"""Resume from damaged checkpoints and after a kill between a tick's log line and its
+checkpoint; unique snapshot exports at fractional-kimg ticks.
 
 One tiny run (the networks of test_loop, so its compiled steps are shared within a process)
 writes checkpoints 2 and 4 (ticks 1 and 2, 0.016 and 0.032 kimg); every test works on a copy.
@@ -7,6 +7,8 @@ writes checkpoints 2 and 4 (ticks 1 and 2, 0.016 and 0.032 kimg); every test wor
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
 import shutil
 
@@ -49,7 +51,94 @@ def _g_ema(snapshot: str) -> dict[str, np.ndarray]:
         return {name: f[name] for name in f.files}
 
 
+# ------------------------------------------------------------------------------ damage kinds
+
+
+def _data_files(workdir: str, step: int | str) -> list[str]:
+    """The OCDBT data files of a checkpoint's state. All of them are damaged below: the process
+    database may also hold files the merged manifest no longer references."""
+    return sorted(glob.glob(os.path.join(workdir, "checkpoints", str(step), "state",
+                                         "ocdbt.process_0", "d", "*")))
+
+
+def _truncate_data(workdir: str, step: int) -> None:
+    for path in _data_files(workdir, step):
+        os.truncate(path, os.path.getsize(path) // 2)
+
+
+def _overwrite_data(workdir: str, step: int) -> None:
+    for path in _data_files(workdir, step):
+        with open(path, "r+b") as f:
+            f.write(np.random.RandomState(0).bytes(os.path.getsize(path)))
+
+
+def _empty_metadata(workdir: str, step: int) -> None:
+    open(os.path.join(workdir, "checkpoints", str(step), "state", "_METADATA"), "w").close()
+
+
+def _delete_meta(workdir: str, step: int) -> None:
+    shutil.rmtree(os.path.join(workdir, "checkpoints", str(step), "meta"))
+
+
+DAMAGES = {"truncated_data": _truncate_data, "overwritten_data": _overwrite_data,
+           "emptied_metadata": _empty_metadata, "deleted_meta": _delete_meta}
+
+
+def _skip_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "damaged checkpoint" in r.getMessage()]
+
+
 # ------------------------------------------------------------------------------------- tests
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_damaged_latest_checkpoint_falls_back_and_is_kept_aside(workdir, damage, caplog):
+    DAMAGES[damage](workdir, LAST_STEP)
+    caplog.set_level(logging.WARNING)
+    # Resume to where the intact checkpoint is: restores it and stops (no training needed).
+    assert loop.train(_config(total_kimg=BATCH * FIRST_STEP / 1000), workdir) == {}
+    lines = _skip_lines(caplog)
+    assert len(lines) == 1 and "\n" not in lines[0], lines
+    assert f"checkpoints/{LAST_STEP} (" in lines[0]
+    assert f"kept as {LAST_STEP}.corrupt; resuming from checkpoint {FIRST_STEP}" in lines[0]
+    assert _checkpoints(workdir) == [str(FIRST_STEP), f"{LAST_STEP}.corrupt"]
+    assert checkpoint.Checkpointer(workdir).latest_step() == FIRST_STEP
+    assert _ticks(workdir) == [1]  # tick 2 was checkpointed in the damaged one: logged again
+
+
+def test_fallback_then_training_matches_the_undamaged_run(base_run, workdir, caplog):
+    """Truncated data in checkpoint 4: resume from 2, redo tick 2 bit-exactly, log it once."""
+    _truncate_data(workdir, LAST_STEP)
+    caplog.set_level(logging.WARNING)
+    record = loop.train(_config(total_kimg=BATCH * LAST_STEP / 1000), workdir)
+    assert record["tick"] == 2 and len(_skip_lines(caplog)) == 1
+    assert _ticks(workdir) == [1, 2]
+    assert _checkpoints(workdir) == [str(FIRST_STEP), str(LAST_STEP), f"{LAST_STEP}.corrupt"]
+    want = _g_ema(os.path.join(base_run, "snapshots", "network-snapshot-000000.032"))
+    got = _g_ema(os.path.join(workdir, "snapshots", "network-snapshot-000000.032"))
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    # The kept-aside copy still holds the damage (never repaired, never deleted).
+    sizes = [os.path.getsize(p) for p in _data_files(workdir, f"{LAST_STEP}.corrupt")]
+    assert sizes == [os.path.getsize(p) // 2 for p in _data_files(base_run, LAST_STEP)]
+
+
+def test_no_checkpoint_restores_is_one_line_and_nothing_moves(workdir):
+    for step in (FIRST_STEP, LAST_STEP):
+        _empty_metadata(workdir, step)
+    with pytest.raises(checkpoint.CheckpointError, match="no checkpoint restores") as error:
+        loop.train(_config(total_kimg=BATCH * 6 / 1000), workdir)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(workdir)
+    assert f"checkpoint {LAST_STEP}: " in message and f"checkpoint {FIRST_STEP}: " in message
+    assert _checkpoints(workdir) == [str(FIRST_STEP), str(LAST_STEP)]
+
+
+def test_checkpoint_of_another_model_sets_nothing_aside(workdir):
+    with pytest.raises(checkpoint.CheckpointError, match="does not match") as error:
+        loop.train(_config(total_kimg=BATCH * 6 / 1000, channel_max=8), workdir)
+    assert "\n" not in str(error.value)
+    assert _checkpoints(workdir) == [str(FIRST_STEP), str(LAST_STEP)]
 
 
 class _Killed(BaseException):
