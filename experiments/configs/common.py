@@ -6,7 +6,8 @@ Every config file in this folder is `get_config(arg=None) -> ConfigDict` with se
            prepare (the command that builds the dataset; shown when it is missing).
   model:   G_class / G_kwargs, D_class / D_kwargs: the official class names and constructor
            kwargs (resolution, channels and c_dim come from the dataset).
-  train:   flaxgan.train.step.Hyperparameters fields + total_kimg.
+  train:   flaxgan.train.step.Hyperparameters fields + total_kimg, allow_batch_size_change
+           (resume a checkpoint with another batch_size; off: that is an error).
   augment: pipe (ADA preset name, '' = off), p (initial / fixed p), ada_target (None = fixed p),
            ada_interval, ada_kimg.
   log:     kimg_per_tick, image_every_ticks, snapshot_every_ticks, metrics_every_ticks, metrics,
@@ -42,8 +43,8 @@ def _base(batch_size: int, gamma: float, ema_kimg: float, ema_rampup: float | No
     # The objective's defaults live once, in Hyperparameters; ADA's fields go to `augment`.
     train = {name: value for name, value in dataclasses.asdict(Hyperparameters()).items()
              if not name.startswith("ada_")}
-    train.update(batch_size=batch_size, total_kimg=total_kimg, r1_gamma=gamma,
-                 ema_kimg=ema_kimg,
+    train.update(batch_size=batch_size, total_kimg=total_kimg, allow_batch_size_change=False,
+                 r1_gamma=gamma, ema_kimg=ema_kimg,
                  ema_rampup=ml_collections.FieldReference(ema_rampup, field_type=float))
     config.train = ml_collections.ConfigDict(train)
     config.augment = ml_collections.ConfigDict(dict(

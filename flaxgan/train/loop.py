@@ -17,7 +17,7 @@
   * restarting with the same `workdir` resumes from the latest checkpoint that restores (a
     damaged one is kept aside as `checkpoints/<step>.corrupt`): images seen, ADA p, optimizer
     states, EMA, RNG and the data position; `metrics.jsonl` lines of ticks after it are dropped
-    (they are logged again);
+    (they are logged again); another batch size needs `train.allow_batch_size_change`;
   * a non-finite loss or parameter stops the run with `TrainingDiverged`; the last checkpoint,
     written before the divergence, stays intact.
 
@@ -79,7 +79,7 @@ def hyperparameters(train_config: Mapping[str, Any], augment_config: Mapping[str
     """`Hyperparameters` from the `train` and `augment` config sections (unknown keys fail)."""
     fields = {f.name for f in dataclasses.fields(step_lib.Hyperparameters)}
     values = {k: v for k, v in _plain(train_config).items() if k in fields}
-    unknown = set(_plain(train_config)) - fields - {"total_kimg", "seed"}
+    unknown = set(_plain(train_config)) - fields - _LOOP_TRAIN_KEYS
     if unknown:
         raise ValueError(f"config.train has unknown keys {sorted(unknown)}")
     for key in ("betas", "ema_update_phases"):
@@ -89,6 +89,10 @@ def hyperparameters(train_config: Mapping[str, Any], augment_config: Mapping[str
     values.update(ada_target=ada.get("ada_target"), ada_interval=ada.get("ada_interval", 4),
                   ada_kimg=ada.get("ada_kimg", 500.0))
     return step_lib.Hyperparameters(**values)
+
+
+# `config.train` keys read by the loop itself, not by the jitted step.
+_LOOP_TRAIN_KEYS = {"total_kimg", "seed", "allow_batch_size_change"}
 
 
 def _plain(x: Any) -> Any:
@@ -230,8 +234,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     Raises:
       DatasetNotPrepared: the dataset is missing (names the command that prepares it).
       TrainingDiverged: a non-finite loss or parameter.
-      checkpoint.CheckpointError: the workdir holds a checkpoint of another model, or none
-        that restores.
+      checkpoint.CheckpointError: the workdir holds a checkpoint of another model, of another
+        batch size (without `train.allow_batch_size_change`), or none that restores.
     """
     sharding.initialize_distributed()
     is_chief = jax.process_index() == 0
@@ -275,6 +279,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding.replicated(mesh)),
             jax.eval_shape(lambda: new_state(*init_variables())))
         state, data_state, meta = checkpointer.restore_latest(abstract)
+        data_state = _resume_batch_size(meta, data_state, hp.batch_size,
+                                        bool(train_cfg.get("allow_batch_size_change")), workdir)
         state = sharding.replicate(state, mesh)
         if data_state.get("iterator") is not None and hasattr(iterator, "set_state"):
             iterator.set_state(data_state["iterator"])
@@ -352,7 +358,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 record.update(evaluated)
             writers.scalars(record, kimg)
             if tick % log.get("snapshot_every_ticks", 10) == 0 or done or evaluated:
-                meta = {"tick": tick, "kimg": kimg, "config": config.to_json_best_effort()}
+                meta = {"tick": tick, "kimg": kimg, "batch_size": hp.batch_size,
+                        "config": config.to_json_best_effort()}
                 checkpointer.save(step, state, _data_state(iterator), meta,
                                   metrics=evaluated or None)
                 if is_chief:
@@ -487,6 +494,43 @@ def _record_tick(line: str) -> int | None:
         return int(json.loads(line)["tick"])
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def _saved_batch_size(meta: Mapping[str, Any]) -> int | None:
+    """The batch size a checkpoint was trained with (older checkpoints: from their config)."""
+    if "batch_size" in meta:
+        return int(meta["batch_size"])
+    try:
+        return int(json.loads(meta["config"])["train"]["batch_size"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _resume_batch_size(meta: Mapping[str, Any], data_state: dict[str, Any], batch_size: int,
+                       allow: bool, workdir: str) -> dict[str, Any]:
+    """Checks a resume keeps the checkpoint's batch size unless `allow`; returns `data_state`
+    with the input position rescaled to the new batch when allowed.
+
+    Raises:
+      checkpoint.CheckpointError: another batch size without `train.allow_batch_size_change`.
+    """
+    saved = _saved_batch_size(meta)
+    if saved is None or saved == batch_size:
+        return data_state
+    if not allow:
+        raise ckpt.CheckpointError(
+            f"{workdir}: the checkpoint was trained with train.batch_size={saved}, the config "
+            f"asks for {batch_size}; resume with --config.train.batch_size={saved}, or set "
+            f"--config.train.allow_batch_size_change=True to continue with {batch_size}")
+    logging.warning("%s: train.batch_size changes from %d (checkpoint) to %d on resume "
+                    "(train.allow_batch_size_change)", workdir, saved, batch_size)
+    position = (data_state.get("iterator") or {}).get("next_index")
+    if not isinstance(position, int):
+        return data_state
+    # grain counts this process's batches, each the same share of the global batch before and
+    # after: keep the images seen, rounding up to whole new batches.
+    iterator = {**data_state["iterator"], "next_index": -(-position * saved // batch_size)}
+    return {**data_state, "iterator": iterator}
 
 
 def _import_snapshot(path: str, g_vars, d_vars):

@@ -1,5 +1,5 @@
-"""Resume from damaged checkpoints and after a kill between a tick's log line and its
-checkpoint; unique snapshot exports at fractional-kimg ticks.
+"""Resume from damaged checkpoints, after a kill between a tick's log line and its checkpoint,
+with another batch size; unique snapshot exports at fractional-kimg ticks.
 
 One tiny run (the networks of test_loop, so its compiled steps are shared within a process)
 writes checkpoints 2 and 4 (ticks 1 and 2, 0.016 and 0.032 kimg); every test works on a copy.
@@ -8,6 +8,7 @@ writes checkpoints 2 and 4 (ticks 1 and 2, 0.016 and 0.032 kimg); every test wor
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import os
 import shutil
@@ -162,6 +163,28 @@ def test_kill_between_tick_log_and_checkpoint_logs_the_tick_once(workdir, monkey
     monkeypatch.setattr(checkpoint.Checkpointer, "save", save)
     record = loop.train(_config(total_kimg=BATCH * 6 / 1000), workdir)
     assert record["tick"] == 3 and _ticks(workdir) == [1, 2, 3]
+
+
+def test_batch_size_change_needs_the_flag(workdir, caplog):
+    config = _config(total_kimg=BATCH * LAST_STEP / 1000)
+    config.train.batch_size = 2 * BATCH
+    with pytest.raises(checkpoint.CheckpointError, match="allow_batch_size_change") as error:
+        loop.train(config, workdir)
+    assert "\n" not in str(error.value) and f"train.batch_size={BATCH}" in str(error.value)
+    config.train.allow_batch_size_change = True
+    caplog.set_level(logging.WARNING)
+    assert loop.train(config, workdir) == {}  # already at total_kimg: restore, notice, stop
+    notices = [r.getMessage() for r in caplog.records if "batch_size changes" in r.getMessage()]
+    assert len(notices) == 1 and f"from {BATCH} (checkpoint) to {2 * BATCH}" in notices[0]
+
+
+@pytest.mark.parametrize(("old", "new", "want"), [(8, 16, 2), (16, 24, 3), (16, 8, 8)])
+def test_batch_size_change_keeps_the_images_seen_of_the_data_position(old, new, want):
+    meta = {"config": json.dumps({"train": {"batch_size": old}})}  # a checkpoint without the key
+    data = {"iterator": {"next_index": 4}}
+    got = loop._resume_batch_size(meta, data, new, True, "run")
+    assert got == {"iterator": {"next_index": want}}  # 4 * old images, rounded up
+    assert loop._resume_batch_size({"batch_size": old}, data, old, False, "run") is data
 
 
 def test_snapshot_names_are_unique_at_fractional_ticks(base_run):
