@@ -1,27 +1,82 @@
-"""Small helpers shared by the experiment entry points."""
+"""Small helpers shared by the entry points: ranges, and user errors as one line.
+
+Every entry point reports bad input the same way: `error: <one line>` on stderr and exit status
+2 (`fail`). `reports_user_errors` wraps a `main` so that `flaxgan.errors.UserError` (and the
+extra types an entry point names) take that path; `parse_flags` does the same for absl flag
+errors (a mistyped `--config.train.bach_size`). Other exceptions are bugs and keep their
+traceback.
+"""
 
 from __future__ import annotations
 
+import functools
 import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
-__all__ = ["parse_range"]
+from absl import flags
+
+from flaxgan.errors import InvalidArgument, UserError
+
+__all__ = ["EXIT_USER_ERROR", "fail", "parse_flags", "parse_range", "reports_user_errors"]
+
+EXIT_USER_ERROR = 2
 
 
-def parse_range(spec: str) -> list[int]:
+def fail(message: object) -> NoReturn:
+    """Prints `error: <first line of message>` on stderr and exits with status 2."""
+    lines = str(message).strip().splitlines() or ["(no message)"]
+    print(f"error: {lines[0]}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_USER_ERROR)
+
+
+def reports_user_errors(*extra: type[BaseException]) -> Callable[[Callable], Callable]:
+    """Decorator for `main(argv)`: `UserError` and `extra` exceptions -> `fail(message)`."""
+    caught = (UserError, *extra)
+
+    def wrap(main: Callable[[Sequence[str]], None]) -> Callable[[Sequence[str]], None]:
+        @functools.wraps(main)
+        def run(argv: Sequence[str]) -> None:
+            try:
+                main(argv)
+            except caught as e:
+                fail(e)
+        return run
+    return wrap
+
+
+def parse_flags(argv: Sequence[str]) -> list[str]:
+    """`app.run`'s `flags_parser`: absl flag errors (unknown flag, bad value) in one line."""
+    try:
+        return flags.FLAGS(list(argv))
+    except flags.Error as e:
+        fail(f"{e} (see --helpshort)")
+
+
+def parse_range(spec: str, limit: int | None = None) -> list[int]:
     """Parses an official-style range list: '0-7,12' -> [0, 1, ..., 7, 12].
 
+    Args:
+      spec: comma-separated `N` or `A-B` parts.
+      limit: the most values accepted (checked before any list is built).
+
     Raises:
-      ValueError: one line naming the bad part.
+      InvalidArgument (a ValueError): one line naming the bad part.
     """
-    values: list[int] = []
+    parts: list[tuple[int, int]] = []
     for part in filter(None, (p.strip() for p in str(spec).split(","))):
         m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
         if not m:
-            raise ValueError(f"bad range {part!r} in {spec!r}: expected N or A-B (e.g. '0-7,12')")
+            raise InvalidArgument(f"bad range {part!r} in {spec!r}: expected N or A-B "
+                                  "(e.g. '0-7,12')")
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
         if hi < lo:
-            raise ValueError(f"bad range {part!r} in {spec!r}: end before start")
-        values.extend(range(lo, hi + 1))
-    if not values:
-        raise ValueError(f"empty range {spec!r}")
-    return values
+            raise InvalidArgument(f"bad range {part!r} in {spec!r}: end before start")
+        parts.append((lo, hi))
+    count = sum(hi - lo + 1 for lo, hi in parts)
+    if not count:
+        raise InvalidArgument(f"empty range {spec!r}")
+    if limit is not None and count > limit:
+        raise InvalidArgument(f"range {spec!r} has {count} values; at most {limit} accepted")
+    return [v for lo, hi in parts for v in range(lo, hi + 1)]

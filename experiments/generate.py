@@ -4,18 +4,22 @@ r"""Generate images from a trained network (official `.pkl` or flaxgan export).
         --outdir=out/generated [--class=3] [--noise_mode=const] [--trunc_cutoff=8] [--grid=4]
         [--translate=0.1,-0.05 --rotate=10]   # StyleGAN3: move/rotate the input grid
 
-Writes `seed%04d.png` per seed (the official naming) and, with --grid=COLS, `grid.png`.
+Writes `seed%04d.png` per seed (the official naming) and, with --grid=COLS, `grid.png`. Every
+flag is checked, and the images generated, before anything is written; bad input is one line
+`error: ...` (exit status 2).
 """
 
 from __future__ import annotations
 
+import math
 import os
-import sys
+from typing import Any
 
 from absl import app, flags, logging
 
-from experiments.cli import parse_range
+from experiments import cli
 from flaxgan import sample
+from flaxgan.errors import InvalidArgument
 
 _NETWORK = flags.DEFINE_string("network", None, "Official .pkl snapshot or flaxgan export dir.",
                                required=True)
@@ -31,35 +35,78 @@ _GRID = flags.DEFINE_integer("grid", 0, "Also write grid.png with this many colu
 _TRANSLATE = flags.DEFINE_list("translate", None, "StyleGAN3 only: translate XCOORD,YCOORD.")
 _ROTATE = flags.DEFINE_float("rotate", None, "StyleGAN3 only: rotation angle in degrees.")
 
+MAX_SEEDS = 100_000  # Images held in memory before writing; split larger jobs.
+MAX_SEED = 2**32 - 1  # np.random.RandomState's range (the official seed -> z).
+MAX_PSI = 2.0  # |psi| beyond this extrapolates far past the data (typical: 0.5 - 1).
 
+
+def check_seeds(spec: str) -> list[int]:
+    """`--seeds` as a list of at most `MAX_SEEDS` seeds in RandomState's range."""
+    seeds = cli.parse_range(spec, limit=MAX_SEEDS)
+    if max(seeds) > MAX_SEED:
+        raise InvalidArgument(f"--seeds={spec}: seeds must be at most 2**32 - 1 = {MAX_SEED}")
+    return seeds
+
+
+def check_truncation(psi: float, cutoff: int | None, num_ws: int) -> None:
+    """`--trunc` finite with |psi| <= `MAX_PSI`; `--trunc_cutoff` in [0, num_ws]."""
+    if not math.isfinite(psi) or abs(psi) > MAX_PSI:
+        raise InvalidArgument(f"--trunc={psi}: expected a finite psi in [-{MAX_PSI}, {MAX_PSI}] "
+                              "(1 = no truncation, 0.5-0.7 typical)")
+    if cutoff is not None and not 0 <= cutoff <= num_ws:
+        raise InvalidArgument(f"--trunc_cutoff={cutoff}: expected 0..{num_ws} (this network "
+                              f"has {num_ws} ws), or leave it unset to truncate all")
+
+
+def check_outdir(outdir: str) -> None:
+    """The output folder exists as a writable folder, or can be created (nothing is made)."""
+    path = os.path.abspath(outdir)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
+        raise InvalidArgument(f"--outdir={outdir}: {path} is not a writable folder")
+
+
+def input_transform(translate: list[str] | None, rotate: float | None) -> dict[str, Any]:
+    """`{'transform': ...}` for StyleGAN3's input grid, or `{}` when neither flag is given."""
+    if translate is None and rotate is None:
+        return {}
+    try:
+        xy = tuple(float(v) for v in (translate or (0, 0)))
+    except ValueError:
+        raise InvalidArgument(f"--translate={','.join(translate)}: expected two numbers X,Y"
+                              ) from None
+    angle = 0.0 if rotate is None else rotate
+    if len(xy) != 2 or not all(math.isfinite(v) for v in (*xy, angle)):
+        raise InvalidArgument(f"--translate={translate} --rotate={rotate}: expected finite "
+                              "X,Y and a finite angle in degrees")
+    return {"transform": sample.input_transform(xy, angle)}
+
+
+@cli.reports_user_errors()
 def main(argv: list[str]) -> None:
     del argv
-    try:
-        seeds = parse_range(_SEEDS.value)
-        g = sample.load(_NETWORK.value, key=_KEY.value)
-    except ValueError as e:  # SnapshotError included: one line, no traceback.
-        sys.exit(f"error: {e}")
+    seeds = check_seeds(_SEEDS.value)
+    if _GRID.value < 0:
+        raise InvalidArgument(f"--grid={_GRID.value}: expected a number of columns >= 1, or 0 "
+                              "for no grid")
+    check_outdir(_OUTDIR.value)
+    extra = input_transform(_TRANSLATE.value, _ROTATE.value)
+    g = sample.load(_NETWORK.value, key=_KEY.value)
     logging.info("Loaded %s: %dx%d, z_dim %d, c_dim %d", _NETWORK.value, g.img_resolution,
                  g.img_resolution, g.z_dim, g.c_dim)
-    extra = {}
-    if _TRANSLATE.value is not None or _ROTATE.value is not None:
-        translate = tuple(float(v) for v in (_TRANSLATE.value or (0, 0)))
-        if len(translate) != 2:
-            sys.exit(f"error: --translate takes X,Y, got {_TRANSLATE.value}")
-        extra["transform"] = sample.input_transform(translate, _ROTATE.value or 0.0)
-    try:
-        images = sample.generate(g, seeds, truncation_psi=_TRUNC.value, c=_CLASS.value,
-                                 noise_mode=_NOISE_MODE.value,
-                                 truncation_cutoff=_TRUNC_CUTOFF.value, **extra)
-    except ValueError as e:  # e.g. a class index out of range, or a transform for StyleGAN2.
-        sys.exit(f"error: {e}")
+    check_truncation(_TRUNC.value, _TRUNC_CUTOFF.value, g.num_ws)
+    images = sample.generate(g, seeds, truncation_psi=_TRUNC.value, c=_CLASS.value,
+                             noise_mode=_NOISE_MODE.value,
+                             truncation_cutoff=_TRUNC_CUTOFF.value, **extra)
+    grid = sample.grid(images, cols=_GRID.value) if _GRID.value else None
     os.makedirs(_OUTDIR.value, exist_ok=True)
     for seed, image in zip(seeds, images, strict=True):
         image.save(os.path.join(_OUTDIR.value, f"seed{seed:04d}.png"))
-    if _GRID.value:
-        sample.grid(images, cols=_GRID.value).save(os.path.join(_OUTDIR.value, "grid.png"))
+    if grid is not None:
+        grid.save(os.path.join(_OUTDIR.value, "grid.png"))
     print(f"wrote {len(images)} images to {_OUTDIR.value}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

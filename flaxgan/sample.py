@@ -29,6 +29,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from PIL import Image
 
 from flaxgan import convert
+from flaxgan.errors import InvalidArgument
 from flaxgan.models import build_generator
 
 __all__ = [
@@ -159,12 +160,45 @@ def from_state_dict(kwargs: Mapping[str, Any], parameters: Mapping[str, np.ndarr
     Raises:
       convert.SnapshotError: a key is missing or unexpected, or a shape does not match.
     """
-    module, target = _built or _generator_target(kwargs)
+    try:
+        module, target = _built or _generator_target(kwargs)
+    except InvalidArgument as e:  # Bad constructor kwargs: name the file they came from.
+        raise convert.SnapshotError(f"{source or 'network'}: {e}") from None
     variables = convert.to_flax(parameters, buffers)
     convert.check_against(target, variables, source=source)
     variables = replicate(jax.tree.map(jnp.asarray, variables))
     return LoadedGenerator(module=module, variables=variables, kwargs=dict(kwargs),
                            source=source)
+
+
+def _export_kwargs(directory: str, key: str) -> dict[str, Any]:
+    """Network `key`'s official kwargs (with `class_name`) from an export's `network.json`.
+
+    Raises:
+      convert.SnapshotError: one line naming the file: missing, not JSON, or not the
+        `{key: {"class_name": ..., ...}}` that `export` writes.
+    """
+    meta_path = os.path.join(directory, NETWORK_JSON)
+    if not os.path.isfile(meta_path):
+        name = os.path.basename(directory.rstrip("/")) or directory
+        raise convert.SnapshotError(f"{name}: not a flaxgan export (no {NETWORK_JSON})")
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise convert.SnapshotError(f"{meta_path}: not readable as JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise convert.SnapshotError(f"{meta_path}: expected an object of networks "
+                                    f'{{"{key}": {{"class_name": ...}}}}, got '
+                                    f"{type(meta).__name__}")
+    if key not in meta:
+        raise convert.SnapshotError(f"{meta_path}: has no network {key!r} (has "
+                                    f"{sorted(map(str, meta))[:10]})")
+    kwargs = meta[key]
+    if not isinstance(kwargs, dict) or not isinstance(kwargs.get("class_name"), str):
+        raise convert.SnapshotError(f"{meta_path}: network {key!r} must be an object of "
+                                    "constructor arguments with a string 'class_name'")
+    return kwargs
 
 
 def load(path: str | os.PathLike, key: str = "G_ema") -> LoadedGenerator:
@@ -181,15 +215,9 @@ def load(path: str | os.PathLike, key: str = "G_ema") -> LoadedGenerator:
     path = os.fspath(path)
     name = os.path.basename(path.rstrip("/")) or path
     if os.path.isdir(path):
-        meta_path = os.path.join(path, NETWORK_JSON)
-        if not os.path.isfile(meta_path):
-            raise convert.SnapshotError(f"{name}: not a flaxgan export (no {NETWORK_JSON})")
-        with open(meta_path) as f:
-            meta = json.load(f)
-        if key not in meta:
-            raise convert.SnapshotError(f"{name}: has no network {key!r} (has {sorted(meta)})")
+        kwargs = _export_kwargs(path, key)
         parameters, buffers = convert.load_state_dict_npz(os.path.join(path, f"{key}.npz"))
-        return from_state_dict(meta[key], parameters, buffers, source=path)
+        return from_state_dict(kwargs, parameters, buffers, source=path)
 
     expected = _ExpectedShapes(key)
     snapshot = convert.load_snapshot(path, expected_shapes=expected)
@@ -256,18 +284,19 @@ def labels(g: LoadedGenerator, c: Any, n: int) -> np.ndarray:
     """Labels `[n, c_dim]` from None (unconditional), a class index, indices, or an array."""
     if g.c_dim == 0:
         if c is not None:
-            raise ValueError("this generator is unconditional; pass c=None")
+            raise InvalidArgument("this generator is unconditional; pass c=None")
         return np.zeros([n, 0], np.float32)
     if c is None:
-        raise ValueError(f"this generator is conditional (c_dim={g.c_dim}); pass a class index")
+        raise InvalidArgument(f"this generator is conditional (c_dim={g.c_dim}); "
+                              "pass a class index")
     c_arr = np.asarray(c)
     if c_arr.ndim == 2:
         if c_arr.shape != (n, g.c_dim):
-            raise ValueError(f"c must be [{n}, {g.c_dim}], got {c_arr.shape}")
+            raise InvalidArgument(f"c must be [{n}, {g.c_dim}], got {c_arr.shape}")
         return c_arr.astype(np.float32)
     idx = np.broadcast_to(c_arr.astype(np.int64), [n])
     if np.any(idx < 0) or np.any(idx >= g.c_dim):
-        raise ValueError(f"class index must be in [0, {g.c_dim}), got {c}")
+        raise InvalidArgument(f"class index must be in [0, {g.c_dim}), got {c}")
     return np.eye(g.c_dim, dtype=np.float32)[idx]
 
 
@@ -328,7 +357,7 @@ def mapping(
     """z `[N, z_dim]` (+ labels) -> ws `[N, num_ws, w_dim]` with truncation ψ (and cutoff)."""
     z = np.asarray(z, np.float32)
     if z.ndim != 2 or z.shape[1] != g.z_dim:
-        raise ValueError(f"z must be [N, {g.z_dim}], got {z.shape}")
+        raise InvalidArgument(f"z must be [N, {g.z_dim}], got {z.shape}")
     c = labels(g, c, z.shape[0])
     psi = np.float32(truncation_psi)
     fn = lambda zb, cb: _map(g.module, g.variables, zb, cb, psi, truncation_cutoff)
@@ -349,7 +378,7 @@ def layer_indices(g: LoadedGenerator, layers: str | Sequence[int] | None) -> tup
         if layers == "none":
             return ()
         if layers not in ("coarse", "middle", "fine"):
-            raise ValueError(
+            raise InvalidArgument(
                 f"layers must be all/none/coarse/middle/fine or indices, got {layers!r}")
         if g.kwargs.get("class_name", "").endswith("networks_stylegan3.Generator"):
             bounds = {"coarse": (0, n // 3), "middle": (n // 3, 2 * n // 3),
@@ -360,7 +389,7 @@ def layer_indices(g: LoadedGenerator, layers: str | Sequence[int] | None) -> tup
         return tuple(i for i in range(n) if lo <= res[i] <= hi)
     idx = tuple(sorted({int(i) for i in layers}))
     if any(i < 0 or i >= n for i in idx):
-        raise ValueError(f"layer indices must be in [0, {n}), got {list(layers)}")
+        raise InvalidArgument(f"layer indices must be in [0, {n}), got {list(layers)}")
     return idx
 
 
@@ -383,12 +412,13 @@ def synthesize(
     """
     ws = np.asarray(ws, np.float32)
     if ws.ndim != 3 or ws.shape[1:] != (g.num_ws, g.w_dim):
-        raise ValueError(f"ws must be [N, {g.num_ws}, {g.w_dim}], got {ws.shape}")
+        raise InvalidArgument(f"ws must be [N, {g.num_ws}, {g.w_dim}], got {ws.shape}")
     if kwargs.get("transform") is not None and g.has_noise:
-        raise ValueError("transform moves StyleGAN3's input grid; this is a StyleGAN2 generator")
+        raise InvalidArgument("transform moves StyleGAN3's input grid; "
+                              "this is a StyleGAN2 generator")
     selected = None if noise_layers is None else layer_indices(g, noise_layers)
     if selected is not None and not g.has_noise:
-        raise ValueError("this generator has no noise inputs (StyleGAN3); noise_layers "
+        raise InvalidArgument("this generator has no noise inputs (StyleGAN3); noise_layers "
                          "does not apply")
     keys = iter(jax.random.split(jax.random.key(seed), max(1, -(-ws.shape[0] // batch_size))))
     fn = lambda wb: _synthesize(g.module, g.variables, wb, next(keys), noise_mode=noise_mode,
@@ -419,9 +449,9 @@ def grid(images: Sequence[Image.Image] | np.ndarray, cols: int,
     images = list(images)
     first = next((im for im in images if im is not None), None)
     if first is None:
-        raise ValueError("grid needs at least one image")
+        raise InvalidArgument("grid needs at least one image")
     if cols < 1:
-        raise ValueError(f"cols must be >= 1, got {cols}")
+        raise InvalidArgument(f"cols must be >= 1, got {cols}")
     w, h = first.size
     rows = -(-len(images) // cols)
     canvas = Image.new(first.mode, (cols * w, rows * h), background)
@@ -520,7 +550,7 @@ def interpolate(
 ) -> list[Image.Image]:
     """`steps` images from seed_a to seed_b: slerp in Z, or lerp in W."""
     if steps < 2:
-        raise ValueError(f"steps must be >= 2, got {steps}")
+        raise InvalidArgument(f"steps must be >= 2, got {steps}")
     t = np.linspace(0.0, 1.0, steps)
     z = seeds_to_z(g, [seed_a, seed_b])
     if space == "z":
@@ -529,7 +559,7 @@ def interpolate(
         wa, wb = mapping(g, z, c, truncation_psi)
         ws = (wa[None] + t[:, None, None] * (wb - wa)[None]).astype(np.float32)
     else:
-        raise ValueError(f"space must be 'z' or 'w', got {space!r}")
+        raise InvalidArgument(f"space must be 'z' or 'w', got {space!r}")
     return to_pil(synthesize(g, ws, noise_mode=noise_mode))
 
 
@@ -548,9 +578,9 @@ def blend(
     """
     weights = np.asarray(weights, np.float64)
     if weights.shape != (len(seeds),) or len(seeds) == 0:
-        raise ValueError(f"need one weight per seed, got {len(seeds)} seeds, {weights.shape}")
+        raise InvalidArgument(f"need one weight per seed, got {len(seeds)} seeds, {weights.shape}")
     if abs(weights.sum()) < 1e-12:
-        raise ValueError("weights must not sum to zero")
+        raise InvalidArgument("weights must not sum to zero")
     ws = mapping(g, seeds_to_z(g, seeds), c, truncation_psi)
     blended = np.tensordot(weights / weights.sum(), ws, axes=1).astype(np.float32)
     return blended, to_pil(synthesize(g, blended[None], noise_mode=noise_mode))[0]

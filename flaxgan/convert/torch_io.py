@@ -30,6 +30,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from flaxgan.errors import UserError
+
 __all__ = [
     "Budget",
     "FormatError",
@@ -69,7 +71,7 @@ SLACK_BYTES = 64 << 20  # Allowance beyond the file's bytes: small broadcasts, h
 _WORK_PER_FILE_BYTE = 2  # Constructor work (bytes copied; entries at 64) per byte of file.
 
 
-class FormatError(ValueError):
+class FormatError(UserError, ValueError):
     """A torch-format file is malformed or asks for more than it holds (one line, no path)."""
 
 

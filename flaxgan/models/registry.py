@@ -16,6 +16,7 @@ from typing import Any
 
 import flax.linen as nn
 
+from flaxgan.errors import InvalidArgument
 from flaxgan.models import stylegan2, stylegan3
 
 # Modules are built with hashable kwargs (FrozenDicts, tuples): jitted sampling functions take
@@ -38,6 +39,36 @@ def _check_args(module_cls: type[nn.Module], kwargs: Mapping[str, Any], *, given
     unknown = sorted(set(kwargs) - known - set(given))
     if unknown:
         raise TypeError(f"{module_cls.__name__} got unexpected arguments {unknown}")
+
+
+# Integer constructor arguments (at any nesting level) -> the smallest and largest accepted.
+# The ranges hold every official configuration with room to spare; beyond them a snapshot is
+# damaged or hostile, and Flax/XLA would fail far from the cause (or allocate without bound).
+MAX_RESOLUTION = 8192
+_INT_RANGES = {
+    "z_dim": (0, 1 << 16), "c_dim": (0, 1 << 16), "w_dim": (1, 1 << 16),
+    "img_channels": (1, 4), "img_resolution": (4, MAX_RESOLUTION),
+    "channel_base": (1, 1 << 24), "channel_max": (1, 1 << 16), "num_layers": (0, 64),
+    "num_fp16_res": (0, 16), "mbstd_group_size": (0, 1 << 16), "mbstd_num_channels": (0, 1 << 10),
+}
+_NULLABLE = ("mbstd_group_size",)  # None = the whole batch, as the official.
+
+
+def _check_values(kwargs: Mapping[str, Any], where: str = "") -> None:
+    """Raises InvalidArgument for an integer argument of the wrong type or out of range."""
+    for key, value in kwargs.items():
+        name = f"{where}{key}"
+        if isinstance(value, Mapping):
+            _check_values(value, f"{name}.")
+        elif key in _INT_RANGES:
+            lo, hi = _INT_RANGES[key]
+            if value is None and key in _NULLABLE:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise InvalidArgument(f"{name}={value!r}: expected an integer in [{lo}, {hi}]")
+    resolution = kwargs.get("img_resolution")
+    if isinstance(resolution, int) and resolution & (resolution - 1):
+        raise InvalidArgument(f"{where}img_resolution={resolution}: expected a power of two")
 
 
 def _sg2_generator(kwargs: Mapping[str, Any]) -> nn.Module:
@@ -104,12 +135,13 @@ def register_generator(class_name: str, builder: Builder) -> None:
 def _build(table: Mapping[str, Builder], what: str, class_name: str,
            kwargs: Mapping[str, Any]) -> nn.Module:
     if class_name not in table:
-        raise ValueError(f"unsupported {what} class {class_name!r}; known: {sorted(table)}")
+        raise InvalidArgument(f"unsupported {what} class {class_name!r}; known: {sorted(table)}")
     kwargs = {k: v for k, v in kwargs.items() if k != "class_name"}
     try:
+        _check_values(kwargs)
         return table[class_name](kwargs)
-    except TypeError as e:  # Unknown or missing constructor argument.
-        raise ValueError(f"{class_name}: bad constructor arguments: {e}") from None
+    except (TypeError, InvalidArgument) as e:  # Unknown, missing or bad constructor argument.
+        raise InvalidArgument(f"{class_name}: bad constructor arguments: {e}") from None
 
 
 def build_generator(class_name: str, kwargs: Mapping[str, Any]) -> nn.Module:

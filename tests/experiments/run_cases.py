@@ -1,0 +1,52 @@
+"""Runs one entry point's `main` on several argument lists in one process (JAX starts once).
+
+    python -m tests.experiments.run_cases experiments.generate '[["--network=x.pkl"], ...]'
+
+Prints one JSON line per case: `argv`, `code` (the exit status; `"traceback"` when an exception
+escaped), `stderr` (its last 3000 characters). The entry points share absl flag names, so each
+needs a process of its own; batching its cases keeps the JAX start-up to one per entry point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import json
+import sys
+import traceback
+
+from absl import flags
+
+from experiments import cli
+
+
+def run_case(module, argv: list[str]) -> dict:
+    """Parses `argv` as the module's `__main__` does, runs `main`; never raises."""
+    flags.FLAGS.unparse_flags()
+    err = io.StringIO()
+    code: int | str | None = 0
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            full = [module.__name__, *argv]
+            # What `app.run(main, flags_parser=...)` of the entry point's `__main__` calls.
+            module.main(getattr(module, "parse_flags", cli.parse_flags)(full))
+        except SystemExit as e:
+            code = e.code
+            if isinstance(code, str):  # sys.exit("message") prints it and exits 1
+                print(code, file=sys.stderr)
+                code = 1
+        except Exception:  # noqa: BLE001 (recorded: the test asserts there is none)
+            code = "traceback"
+            traceback.print_exc()
+    return {"argv": argv, "code": code, "stderr": err.getvalue()[-3000:]}
+
+
+def main() -> None:
+    module = importlib.import_module(sys.argv[1])
+    for argv in json.loads(sys.argv[2]):
+        print(json.dumps(run_case(module, argv)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
