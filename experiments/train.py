@@ -16,8 +16,13 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
+import jax
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from experiments import cli
+from flaxgan.errors import InvalidArgument
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent / "configs"
 
@@ -41,17 +46,70 @@ def resolve_config_arg(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def parse_flags(argv: Sequence[str]) -> list[str]:
+    """`app.run`'s flags parser: bare config names resolved, flag errors in one line."""
+    return cli.parse_flags(resolve_config_arg(argv))
+
+
+def _known_keys() -> dict[str, set[str]]:
+    """Section -> the keys a config may set (those of the shared presets)."""
+    from experiments.configs import common  # noqa: PLC0415 (imports the train step)
+
+    base = common.stylegan2_config(batch_size=8, gamma=1.0, ema_kimg=1.0, ema_rampup=None,
+                                   mbstd=4, fmaps=0.5, mapping_layers=2, total_kimg=1.0)
+    known = {name: set(section) for name, section in base.items()
+             if isinstance(section, ml_collections.ConfigDict)}
+    return {"": set(base), **known}
+
+
+def check_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
+    """Refuses unknown sections or keys and a batch size the devices cannot split.
+
+    Raises:
+      InvalidArgument: one line naming the key and what is expected.
+    """
+    known = _known_keys()
+    for key in config:
+        if key not in known[""]:
+            raise InvalidArgument(f"config: unknown section or key {key!r}; expected one of "
+                                  f"{sorted(known[''])}")
+        extra = sorted(set(config[key]) - known[key]) if key in known and key != "model" else []
+        if extra:
+            raise InvalidArgument(f"config.{key}: unknown keys {extra}; expected some of "
+                                  f"{sorted(known[key])}")
+    batch = config.train.batch_size
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise InvalidArgument(f"config.train.batch_size={batch!r}: expected a positive integer")
+    if batch % num_devices:
+        fit = num_devices * -(-batch // num_devices)
+        raise InvalidArgument(f"config.train.batch_size={batch}: must be a multiple of the "
+                              f"{num_devices} devices (e.g. {fit})")
+
+
+def check_workdir(workdir: str) -> None:
+    """Creates `workdir` when missing; one line when it cannot be created or written."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as e:
+        raise InvalidArgument(f"--workdir={workdir}: cannot create it ({e.strerror})") from None
+    if not os.access(workdir, os.W_OK | os.X_OK):
+        raise InvalidArgument(f"--workdir={workdir}: not writable")
+
+
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+        cli.fail(f"unexpected arguments {argv[1:]}")
     from flaxgan.train import checkpoint, loop  # noqa: PLC0415 (after flag parsing)
 
-    try:
-        record = loop.train(_CONFIG.value, _WORKDIR.value)
-    except (loop.DatasetNotPrepared, loop.TrainingDiverged, checkpoint.CheckpointError) as e:
-        sys.exit(f"error: {e}")
-    logging.info("done: %s", record)
+    @cli.reports_user_errors(loop.DatasetNotPrepared, loop.TrainingDiverged,
+                             checkpoint.CheckpointError)
+    def run(_):
+        check_config(_CONFIG.value, jax.device_count())
+        check_workdir(_WORKDIR.value)
+        logging.info("done: %s", loop.train(_CONFIG.value, _WORKDIR.value))
+
+    run(argv)
 
 
 if __name__ == "__main__":
-    app.run(main, argv=resolve_config_arg(sys.argv))
+    app.run(main, argv=sys.argv, flags_parser=parse_flags)
