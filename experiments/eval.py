@@ -29,6 +29,8 @@ from typing import Any
 import jax
 from absl import app, flags, logging
 
+from experiments import cli
+from flaxgan.errors import InvalidArgument, UserError
 from flaxgan.metrics import detectors, features, registry
 
 _REAL_DIR = flags.DEFINE_string('real_dir', None, 'Folder of real images.')
@@ -60,12 +62,16 @@ _OUT = flags.DEFINE_string('out', None, 'JSON-lines file to append results to (d
                            'WORKDIR/metrics-eval.jsonl or ./metrics-eval.jsonl).')
 
 
+class RunNotFound(UserError, FileNotFoundError):
+    """`--workdir` lacks what evaluation reads (a snapshot export, config.json)."""
+
+
 def latest_snapshot(workdir: str) -> str:
     """The newest ``snapshots/network-snapshot-NNNNNN`` export of a training run."""
     found = sorted(glob.glob(os.path.join(workdir, 'snapshots', 'network-snapshot-[0-9]*')))
     found = [d for d in found if os.path.isdir(d) and not d.endswith('.tmp')]
     if not found:
-        raise FileNotFoundError(f'{workdir}: no snapshots/network-snapshot-* export found')
+        raise RunNotFound(f'{workdir}: no snapshots/network-snapshot-* export found')
     return found[-1]
 
 
@@ -76,8 +82,8 @@ def run_data(workdir: str) -> dict[str, Any]:
         with open(path) as f:
             return dict(json.load(f)['data'])
     except (OSError, ValueError, KeyError) as e:
-        raise FileNotFoundError(f"{path}: cannot read the run's dataset ({e}); pass --data"
-                                ) from None
+        raise RunNotFound(f"{path}: cannot read the run's dataset ({e}); pass --data"
+                          ) from None
 
 def real_source(data: str | Mapping[str, Any], data_dir: str | None = None,
                 mirror: bool = False) -> features.ImageSource:
@@ -125,6 +131,9 @@ def run(metrics: Sequence[str], real: features.ImageSource | None, fake: feature
                       value=next(iter(values.values())) if len(values) == 1 else values,
                       num_images=result['num_images'], seconds=round(result['seconds'], 3),
                       **(extra or {}))
+        skipped = _skipped(real=real, fake=fake)
+        if skipped:  # counted like the dataset builders' unreadable files
+            record['skipped_unreadable'] = skipped
         line = json.dumps(record)
         print(line, flush=True)
         if out:
@@ -134,12 +143,34 @@ def run(metrics: Sequence[str], real: features.ImageSource | None, fake: feature
     return records
 
 
+def _skipped(**sources: features.ImageSource | None) -> dict[str, int]:
+    """``{'real': n, ...}``: unreadable files each folder source left out (none: ``{}``)."""
+    return {k: len(s.skipped) for k, s in sources.items() if s is not None and s.skipped}
+
+
+def check_real_dir(path: str | None) -> None:
+    """``--real_dir`` must be an existing folder (a TFDS name goes to ``--data``)."""
+    if path is not None and not os.path.isdir(path):
+        raise InvalidArgument(f'--real_dir={path}: no such folder (for a prepared TFDS '
+                              'dataset use --data=NAME)')
+
+
+def check_needs_real(metrics: Sequence[str], data: Any) -> None:
+    """Metrics comparing with real images need ``--real_dir``, ``--data`` or ``--workdir``."""
+    needing = [m for m in metrics if m.startswith(('fid', 'kid', 'pr'))]
+    if needing and not data:
+        raise InvalidArgument(f'{", ".join(needing)} compare with real images: give '
+                              '--real_dir=DIR, --data=NAME or --workdir=RUN')
+
+
+@cli.reports_user_errors()
 def main(argv: Sequence[str]) -> None:
     del argv
     for name in _METRICS.value:
         if not registry.is_valid_metric(name):
             raise app.UsageError(f'unknown metric {name!r}; valid: '
                                  f'{", ".join(registry.list_metrics())}')
+    check_real_dir(_REAL_DIR.value)
     network, data, out = _NETWORK.value, _DATA.value or _REAL_DIR.value, _OUT.value
     if _WORKDIR.value:
         network = network or latest_snapshot(_WORKDIR.value)
@@ -152,6 +183,7 @@ def main(argv: Sequence[str]) -> None:
         fake = features.folder_source(_FAKE_DIR.value)
     else:
         raise app.UsageError('give --fake_dir=DIR, --network=PKL or --workdir=DIR')
+    check_needs_real(_METRICS.value, data)
     real = real_source(data, _DATA_DIR.value, _MIRROR.value) if data else None
     loaded = detectors.load_detectors(_METRICS.value, inception=_INCEPTION.value,
                                       vgg16=_VGG16.value,
@@ -167,4 +199,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == '__main__':
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -88,11 +88,12 @@ def _inception(path: str | None, batch_size: int, with_probs: bool) -> dict[str,
     params = _on_devices(inception.load_params(path))
     out = {'inception': features.make_extractor(inception.inception_features, params,
                                                 batch_size=batch_size,
-                                                name='inception-2015-12-05')}
+                                                name='inception-2015-12-05',
+                                                input_size=inception.INPUT_SIZE)}
     if with_probs:
         out['inception_probs'] = features.make_extractor(
             inception.inception_probs, params, batch_size=batch_size,
-            name='inception-2015-12-05-probs')
+            name='inception-2015-12-05-probs', input_size=inception.INPUT_SIZE)
     return out
 
 
@@ -105,7 +106,8 @@ def _vgg16(path: str | None, batch_size: int, with_features: bool, with_lpips: b
     out: dict[str, Any] = {}
     if with_features:
         out['vgg16'] = features.make_extractor(vgg16.vgg16_features, params,
-                                               batch_size=batch_size, name='vgg16')
+                                               batch_size=batch_size, name='vgg16',
+                                               input_size=vgg16.INPUT_SIZE)
     if with_lpips:
         out['lpips'] = functools.partial(vgg16.lpips_features, params)
     return out

@@ -24,10 +24,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from PIL import Image
 from tqdm.auto import tqdm
+
+from flaxgan.errors import UserError
 
 __all__ = [
     'BATCH_AXIS',
@@ -42,6 +45,7 @@ __all__ = [
     'list_images',
     'make_extractor',
     'mirrored',
+    'NoImages',
     'to_uint8_rgb',
     'uniform_labels',
 ]
@@ -60,11 +64,15 @@ class Extractor:
       fn: the batched host-side function.
       name: detector name (statistics cache keys, logs).
       batch_size: images per call that ``fn`` handles in one device step.
+      input_size: the side the detector resizes every image to (Inception 299, VGG16 224), or
+        None. Sources of mixed image sizes are resized to it once on the host (the detector's
+        own resize then leaves them unchanged), so that one batch can hold every size.
     """
 
     fn: Callable[[np.ndarray], np.ndarray]
     name: str = 'detector'
     batch_size: int = 64
+    input_size: int | None = None
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         return self.fn(images)
@@ -77,7 +85,8 @@ def batch_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
 
 
 def make_extractor(detector: Detector, params: Any, *, mesh: Mesh | None = None,
-                   batch_size: int = 64, name: str = 'detector') -> Extractor:
+                   batch_size: int = 64, name: str = 'detector',
+                   input_size: int | None = None) -> Extractor:
     """Returns an :class:`Extractor`: ``images uint8 [N, H, W, 3] -> float32 [N, D]`` numpy.
 
     ``jit(shard_map(detector, in_specs=(P(), P('batch')), out_specs=P('batch')))``: params
@@ -90,6 +99,7 @@ def make_extractor(detector: Detector, params: Any, *, mesh: Mesh | None = None,
       mesh: a 1-D mesh with axis ``'batch'``; default :func:`batch_mesh` of all local devices.
       batch_size: images per device step (all devices together).
       name: the detector's name (cache keys, logs).
+      input_size: the side ``detector`` resizes its input to, if it does (see :class:`Extractor`).
     """
     mesh = batch_mesh() if mesh is None else mesh
     n_dev = mesh.shape[BATCH_AXIS]
@@ -114,12 +124,16 @@ def make_extractor(detector: Detector, params: Any, *, mesh: Mesh | None = None,
             outs.append(np.asarray(out)[:step - pad])
         return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
-    return Extractor(extract, name, step)
+    return Extractor(extract, name, step, input_size)
 
 
 # ---------------------------------------------------------------------------------------------
 # Image sources.
 # ---------------------------------------------------------------------------------------------
+
+
+class NoImages(UserError, FileNotFoundError):
+    """A folder holds no (readable) image; the message names it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +148,10 @@ class ImageSource:
         generators no).
       resolution: ``(H, W)`` of the images when known (cache key).
       xflip: whether mirrored copies are included (cache key).
+      mixed_sizes: the images differ in size (``batches`` then starts a new batch at each
+        change of size; :func:`iterate_features` resizes them for the detector).
+      skipped: ``'file: reason'`` of each unreadable file left out so far (a folder's corrupt
+        or non-image files); ``num_images`` counts only the readable ones once a pass is done.
     """
 
     name: str
@@ -142,6 +160,8 @@ class ImageSource:
     cacheable: bool = True
     resolution: tuple[int, int] | None = None
     xflip: bool = False
+    mixed_sizes: bool = False
+    skipped: list[str] = dataclasses.field(default_factory=list, compare=False)
 
 
 def _to_rgb(img: np.ndarray) -> np.ndarray:
@@ -160,6 +180,30 @@ def _load_image(path: str) -> np.ndarray:
         return _to_rgb(np.asarray(im, dtype=np.uint8))
 
 
+# What a damaged or non-image file raises in PIL (UnidentifiedImageError is an OSError).
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def _image_size(path: str) -> tuple[int, int] | None:
+    """``(H, W)`` from the file's header (nothing decoded), or None when PIL cannot open it."""
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except _DECODE_ERRORS:
+        return None
+
+
+def _readable_images(files: Sequence[str], skipped: list[str]) -> Iterator[np.ndarray]:
+    """Decoded images of ``files``; each that fails to decode is logged, listed in
+    ``skipped`` and left out (the dataset builders' rule: skip and count, never abort)."""
+    for f in files:
+        try:
+            yield _load_image(f)
+        except _DECODE_ERRORS as e:
+            logging.warning('skipping %s: not a readable image (%s)', f, e)
+            skipped.append(f'{f}: {type(e).__name__}: {e}')
+
+
 def _same_shape_batches(arrays: Iterator[np.ndarray], batch_size: int) -> Iterator[np.ndarray]:
     """Stacks consecutive images into batches, starting a new batch when the shape changes."""
     buf: list[np.ndarray] = []
@@ -176,7 +220,7 @@ def list_images(directory: str | os.PathLike) -> list[str]:
     """Image files under ``directory`` (recursive), sorted by relative path."""
     directory = os.fspath(directory)
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f'{directory}: image folder not found')
+        raise NoImages(f'{directory}: image folder not found')
     files = [os.path.join(root, f) for root, _, names in os.walk(directory) for f in names
              if f.lower().endswith(IMAGE_EXTENSIONS)]
     return sorted(files, key=lambda f: os.path.relpath(f, directory))
@@ -208,23 +252,40 @@ def folder_source(directory: str | os.PathLike, max_images: int | None = None,
     files = list_images(directory)[start:]
     files = files[:max_images] if max_images is not None else files
     if not files:
-        raise FileNotFoundError(f'{os.fspath(directory)}: no image files found')
+        raise NoImages(f'{os.fspath(directory)}: no image files found (expected '
+                       f'{", ".join(IMAGE_EXTENSIONS)})')
+    skipped: list[str] = []
+    sizes = {}
+    for f in files:  # Headers only: drops non-images up front, finds the sizes.
+        size = _image_size(f)
+        if size is None:
+            logging.warning('skipping %s: not a readable image', f)
+            skipped.append(f'{f}: not a readable image')
+        else:
+            sizes[f] = size
+    files = list(sizes)
+    if not files:
+        raise NoImages(f'{os.fspath(directory)}: none of its {len(skipped)} image files is '
+                       f'readable (e.g. {skipped[0]})')
     digest = hashlib.md5()
     for f in files:
         st = os.stat(f)
-        digest.update(f'{os.path.relpath(f, directory)}:{st.st_size}:{st.st_mtime_ns}'.encode())
+        digest.update(f'{os.path.relpath(f, directory)}:{st.st_size}:{st.st_mtime_ns}'.encode(
+            'utf-8', 'surrogateescape'))  # a file name need not be UTF-8
     name = f'{os.path.basename(os.path.abspath(directory))}-{digest.hexdigest()[:12]}'
 
     def images() -> Iterator[np.ndarray]:
-        yield from (_load_image(f) for f in files)
+        skipped[num_unopenable:] = []  # each pass lists its own decode failures
+        yield from _readable_images(files, skipped)
         if xflip:
-            yield from (_load_image(f)[:, ::-1] for f in files)
+            yield from (im[:, ::-1] for im in _readable_images(files, []))
 
-    with Image.open(files[0]) as im:
-        resolution = (im.height, im.width)
+    num_unopenable = len(skipped)
+    mixed = len(set(sizes.values())) > 1
     return ImageSource(name=name, num_images=len(files) * (2 if xflip else 1),
                        batches=lambda bs: _same_shape_batches(images(), bs),
-                       resolution=resolution, xflip=xflip)
+                       resolution=None if mixed else sizes[files[0]], xflip=xflip,
+                       mixed_sizes=mixed, skipped=skipped)
 
 
 def to_uint8_rgb(images: jax.Array) -> jax.Array:
@@ -272,9 +333,30 @@ def generator_source(sample: Callable[[jax.Array, int], Any], seed: int = 0,
 # ---------------------------------------------------------------------------------------------
 
 
+def _resized_batches(batches: Iterator[np.ndarray], size: int, batch_size: int
+                     ) -> Iterator[np.ndarray]:
+    """Batches of any image sizes -> full float32 ``[batch_size, size, size, 3]`` batches, each
+    image resized once on the host with the detectors' own bilinear scheme."""
+    from flaxgan.metrics import torchfile  # noqa: PLC0415 (numpy-only resize)
+
+    buf: list[np.ndarray] = []
+    for batch in batches:
+        buf.append(np.asarray(torchfile.resize_bilinear(np.asarray(batch, np.float32), size)))
+        while sum(len(b) for b in buf) >= batch_size:
+            stacked = np.concatenate(buf)
+            yield stacked[:batch_size]
+            buf = [stacked[batch_size:]]
+    if buf and sum(len(b) for b in buf):
+        yield np.concatenate(buf)
+
+
 def iterate_features(source: ImageSource, extract: Extractor, max_items: int | None = None,
                      desc: str | None = None, progress: bool = True) -> Iterator[np.ndarray]:
-    """Yields float32 ``[b, D]`` feature batches of the first ``max_items`` images of ``source``."""
+    """Yields float32 ``[b, D]`` feature batches of the first ``max_items`` images of ``source``.
+
+    A source of mixed image sizes is resized to the detector's ``input_size`` (when it has one)
+    and batched across sizes: one device step per ``batch_size`` images, not per size change.
+    """
     total = source.num_images if max_items is None else (
         max_items if source.num_images is None else min(max_items, source.num_images))
     if total is None:
@@ -282,7 +364,10 @@ def iterate_features(source: ImageSource, extract: Extractor, max_items: int | N
     done = 0
     with tqdm(total=total, desc=desc or source.name, unit='img', disable=not progress,
               leave=False) as bar:
-        for images in source.batches(extract.batch_size):
+        batches = source.batches(extract.batch_size)
+        if source.mixed_sizes and extract.input_size:
+            batches = _resized_batches(batches, extract.input_size, extract.batch_size)
+        for images in batches:
             images = images[:total - done]
             feats = extract(images)
             done += feats.shape[0]

@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flaxgan.errors import UserError
 from flaxgan.metrics import torchfile
 from flaxgan.metrics.torchfile import default_cache_dir
 
@@ -324,7 +325,7 @@ def inception_probs(params: Params, images: jax.Array, no_output_bias: bool = Tr
 # ---------------------------------------------------------------------------------------------
 
 
-class WeightsNotFoundError(FileNotFoundError):
+class WeightsNotFoundError(UserError, FileNotFoundError):
     """No FID Inception weights at the given or any default location."""
 
 

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from flaxgan.errors import InvalidArgument
 from flaxgan.metrics import fid as fid_lib
 from flaxgan.metrics import kid as kid_lib
 from flaxgan.metrics import ls as ls_lib
@@ -94,6 +95,7 @@ class MetricContext:
 # An evaluator returns (named values, image counts {'real': n, 'fake': n}).
 Evaluator = Callable[[MetricContext], tuple[dict[str, float], dict[str, int]]]
 _METRICS: dict[str, Evaluator] = {}
+MIN_IMAGES = 2  # Per set: a covariance (FID) or an unbiased KID subset needs two.
 
 
 def register_metric(name: str) -> Callable[[Evaluator], Evaluator]:
@@ -156,13 +158,28 @@ def _features(ctx: MetricContext, source: ImageSource, extract: Extractor,
                                   ctx.use_cache, ctx.progress)
 
 
+def _enough(metric: str, ctx: MetricContext, counts: dict[str, int],
+            minimum: int = MIN_IMAGES) -> dict[str, int]:
+    """``counts`` when each set has ``minimum`` images (a covariance or KID subset: 2).
+
+    Raises:
+      InvalidArgument: one line with the counts (FID of 1 vs 1 image would read 0.0).
+    """
+    names = dict(real=ctx.real.name if ctx.real else '', fake=ctx.fake.name)
+    short = [f'{k} {names[k]!r} has {n}' for k, n in counts.items() if n < minimum]
+    if short:
+        raise InvalidArgument(f'{metric} needs at least {minimum} images per set; '
+                              f'{", ".join(short)}')
+    return counts
+
+
 def compute_fid(ctx: MetricContext, max_real: int | None, num_gen: int | None
                 ) -> tuple[float, dict[str, int]]:
     """FID of ``num_gen`` generated vs ``max_real`` real images (``None`` = all)."""
     ex = _need(ctx.inception, 'FID Inception')
     real = _moments(ctx, _need_real(ctx), ex, max_real)
     gen = _moments(ctx, ctx.fake, ex, num_gen)
-    counts = dict(real=int(real.num_items), fake=int(gen.num_items))
+    counts = _enough('FID', ctx, dict(real=int(real.num_items), fake=int(gen.num_items)))
     return fid_lib.fid_from_moments(gen, real), counts
 
 
@@ -172,8 +189,8 @@ def compute_kid(ctx: MetricContext, max_real: int | None, num_gen: int | None,
     ex = _need(ctx.inception, 'FID Inception')
     real = _features(ctx, _need_real(ctx), ex, max_real)
     gen = _features(ctx, ctx.fake, ex, num_gen)
-    value = kid_lib.kid(gen, real, num_subsets, max_subset_size, ctx.seed)
-    return value, dict(real=len(real), fake=len(gen))
+    counts = _enough('KID', ctx, dict(real=len(real), fake=len(gen)))
+    return kid_lib.kid(gen, real, num_subsets, max_subset_size, ctx.seed), counts
 
 
 def compute_pr(ctx: MetricContext, extract: Extractor, max_real: int | None,
@@ -181,7 +198,9 @@ def compute_pr(ctx: MetricContext, extract: Extractor, max_real: int | None,
     """Precision and recall with ``extract``'s features."""
     real = _features(ctx, _need_real(ctx), extract, max_real)
     gen = _features(ctx, ctx.fake, extract, num_gen)
-    return pr_lib.precision_recall(gen, real, nhood_size), dict(real=len(real), fake=len(gen))
+    counts = _enough('precision/recall', ctx, dict(real=len(real), fake=len(gen)),
+                     minimum=nhood_size + 1)
+    return pr_lib.precision_recall(gen, real, nhood_size), counts
 
 
 def compute_is(ctx: MetricContext, num_gen: int, num_splits: int) -> tuple[float, float, int]:

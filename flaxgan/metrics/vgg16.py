@@ -68,6 +68,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flaxgan.errors import UserError
 from flaxgan.metrics import torchfile
 from flaxgan.metrics.torchfile import default_cache_dir
 
@@ -224,7 +225,7 @@ def lpips_distance(params: Params, a: jax.Array, b: jax.Array, resize: bool = Fa
 # ---------------------------------------------------------------------------------------------
 
 
-class WeightsNotFoundError(FileNotFoundError):
+class WeightsNotFoundError(UserError, FileNotFoundError):
     """No VGG16 weights at the given location or ``$FLAXGAN_VGG16``."""
 
 
