@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from data_pipelines.detection.face import Face
+from flaxgan.errors import UserError
 
 __all__ = [
     "REASONS",
@@ -46,7 +47,7 @@ REASONS = ("kept", "unreadable", "too_small", "no_face", "low_score", "multiple_
 MULTIPLE_POLICIES = ("largest", "best", "drop")
 
 
-class UnreadableImage(ValueError):
+class UnreadableImage(UserError, ValueError):
     """A file that does not decode as an image; the message names the file and the cause."""
 
 

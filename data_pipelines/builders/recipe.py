@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from data_pipelines import crop, filters
 from data_pipelines.detection.face import Face
+from flaxgan.errors import UserError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -40,6 +41,7 @@ __all__ = [
     "Prepared",
     "MissingManualFiles",
     "find_images",
+    "safe_name",
     "require",
     "prepare",
     "to_pil",
@@ -52,7 +54,7 @@ DETECTORS = (None, "mtcnn", "haar")
 CROPS = ("margin", "haar", "align", "resize", "none")
 
 
-class MissingManualFiles(FileNotFoundError):
+class MissingManualFiles(UserError, FileNotFoundError):
     """The manual_dir lacks files a builder needs; the message lists what is expected."""
 
 
@@ -188,9 +190,23 @@ def _is_image(name: str) -> bool:
     return base.lower().endswith(IMAGE_EXTENSIONS) and not base.startswith(".")
 
 
+def safe_name(name: str) -> str:
+    """`name` as valid UTF-8 text: the bytes of a file name that are not UTF-8 (which Python
+    keeps as lone surrogates, unwritable to a dataset or JSON) become `\\xNN` escapes."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _listed(path: pathlib.Path) -> bool:
+    """An image file, or an image-named symlink that resolves to nothing (a loop, a dangling
+    link): listed so that reading it fails and the report counts it as unreadable."""
+    return _is_image(path.name) and (path.is_file() or (path.is_symlink()
+                                                        and not path.exists()))
+
+
 def _folder_images(folder: pathlib.Path) -> list[ImageSource]:
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and _is_image(p.name))
-    return [ImageSource(p.relative_to(folder).as_posix(), p.read_bytes) for p in files]
+    files = sorted(p for p in folder.rglob("*") if _listed(p))
+    return [ImageSource(safe_name(p.relative_to(folder).as_posix()), p.read_bytes)
+            for p in files]
 
 
 def _zip_images(path: pathlib.Path, folder: str | None) -> list[ImageSource]:

@@ -53,7 +53,7 @@ def read_sources(manual_dir: pathlib.Path) -> list[Source]:
     else:
         names = sorted({p.stem if p.suffix == ".zip" else p.name for p in manual_dir.iterdir()
                         if p.is_dir() or p.suffix == ".zip"})
-        sources = [Source(n, n) for n in names]
+        sources = [Source(rc.safe_name(n), n) for n in names]  # folder name as it is on disk
     if not sources:
         raise rc.MissingManualFiles(f"image_mix: {manual_dir} holds no source folders; expected "
                                     f"<source>/ sub-folders (or <source>.zip) or {SOURCES_FILE}")
