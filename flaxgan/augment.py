@@ -20,9 +20,9 @@ The official pipeline pads by the largest margin any sample of the batch needs, 
 data-dependent shape; here the padding is always its official upper bound (size - 1) and the
 part beyond the batch's margin is zeroed, which gives the official result with static shapes.
 The price is a fixed 2× canvas of (6H - 4) × (6W - 4) pixels per image (28 MB at 256², RGB,
-float32), the size the official reaches when a batch's margin hits its clamp. Forward-mode
-autodiff (`jax.jvp`) is not supported (the 2× resamplers have custom VJPs); reverse mode to
-any order is.
+float32), the size the official reaches when a batch's margin hits its clamp. The 2×
+resamplers are the network's polyphase ones (`flaxgan.nn.polyphase`, custom VJPs): forward-mode
+autodiff (`jax.jvp`) is not supported; reverse mode to any order is.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flaxgan.nn import polyphase
 from flaxgan.nn.fir import setup_filter
 
 __all__ = [
@@ -387,96 +388,6 @@ def _bilinear_sample(images: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array
     return out
 
 
-def _take(x: jax.Array, axis: int, start: int, size: int, step: int = 1) -> jax.Array:
-    return jax.lax.slice_in_dim(x, start, start + (size - 1) * step + 1, step, axis=axis)
-
-
-def _pad_axis(x: jax.Array, axis: int, lo: int, hi: int) -> jax.Array:
-    padding = [(0, 0)] * x.ndim
-    padding[axis] = (lo, hi)
-    return jnp.pad(x, padding)
-
-
-# Two mutually transposed 1-D FIR resamplers along one axis, written as sums of shifted slices
-# (fast on CPU and GPU, unlike XLA's dilated convolutions) with explicit transposes as VJPs
-# (the autodiff transposes of slices are pads, which XLA runs several times slower).
-#   up:   y[t] = Σ_i g[t + q - 2i] x[i],     t < out_len   (zero insertion + filtering)
-#   down: y[m] = Σ_k g[k] x[2m + k + start], m < out_len   (filtering + decimation)
-# up with (g, q) is the transpose of down with (g, start = -q), and vice versa.
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
-def _fir_up2(x: jax.Array, g: tuple[float, ...], axis: int, q: int, out_len: int) -> jax.Array:
-    """The `up` resampler along `axis` (taps `g`, static), output length `out_len`."""
-    length, taps = x.shape[axis], len(g)
-    phases = []
-    for r in (0, 1):                                   # y[2j + r] = Σ_d g[2d + r + q] x[j - d]
-        count = (out_len - r + 1) // 2
-        shifts = [d for d in range(-taps, taps + 1) if 0 <= 2 * d + r + q < taps]
-        lo = max(0, max(shifts))
-        hi = max(0, count - 1 - min(shifts) - (length - 1))
-        xp = _pad_axis(x, axis, lo, hi)
-        phase = sum(g[2 * d + r + q] * _take(xp, axis, lo - d, count) for d in shifts)
-        phases.append(phase if count == (out_len + 1) // 2 else _pad_axis(phase, axis, 0, 1))
-    y = jnp.stack(phases, axis=axis + 1)
-    y = y.reshape(*x.shape[:axis], 2 * ((out_len + 1) // 2), *x.shape[axis + 1:])
-    return jax.lax.slice_in_dim(y, 0, out_len, axis=axis)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
-def _fir_down2(x: jax.Array, g: tuple[float, ...], axis: int, start: int,
-               out_len: int) -> jax.Array:
-    """The `down` resampler along `axis` (taps `g`, static), output length `out_len`."""
-    length, taps = x.shape[axis], len(g)
-    lo = max(0, -start)
-    hi = max(0, 2 * (out_len - 1) + taps - 1 + start - (length - 1))
-    xp = _pad_axis(x, axis, lo, hi)
-    return sum(g[k] * _take(xp, axis, start + lo + k, out_len, 2) for k in range(taps))
-
-
-# Linear maps: the VJP needs no residual but the input's length, kept as the static shape of
-# an empty array.
-def _fir_up2_fwd(x, g, axis, q, out_len):
-    return _fir_up2(x, g, axis, q, out_len), jnp.zeros((x.shape[axis], 0), x.dtype)
-
-
-def _fir_up2_bwd(g, axis, q, out_len, length_carrier, cotangent):
-    del out_len
-    return (_fir_down2(cotangent, g, axis, -q, length_carrier.shape[-2]),)
-
-
-def _fir_down2_fwd(x, g, axis, start, out_len):
-    return _fir_down2(x, g, axis, start, out_len), jnp.zeros((x.shape[axis], 0), x.dtype)
-
-
-def _fir_down2_bwd(g, axis, start, out_len, length_carrier, cotangent):
-    del out_len
-    return (_fir_up2(cotangent, g, axis, -start, length_carrier.shape[-2]),)
-
-
-_fir_up2.defvjp(_fir_up2_fwd, _fir_up2_bwd)
-_fir_down2.defvjp(_fir_down2_fwd, _fir_down2_bwd)
-
-
-def _upsample2x(x: jax.Array, f: np.ndarray) -> jax.Array:
-    """`upsample2d(x, f, up=2)` of `[N, H, W, C]`: per axis, zero insertion, padding
-    ((K+1)//2, (K-2)//2) and convolution with 2·f, i.e. y[t] = 2 Σ_i f[t + q - 2i] x[i] with
-    q = K - 1 - (K+1)//2."""
-    g = tuple(2 * float(v) for v in f)
-    q = len(g) - 1 - (len(g) + 1) // 2
-    x = _fir_up2(x, g, 2, q, 2 * x.shape[2])
-    return _fir_up2(x, g, 1, q, 2 * x.shape[1])
-
-
-def _downsample2x(x: jax.Array, f: np.ndarray, crop: int) -> jax.Array:
-    """`downsample2d(x, f, down=2, padding=-crop, flip_filter=True)` of `[N, H, W, C]`: per
-    axis y[m] = Σ_k f[k] x[2m + k + crop - (K-1)//2], m < (size - 2·crop) / 2."""
-    g = tuple(float(v) for v in f)
-    start = crop - (len(g) - 1) // 2
-    x = _fir_down2(x, g, 2, start, (x.shape[2] - 2 * crop) // 2)
-    return _fir_down2(x, g, 1, start, (x.shape[1] - 2 * crop) // 2)
-
-
 def apply_geometric(images: jax.Array, g_inv: jax.Array) -> jax.Array:
     """Resamples `images [N, H, W, C]` with the inverse transforms `g_inv [N, 3, 3]`.
 
@@ -501,7 +412,7 @@ def apply_geometric(images: jax.Array, g_inv: jax.Array) -> jax.Array:
     canvas = jnp.pad(images, ((0, 0), (big_y, big_y), (big_x, big_x), (0, 0)), mode="reflect")
     canvas = canvas * (band(h, big_y, my0, my1, 1)[:, None, None]
                        * band(w, big_x, mx0, mx1, 1)[None, :, None])
-    canvas = _upsample2x(canvas, hz)
+    canvas = polyphase.upsample2d(canvas, hz, 2)
     canvas = canvas * (band(h, big_y, my0, my1, 2)[:, None, None]
                        * band(w, big_x, mx0, mx1, 2)[None, :, None])
 
@@ -513,7 +424,8 @@ def apply_geometric(images: jax.Array, g_inv: jax.Array) -> jax.Array:
     x = 2 * src[:, 0] + (2 * big_x + w - 1)
     y = 2 * src[:, 1] + (2 * big_y + h - 1)
     sampled = _bilinear_sample(canvas, x, y).reshape(n, grid_h, grid_w, c)
-    return _downsample2x(sampled, hz, 2 * pad)
+    # Low-pass with the same wavelet (correlation), decimate, and crop the 2·pad extra.
+    return polyphase.downsample2d(sampled, hz, 2, padding=-2 * pad, flip_filter=True)
 
 
 # ---------------------------------------------------------------------------------------------

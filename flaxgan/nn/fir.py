@@ -22,6 +22,8 @@ __all__ = [
     "filter2d",
     "upsample2d",
     "downsample2d",
+    "upsample2d_padding",
+    "downsample2d_padding",
 ]
 
 Padding = int | Sequence[int]
@@ -162,20 +164,30 @@ def filter2d(
     return upfirdn2d(x, f, padding=pad, flip_filter=flip_filter, gain=gain)
 
 
+def upsample2d_padding(f: np.ndarray | None, up: int, padding: Padding = 0) -> list[int]:
+    """upfirdn2d padding `[x0, x1, y0, y1]` of `upsample2d`: the filter centred on the
+    zero-stuffed signal so that the output is exactly `up` times the input size."""
+    padx0, padx1, pady0, pady1 = parse_padding(padding)
+    fw, fh = filter_size(f)
+    return [padx0 + (fw + up - 1) // 2, padx1 + (fw - up) // 2,
+            pady0 + (fh + up - 1) // 2, pady1 + (fh - up) // 2]
+
+
+def downsample2d_padding(f: np.ndarray | None, down: int, padding: Padding = 0) -> list[int]:
+    """upfirdn2d padding `[x0, x1, y0, y1]` of `downsample2d` (output = input size / down)."""
+    padx0, padx1, pady0, pady1 = parse_padding(padding)
+    fw, fh = filter_size(f)
+    return [padx0 + (fw - down + 1) // 2, padx1 + (fw - down) // 2,
+            pady0 + (fh - down + 1) // 2, pady1 + (fh - down) // 2]
+
+
 def upsample2d(
     x: jax.Array, f: np.ndarray | None, up: int = 2, padding: Padding = 0,
     flip_filter: bool = False, gain: float = 1.0,
 ) -> jax.Array:
     """Upsamples `x [N, H, W, C]` by `up` -> `[N, H * up, W * up, C]` (keeps the DC level)."""
-    padx0, padx1, pady0, pady1 = parse_padding(padding)
-    fw, fh = filter_size(f)
-    pad = [
-        padx0 + (fw + up - 1) // 2,
-        padx1 + (fw - up) // 2,
-        pady0 + (fh + up - 1) // 2,
-        pady1 + (fh - up) // 2,
-    ]
-    return upfirdn2d(x, f, up=up, padding=pad, flip_filter=flip_filter, gain=gain * up * up)
+    return upfirdn2d(x, f, up=up, padding=upsample2d_padding(f, up, padding),
+                     flip_filter=flip_filter, gain=gain * up * up)
 
 
 def downsample2d(
@@ -183,12 +195,5 @@ def downsample2d(
     flip_filter: bool = False, gain: float = 1.0,
 ) -> jax.Array:
     """Downsamples `x [N, H, W, C]` by `down` -> `[N, H // down, W // down, C]`."""
-    padx0, padx1, pady0, pady1 = parse_padding(padding)
-    fw, fh = filter_size(f)
-    pad = [
-        padx0 + (fw - down + 1) // 2,
-        padx1 + (fw - down) // 2,
-        pady0 + (fh - down + 1) // 2,
-        pady1 + (fh - down) // 2,
-    ]
-    return upfirdn2d(x, f, down=down, padding=pad, flip_filter=flip_filter, gain=gain)
+    return upfirdn2d(x, f, down=down, padding=downsample2d_padding(f, down, padding),
+                     flip_filter=flip_filter, gain=gain)

@@ -26,9 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flaxgan.nn.fir import Padding, parse_padding
+from flaxgan.nn.fir import Padding, downsample2d_padding, parse_padding, upsample2d_padding
 
-__all__ = ["upfirdn2d"]
+__all__ = ["upfirdn2d", "upsample2d", "downsample2d"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,3 +245,17 @@ def upfirdn2d(
         return _pass(x, f, (1, 2), [(py0, py1), (px0, px1)], up, down, flip_filter)
     x = _pass(x, f, (2,), [(px0, px1)], up, down, flip_filter)
     return _pass(x, f, (1,), [(py0, py1)], up, down, flip_filter)
+
+
+def upsample2d(x: jax.Array, f: np.ndarray | None, up: int = 2, padding: Padding = 0,
+               flip_filter: bool = False, gain: float = 1.0) -> jax.Array:
+    """`fir.upsample2d` in the polyphase form: `[N, H, W, C]` -> `[N, H·up, W·up, C]`."""
+    return upfirdn2d(x, f, up=up, padding=upsample2d_padding(f, up, padding),
+                     flip_filter=flip_filter, gain=gain * up * up)
+
+
+def downsample2d(x: jax.Array, f: np.ndarray | None, down: int = 2, padding: Padding = 0,
+                 flip_filter: bool = False, gain: float = 1.0) -> jax.Array:
+    """`fir.downsample2d` in the polyphase form: `[N, H, W, C]` -> `[N, H/down, W/down, C]`."""
+    return upfirdn2d(x, f, down=down, padding=downsample2d_padding(f, down, padding),
+                     flip_filter=flip_filter, gain=gain)

@@ -223,31 +223,6 @@ def test_grayscale_batch_one_bfloat16(reference):
         A.augment(jnp.zeros((8, 8, 3)), jax.random.key(0), 1.0, config)
 
 
-def test_resamplers_match_upfirdn2d_and_their_transposes():
-    """The polyphase 2x resamplers equal flaxgan.nn.fir's upsample2d/downsample2d, and their
-    custom VJPs equal the autodiff VJPs of those."""
-    from flaxgan.nn.fir import downsample2d, setup_filter, upsample2d
-
-    hz = setup_filter(A._SYM6)
-    rng = np.random.RandomState(0)
-    for fn, ref, shape in [
-        (lambda x: A._upsample2x(x, hz), lambda x: upsample2d(x, hz, up=2), (2, 7, 9, 3)),
-        (lambda x: A._downsample2x(x, hz, 6),
-         lambda x: downsample2d(x, hz, down=2, padding=-6, flip_filter=True), (2, 26, 30, 1)),
-    ]:
-        x = jnp.asarray(rng.randn(*shape).astype(np.float32))
-        cotangent = jnp.asarray(rng.randn(*jax.eval_shape(fn, x).shape).astype(np.float32))
-
-        @jax.jit
-        def both(x, cotangent, fn=fn, ref=ref):
-            (y, vjp), (y_ref, vjp_ref) = jax.vjp(fn, x), jax.vjp(ref, x)
-            return y, y_ref, vjp(cotangent)[0], vjp_ref(cotangent)[0]
-
-        y, y_ref, dx, dx_ref = both(x, cotangent)
-        np.testing.assert_allclose(y, y_ref, atol=2e-6)
-        np.testing.assert_allclose(dx, dx_ref, atol=2e-6)
-
-
 def test_second_order_gradient():
     """R1 through augmentation: d/dθ ||∇_x D_θ(augment(x))||² is finite and non-zero."""
     augment = A.make_augment_fn("blit")
