@@ -82,9 +82,12 @@ def test_workdir_evaluates_the_latest_snapshot_against_its_dataset(workdir, caps
     assert json.loads(saved[-1]) == line
 
 
-def test_workdir_without_snapshots_is_one_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no snapshots/network-snapshot"):
+def test_workdir_without_snapshots_is_one_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
         _main([f"--workdir={tmp_path}", "--metrics=fid_small"])
+    assert exit_info.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "no snapshots/network-snapshot" in last
 
 
 def _with_noise_strength(variables, value: float):
