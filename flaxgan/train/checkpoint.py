@@ -27,7 +27,6 @@ from flaxgan.train.state import GanState
 
 __all__ = ["CORRUPT_SUFFIX", "CheckpointError", "Checkpointer"]
 
-_ITEMS = ("state", "data", "meta")
 # `<step>.corrupt`: not a step name for Orbax (it takes digits, or digits after the last '_'),
 # so a damaged checkpoint kept there is neither restored nor garbage-collected.
 CORRUPT_SUFFIX = ".corrupt"
@@ -215,15 +214,14 @@ class Checkpointer:
         return restored["state"], dict(restored["data"] or {}), dict(restored["meta"])
 
     def _set_aside(self, damaged: list[tuple[int, str]], restored_step: int) -> None:
-        """Renames each damaged checkpoint `<step>.corrupt` (chief process) and logs it."""
+        """The chief process renames each damaged checkpoint `<step>.corrupt` and logs it in
+        one line; every process then rereads the step list."""
         if not damaged:
             return
         root = str(self._last.directory)
-        for step, reason in damaged:
-            kept = os.path.join(root, str(step))
-            if jax.process_index() == 0:
-                kept = _free_name(os.path.join(root, f"{step}{CORRUPT_SUFFIX}"))
-                os.replace(os.path.join(root, str(step)), kept)
+        for step, reason in damaged if jax.process_index() == 0 else ():
+            kept = _free_name(os.path.join(root, f"{step}{CORRUPT_SUFFIX}"))
+            os.replace(os.path.join(root, str(step)), kept)
             logging.warning("skipped damaged checkpoint %s/%d (%s); kept as %s; resuming from "
                             "checkpoint %d", root, step, reason, os.path.basename(kept),
                             restored_step)
