@@ -13,6 +13,7 @@ NONFACES = VENDORED / "nonfaces"
 FACES_HQ = VENDORED / "faces_hq"
 MISC = VENDORED / "misc"
 REFERENCE = VENDORED / "mtcnn_reference_subset.json"
+CELEBA_LANDMARKS = CELEBA / "list_landmarks_align_celeba.txt"  # official, 178x218 frame
 
 
 def read_rgb(path: pathlib.Path) -> np.ndarray:
@@ -45,7 +46,6 @@ CELEBA_TEST = ["001401.jpg", *SPECIAL]  # 001401: no face for MTCNN (as for the 
 
 
 def _celeba_manual_dir(root: pathlib.Path) -> pathlib.Path:
-    import json
     import shutil
 
     images = root / "img_align_celeba"
@@ -59,18 +59,12 @@ def _celeba_manual_dir(root: pathlib.Path) -> pathlib.Path:
     names = CELEBA_TRAIN + CELEBA_VALIDATION + CELEBA_TEST
     body = [rows[n] if n in rows else n + rows["001001.jpg"][10:] for n in names]
     (root / "list_attr_celeba.txt").write_text("\n".join([str(len(names)), lines[1], *body]) + "\n")
-    # Landmarks derived from the reference detector (not the official annotation).
-    reference = json.loads(REFERENCE.read_text())["images"]
-    marks = []
-    for n in names:
-        faces = reference.get(f"celeba_small/{n}")
-        if faces:
-            best = max(faces, key=lambda f: np.prod(np.subtract(f["box"][2:], f["box"][:2])))
-            marks.append(n + " " + " ".join(str(int(v)) for p in best["landmarks"] for v in p))
-    header = "lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y " \
-             "rightmouth_x rightmouth_y"
+    # The official human-annotated landmarks (178x218 frame), halved to the vendored 89x109 copies.
+    lines = CELEBA_LANDMARKS.read_text().splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
+    marks = [n + " " + " ".join(f"{float(v) / 2:g}" for v in rows[n]) for n in names if n in rows]
     (root / "list_landmarks_align_celeba.txt").write_text(
-        "\n".join([str(len(marks)), header, *marks]) + "\n")
+        "\n".join([str(len(marks)), lines[1], *marks]) + "\n")
     split = {**dict.fromkeys(CELEBA_TRAIN, 0), **dict.fromkeys(CELEBA_VALIDATION, 1),
              **dict.fromkeys(CELEBA_TEST, 2)}
     (root / "list_eval_partition.txt").write_text(

@@ -10,7 +10,12 @@ import tensorflow_datasets as tfds
 
 from data_pipelines import build
 from data_pipelines.builders import recipe as rc
-from tests.data_pipelines.conftest import CELEBA_TEST, CELEBA_TRAIN, CELEBA_VALIDATION
+from tests.data_pipelines.conftest import (
+    CELEBA_LANDMARKS,
+    CELEBA_TEST,
+    CELEBA_TRAIN,
+    CELEBA_VALIDATION,
+)
 
 
 def _report(builder) -> dict:
@@ -55,6 +60,29 @@ def test_mtcnn_256_read_back(celeba_mtcnn, tfds_dir):
     row = next(r for r in attrs.read_text().splitlines() if r.startswith("001017.jpg")).split()
     assert first["attributes"]["5_o_Clock_Shadow"] == (row[1] == "1")
     assert first["attributes"]["Young"] == (row[40] == "1")
+
+
+def test_mtcnn_256_landmarks_are_the_human_annotation(celeba_mtcnn, tfds_dir):
+    """The stored landmarks are the official CelebA points (halved to the 89x109 copies) carried
+    through the crop, and our MTCNN's own points land near them."""
+    from data_pipelines import crop
+    from data_pipelines.detection import agreement, mtcnn
+    from tests.data_pipelines.conftest import CELEBA, read_rgb
+
+    official = agreement.load_landmarks(CELEBA_LANDMARKS)
+    recipe = celeba_mtcnn.builder_config.recipe
+    source = tfds.data_source("celeba_faces/mtcnn_256", split="train", data_dir=tfds_dir)
+    for e in (source[i] for i in range(len(source))):
+        name = e["file_name"].decode()
+        box = crop.margin_box(tuple(e["face"]["box"]), 109, 89, margin=recipe.margin,
+                              square=recipe.square)
+        affine = crop.box_affine(box, recipe.size)
+        np.testing.assert_allclose(e["landmarks"], crop.transform_points(official[name] / 2,
+                                                                          affine), atol=1e-3)
+        faces = mtcnn.detect_faces(read_rgb(CELEBA / name))
+        ours = crop.transform_points(max(faces, key=lambda f: f.area).landmarks, affine)
+        iod = np.linalg.norm(e["landmarks"][0] - e["landmarks"][1])
+        assert np.mean(np.linalg.norm(ours - e["landmarks"], axis=1)) / iod < 0.15, name
 
 
 def test_haar_64_gray(celeba_manual_dir, tfds_dir):

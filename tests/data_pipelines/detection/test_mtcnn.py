@@ -1,11 +1,19 @@
-"""Flax MTCNN on real faces and non-faces, against PyPI mtcnn 1.0.0's detections."""
+"""Flax MTCNN on real faces and non-faces, against the official human-annotated CelebA
+landmarks and against PyPI mtcnn 1.0.0's detections."""
 
 import numpy as np
 import pytest
 
 from data_pipelines.detection import agreement, mtcnn
 from data_pipelines.detection.face import Face
-from tests.data_pipelines.conftest import MISC, REFERENCE, TEST_DATA, read_rgb
+from tests.data_pipelines.conftest import (
+    CELEBA,
+    CELEBA_LANDMARKS,
+    MISC,
+    REFERENCE,
+    TEST_DATA,
+    read_rgb,
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,15 +39,53 @@ def test_celeba_detection_rate(celeba_detections):
     assert found / len(celeba_detections) >= 0.98  # measured: 510/512 (the reference: 510/512)
 
 
+@pytest.fixture(scope="module")
+def human_landmarks():
+    """The official CelebA landmarks of the 512 vendored faces, in their 89x109 frame."""
+    return agreement.scaled_landmarks(agreement.load_landmarks(CELEBA_LANDMARKS), CELEBA)
+
+
+def _by_name(detections: dict) -> dict:
+    return {key.split("/")[-1]: faces for key, faces in detections.items()}
+
+
+def test_celeba_landmarks_against_human_annotation(human_landmarks, celeba_detections):
+    acc = agreement.landmark_accuracy(human_landmarks, _by_name(celeba_detections))
+    summary = acc.summary()
+    assert acc.images == 512
+    assert acc.detection_rate >= 0.99  # measured: 511/512 (001401: no face, as the reference)
+    # Measured: NME mean 0.0422, median 0.0367, p90 0.0645 (inter-ocular distances).
+    assert summary["nme"]["mean"] < 0.05
+    assert summary["nme"]["median"] < 0.045
+    assert summary["nme"]["p90"] < 0.08
+    assert all(v["median"] < 0.05 for v in summary["per_landmark"].values())
+
+
+def test_mirrored_landmarks_beat_single_pass(human_landmarks, celeba_detections):
+    """The mirrored O-Net pass changes landmarks only (same faces, boxes, scores) and lowers
+    the error against the human annotation (measured on these faces: mean 0.0441 -> 0.0422)."""
+    keys = sorted(celeba_detections)
+    single = agreement.detect_all(keys, TEST_DATA, mtcnn.MTCNN(mirror_landmarks=False).detect_batch,
+                                  batch_size=256)
+    for key in keys:
+        assert [f.box for f in single[key]] == [f.box for f in celeba_detections[key]]
+        assert [f.score for f in single[key]] == [f.score for f in celeba_detections[key]]
+    ours = agreement.landmark_accuracy(human_landmarks, _by_name(celeba_detections))
+    theirs = agreement.landmark_accuracy(human_landmarks, _by_name(single))
+    assert np.mean(ours.nme) < np.mean(theirs.nme) - 0.001
+    assert np.median(ours.nme) < np.median(theirs.nme)
+
+
 def test_celeba_agrees_with_reference(reference, celeba_detections):
     result = agreement.agreement(reference, celeba_detections)
     # Reference boxes and landmarks are rounded to whole pixels, which alone costs ~2% IoU on
-    # these ~45-pixel faces and ~0.013 inter-ocular distances of landmark error.
+    # these ~45-pixel faces and ~0.013 inter-ocular distances of landmark error; our mirrored
+    # O-Net pass moves landmarks by another ~0.02 (measured: mean 0.027, p95 0.042).
     assert result.match_rate >= 0.99
     assert result.count_mismatches <= 3
     assert np.mean(result.iou) > 0.96 and np.percentile(result.iou, 5) > 0.93
-    assert np.mean(result.landmark_error) < 0.03
-    assert np.percentile(result.landmark_error, 95) < 0.05
+    assert np.mean(result.landmark_error) < 0.04
+    assert np.percentile(result.landmark_error, 95) < 0.055
 
 
 def test_scores_and_landmark_order(celeba_detections):
