@@ -14,7 +14,9 @@ requirements.txt: it needs TensorFlow, so install it into its own venv under the
 
 (facenet-pytorch 2.6.0, the other PyPI MTCNN with the original weights, needs a torchvision
 whose compiled `nms` op loads with the installed torch; PyPI has only CUDA builds of
-torchvision 0.28, whose ops do not load with the CPU-only torch 2.13 used here.)
+torchvision 0.28, whose ops do not load with the CPU-only torch 2.13 used here. Its accuracy
+against human landmarks is compared in `benchmarks/mtcnn_landmarks.py`, which runs it beside a
+stand-in for the two torchvision names it imports.)
 
 Both detectors get the same decoded uint8 RGB images and the same settings: min face 20 px,
 pyramid factor 0.709, thresholds 0.6 / 0.7 / 0.7 (passed explicitly to `mtcnn`, whose O-Net
