@@ -25,8 +25,10 @@ def test_margin_box_and_crop():
 
 def test_box_affine_maps_box_corners():
     affine = crop.box_affine((10, 20, 30, 60), 64)
+    # float32 pixel coordinates of a float64 map: rounding (one ulp of 64 is 8e-6, and a BLAS
+    # matmul may not give exact zeros) is far below a wrong affine's pixels.
     np.testing.assert_allclose(crop.transform_points([[10, 20], [30, 60]], affine),
-                               [[0, 0], [64, 64]])
+                               [[0, 0], [64, 64]], atol=1e-4)
 
 
 def test_haar_crop_gray():

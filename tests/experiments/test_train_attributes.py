@@ -81,7 +81,9 @@ def test_sharded_step_is_the_global_batch_gradient():
         p = jax.tree.map(np.array, params)
         new, _, loss, _ = step(p, sgd.init(p), images, labels, np.int32(0))
         out.append((jax.tree.map(np.asarray, new), float(loss)))
-    assert out[0][1] == pytest.approx(out[1][1], rel=1e-5)
+    # Loss and gradients reduced in another order over 1 vs 8 devices: ~1e-6 relative; a
+    # per-device (unreduced) loss or an N-times gradient is off by 10% or more.
+    assert out[0][1] == pytest.approx(out[1][1], rel=1e-4)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                  out[0][0], out[1][0])
     moved = jax.tree.map(lambda a, b: np.abs(a - b).max(), out[0][0], params)

@@ -45,8 +45,10 @@ def test_mapping_truncation_and_cutoff(g):
     np.testing.assert_allclose(sample.mapping(g, z, truncation_psi=0.0),
                                np.broadcast_to(g.w_avg, ws.shape), atol=1e-6)
     cut = sample.mapping(g, z, truncation_psi=0.5, truncation_cutoff=2)
+    # Another compiled mapping for each psi: float32 rounding ~1e-7 of ws ~O(1); truncating
+    # the wrong layers moves them by 0.5 |w - w_avg| ~ 0.1.
     np.testing.assert_allclose(cut[:, :2], g.w_avg + 0.5 * (ws[:, :2] - g.w_avg), atol=1e-5)
-    np.testing.assert_array_equal(cut[:, 2:], ws[:, 2:])
+    np.testing.assert_allclose(cut[:, 2:], ws[:, 2:], atol=1e-5)
     with pytest.raises(ValueError, match="z must be"):
         sample.mapping(g, np.zeros([2, 3]))
 
@@ -59,18 +61,26 @@ def test_batching_does_not_change_results(g):
     assert a.shape == (5, 16, 16, 3) and a.dtype == np.float32
 
 
+def _differ(a, b) -> bool:
+    """Far beyond float rounding (~1e-6), which alone would make `not np.allclose` true."""
+    return float(np.abs(np.asarray(a) - np.asarray(b)).max()) > 1e-2
+
+
 def test_noise_modes_and_layers(g):
     ws = sample.mapping(g, sample.seeds_to_z(g, [1, 2]))
     const = sample.synthesize(g, ws, noise_mode="const")
     none = sample.synthesize(g, ws, noise_mode="none")
-    assert not np.allclose(const, none)
-    np.testing.assert_allclose(sample.synthesize(g, ws, noise_layers="none"), none, atol=1e-6)
-    np.testing.assert_allclose(sample.synthesize(g, ws, noise_layers="all"), const, atol=1e-6)
+    assert _differ(const, none)
+    # Zeroed strengths vs skipped noise: other programs, float32 rounding through the network
+    # ~1e-6; the noise itself (strengths ~0.3) moves pixels by >1e-2.
+    np.testing.assert_allclose(sample.synthesize(g, ws, noise_layers="none"), none, atol=1e-5)
+    np.testing.assert_allclose(sample.synthesize(g, ws, noise_layers="all"), const, atol=1e-5)
     coarse = sample.synthesize(g, ws, noise_layers="coarse")
-    assert not np.allclose(coarse, const) and not np.allclose(coarse, none)
+    assert _differ(coarse, const) and _differ(coarse, none)
     r1 = sample.synthesize(g, ws, noise_mode="random", seed=1)
+    # The same program on the same inputs and seed: deterministic on one machine.
     np.testing.assert_array_equal(r1, sample.synthesize(g, ws, noise_mode="random", seed=1))
-    assert not np.allclose(r1, sample.synthesize(g, ws, noise_mode="random", seed=2))
+    assert _differ(r1, sample.synthesize(g, ws, noise_mode="random", seed=2))
 
 
 def test_layer_groups_follow_resolutions(g):
@@ -106,7 +116,10 @@ def test_style_mix_tiles_are_mixed_latents(g):
     mixed = ws[2].copy()
     mixed[[0, 1, 2]] = ws[4][[0, 1, 2]]
     want = sample.to_pil(sample.synthesize(g, mixed[None]))[0]
-    np.testing.assert_array_equal(np.asarray(tiles[(2, 4)]), np.asarray(want))
+    # uint8 of a tile synthesised in another batch: float rounding can cross one level;
+    # mixing the wrong layers or seeds changes the picture by tens of levels.
+    diff = np.abs(np.asarray(tiles[(2, 4)], int) - np.asarray(want, int))
+    assert diff.max() <= 1, diff.max()
 
 
 def test_interpolate_endpoints_and_blend(g):
@@ -120,12 +133,15 @@ def test_interpolate_endpoints_and_blend(g):
     with pytest.raises(ValueError, match="space"):
         sample.interpolate(g, 3, 7, steps=3, space="x")
 
+    # w of seeds mapped in a batch of 2 vs alone: float32 rounding ~1e-7 relative; a wrong
+    # weighting moves w by O(|w3 - w7|) ~ 1.
     w, image = sample.blend(g, [3, 7], [2.0, 0.0])
-    np.testing.assert_allclose(w, sample.mapping(g, sample.seeds_to_z(g, [3]))[0], atol=1e-6)
+    np.testing.assert_allclose(w, sample.mapping(g, sample.seeds_to_z(g, [3]))[0], rtol=1e-5,
+                               atol=1e-5)
     assert isinstance(image, Image.Image)
     w_half, _ = sample.blend(g, [3, 7], [1.0, 1.0])
     ws = sample.mapping(g, sample.seeds_to_z(g, [3, 7]))
-    np.testing.assert_allclose(w_half, ws.mean(0), atol=1e-6)
+    np.testing.assert_allclose(w_half, ws.mean(0), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="one weight per seed"):
         sample.blend(g, [3, 7], [1.0])
 
@@ -144,7 +160,8 @@ def test_conditional_labels():
     one = sample.generate(g, [0], c=1)[0]
     onehot = sample.to_pil(sample.synthesize(
         g, sample.mapping(g, sample.seeds_to_z(g, [0]), np.eye(3)[[1]])))[0]
-    np.testing.assert_array_equal(np.asarray(one), np.asarray(onehot))
+    # uint8 through another program: at most one level of rounding; another class is far.
+    assert np.abs(np.asarray(one, int) - np.asarray(onehot, int)).max() <= 1
     with pytest.raises(ValueError, match="class index"):
         sample.labels(g, 3, 1)
     with pytest.raises(ValueError, match="unconditional"):
@@ -155,6 +172,7 @@ def test_export_and_load_round_trip(g, tmp_path):
     sample.export(g, tmp_path / "net")
     loaded = sample.load(tmp_path / "net")
     ws = sample.mapping(g, sample.seeds_to_z(g, [0, 1]), truncation_psi=0.5)
+    # Bit-exact weights through the same program on the same machine: identical outputs.
     np.testing.assert_array_equal(ws, sample.mapping(loaded, sample.seeds_to_z(g, [0, 1]),
                                                      truncation_psi=0.5))
     np.testing.assert_array_equal(sample.synthesize(g, ws), sample.synthesize(loaded, ws))

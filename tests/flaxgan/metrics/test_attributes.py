@@ -45,7 +45,7 @@ def test_input_scaling_box_filter_and_resize():
     rng = np.random.default_rng(0)
     small = rng.integers(0, 256, (2, 8, 8, 3)).astype(np.uint8)
     x = attributes.to_classifier_input(jnp.asarray(small), 8)
-    np.testing.assert_allclose(x, small / 127.5 - 1, atol=1e-6)
+    np.testing.assert_allclose(x, small / 127.5 - 1, atol=1e-6)  # float32 rounding of [-1, 1]
     big = np.repeat(np.repeat(small, 4, axis=1), 4, axis=2)  # 32x32, factor 4: box filter
     np.testing.assert_allclose(attributes.to_classifier_input(jnp.asarray(big), 8), x,
                                atol=1e-6)
@@ -58,10 +58,12 @@ def test_classify_probabilities_do_not_depend_on_the_batch(params):
     probs = np.asarray(attributes.classify(params, images, CONFIG))
     assert probs.shape == (5, 40) and np.all((probs > 0) & (probs < 1))
     one = np.asarray(attributes.classify(params, images[2:3], CONFIG))
-    np.testing.assert_allclose(one[0], probs[2], rtol=1e-5, atol=1e-6)
+    # A few float32 conv layers vectorised for another batch size or program: ~1e-6; a
+    # batch-coupled layer (a minibatch statistic) would move probabilities by O(0.1).
+    np.testing.assert_allclose(one[0], probs[2], rtol=1e-4, atol=1e-5)
     clf = attributes.AttributeClassifier(CONFIG, params)
-    np.testing.assert_allclose(jax.jit(lambda x: clf(x))(images), probs, rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(jax.jit(lambda x: clf(x))(images), probs, rtol=1e-4,
+                               atol=1e-5)
 
 
 def test_save_load_round_trip(params, tmp_path):
@@ -72,6 +74,7 @@ def test_save_load_round_trip(params, tmp_path):
         clf = attributes.load_classifier(path)
         assert clf.config == CONFIG and clf.attributes == attributes.ATTRIBUTES
         assert clf.metadata == {'note': 'x'}
+        # The same ops on bit-identical weights and inputs: equal by construction.
         np.testing.assert_array_equal(clf(images), attributes.classify(params, images, CONFIG))
 
 

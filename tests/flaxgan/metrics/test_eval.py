@@ -31,6 +31,6 @@ def test_run_prints_and_appends_jsonl(tmp_path, capsys):
     assert [r['metric'] for r in lines] == ['fid', 'kid', 'pr'] * 2
     assert lines[0]['num_images'] == {'real': 12, 'fake': 12} and lines[0]['value'] > 0
     assert set(lines[2]['value']) == {'pr_precision', 'pr_recall'}
-    assert lines[0]['value'] == lines[3]['value']
+    assert lines[0]['value'] == lines[3]['value']  # same inputs and programs, one machine
     printed = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert printed == lines

@@ -95,4 +95,6 @@ def test_sharded_inception_equals_one_device(inception_data, inception_params,
     images = inception_data[0][:8]
     one = features.make_extractor(inception.inception_features, inception_params, batch_size=8,
                                   mesh=features.batch_mesh(jax.devices()[:1]))(images)
-    np.testing.assert_allclose(inception_extractor(images), one, rtol=1e-5, atol=1e-5)
+    # Another per-device batch vectorises the float32 convs differently; bound it as the
+    # difference to the official features, far below a shard or padding mix-up (O(1)).
+    np.testing.assert_allclose(inception_extractor(images), one, atol=MAX_ABS_FEATURE_ERROR)

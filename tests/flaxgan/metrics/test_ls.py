@@ -108,6 +108,7 @@ def test_linear_attributes_are_separable_and_scrambled_ones_are_not():
 def test_w_is_scored_on_the_mapped_latent():
     gen = _toy_generator(nonlinear_w=True)  # w = 2 sin(3 z): labels linear in w, not in z
     z, w, probs = ls.sample_attributes(gen, linear_classifier, 400, 64, progress=False)
+    # w = 2 sin(3 z) in another batch layout: a few ulp; the z -> w mix-up it guards is O(1).
     np.testing.assert_allclose(w, np.asarray(gen.mapping(jnp.asarray(z)))[:, 0], rtol=1e-5,
                                atol=1e-5)
     ent = ls.attribute_entropies({'z': z, 'w': w}, probs, 200)
@@ -121,7 +122,14 @@ def test_samples_do_not_depend_on_the_device_count():
     every = ls.sample_attributes(gen, linear_classifier, 40, 16, seed=3, progress=False)
     for a, b in zip(one, every, strict=True):
         assert a.shape == b.shape and a.shape[0] == 40
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    # z and w: elementwise float32 maps of the same random bits, equal up to a few ulp.
+    for a, b in zip(one[:2], every[:2], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # The classifier sees uint8 images: an ulp can move a pixel across a rounding boundary
+    # (a step of 1/127.5, up to ~0.1 in a probability) on a rare sample, so allow 2 of 40;
+    # latents that depend on the device count change every sample.
+    same = np.isclose(one[2], every[2], rtol=1e-5, atol=1e-6).all(axis=1)
+    assert same.sum() >= 38, same
 
 
 def _tiny_stylegan2():

@@ -44,7 +44,7 @@ def test_crop_and_scale_official_geometry():
     img = jnp.zeros((1, 512, 512, 1))
     out = ppl.crop_and_scale(img, crop=True)
     assert out.shape == (1, 128, 128, 3)  # crop 256 then /2 (factor of the 512 original)
-    np.testing.assert_allclose(out, 127.5)
+    np.testing.assert_allclose(out, 127.5, atol=1e-3)  # resampling a constant: only rounding
     assert ppl.crop_and_scale(jnp.zeros((1, 64, 64, 3)), crop=False).shape == (1, 64, 64, 3)
 
 
@@ -56,6 +56,8 @@ def test_distances_equal_finite_difference(space):
     ws0, ws1 = ppl.pair_latents(jax.random.split(key)[0], 8, Z, mapping, space, 'full', 1e-2)
     f = lambda ws: identity_lpips((synthesis(ws, None) + 1) * 127.5)
     want = np.sum((np.asarray(f(ws0)) - np.asarray(f(ws1))) ** 2, axis=1) / 1e-4
+    # Pixel differences ~1e-3 carry float32 rounding ~1e-7 (another batch layout rounds
+    # differently): ~1e-5 per pair after the 768-term sum; a wrong pair or scale is O(1).
     np.testing.assert_allclose(d, want, rtol=1e-4)
     assert d.shape == (8,) and np.all(np.asarray(d) > 0)
 
@@ -73,13 +75,16 @@ def test_end_sampling_starts_at_w0_and_ppl_runs():
 def test_value_does_not_depend_on_the_device_count():
     from flaxgan.metrics.features import batch_mesh
 
+    # epsilon 1e-2, not the metric's 1e-4: the finite difference of float32 pixels rounds 100x
+    # less (1 vs 8 devices: 2e-7 relative here; at 1e-4, 4e-6 here and 3e-5 on another CPU),
+    # while other latents (another seed) move the mean of the 48 distances by 13%.
     kwargs = dict(num_samples=48, space='z', sampling='full', crop=False, batch_size=16,
-                  progress=False, seed=5)
+                  progress=False, seed=5, epsilon=1e-2)
     one = ppl.ppl(mapping, synthesis, identity_lpips, Z,
                   mesh=batch_mesh(jax.local_devices()[:1]), **kwargs)
     every = ppl.ppl(mapping, synthesis, identity_lpips, Z, **kwargs)
     assert len(jax.local_devices()) > 1 or pytest.skip('needs several devices')
-    assert every == pytest.approx(one, rel=1e-5)
+    assert every == pytest.approx(one, rel=1e-4)
 
 
 def test_conditional_pairs_share_their_class():

@@ -30,8 +30,10 @@ REF = DATA / 'vgg16'
 FACES = DATA / 'celeba_small'
 
 # Measured on CPU: features 2.3e-5 abs (values up to 12), LPIPS 2.6e-6 relative, resize 7e-4.
+# Another CPU's conv kernels sum in another order, and the nearest LPIPS pair (grey-level noise,
+# 3e-5) amplifies rounding by cancellation; a wrong head, normalisation or resize is >= 1e-2.
 MAX_FEATURE_ERROR = 2e-4
-MAX_LPIPS_REL_ERROR = 2e-5
+MAX_LPIPS_REL_ERROR = 1e-4
 MAX_RESIZE_ERROR = 2e-2  # float32 sample positions, as in the Inception resize test
 
 
@@ -160,11 +162,15 @@ def test_lpips_matches_lpips_package(conv_params, pairs, ref):
 def test_lpips_properties(conv_params, pairs):
     a, b = (x[:2, :32, :48] for x in pairs)
     d = functools.partial(jax.jit(vgg16.lpips_distance, static_argnames='resize'), conv_params)
-    np.testing.assert_allclose(d(a, a), 0.0, atol=1e-12)
-    np.testing.assert_allclose(d(a, b), d(b, a), rtol=1e-6)
+    # a and a sit at different batch positions (lpips_distance stacks [a, b]): squared feature
+    # rounding ~1e-14, far below the smallest real pair in the reference (3e-5).
+    np.testing.assert_allclose(d(a, a), 0.0, atol=1e-8)
+    # Swapped batch positions and, below, another program: float32 rounding ~1e-6 relative;
+    # an asymmetric or unresized distance differs by O(1).
+    np.testing.assert_allclose(d(a, b), d(b, a), rtol=1e-4)
     # resize=True is LPIPS of the 224x224 resized images.
     resized = lambda x: np.asarray(vgg16.resize_to_224(jnp.asarray(x)))
-    np.testing.assert_allclose(d(a, b, resize=True), d(resized(a), resized(b)), rtol=1e-5)
+    np.testing.assert_allclose(d(a, b, resize=True), d(resized(a), resized(b)), rtol=1e-4)
 
 
 # ------------------------------------------------------------------------------- weights
@@ -334,4 +340,4 @@ def test_ppl_end_to_end_with_lpips(conv_params):
     one_device = features.batch_mesh(jax.local_devices()[:1])
     value = run(one_device)
     assert np.isfinite(value) and value > 0
-    assert run(one_device) == value  # deterministic
+    assert run(one_device) == value  # deterministic: the same program on the same machine

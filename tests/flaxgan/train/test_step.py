@@ -88,11 +88,13 @@ def test_r1_gradient_is_the_global_batch_mean_on_8_devices():
         return jnp.mean(penalty * hp.r1_gamma / 2) * hp.d_reg_interval
 
     want = jax.tree.map(lambda p, g: p - g, before, jax.grad(loss)(before))
+    # Second-order gradients summed in another order per device count: ~1e-6 relative; the
+    # pitfall is a factor of 8.
     for got in (after8, after1):
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                      got, want)
     np.testing.assert_allclose(metrics8["Loss/r1_penalty"], metrics1["Loss/r1_penalty"],
-                               rtol=1e-5)
+                               rtol=1e-4)
 
 
 @pytest.fixture(scope="module")
@@ -140,9 +142,10 @@ def test_generator_ema_follows_the_official_half_life(trained):
     before = history[3][0]
     beta = 0.5 ** (hp.batch_size / (hp.ema_kimg * 1000))
     want = jax.tree.map(lambda g, e: g + beta * (e - g), final.g_params, before.ema_params)
+    # One float32 lerp on the same machine, possibly written another way: a few ulp.
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
                  final.ema_params, want)
-    jax.tree.map(np.testing.assert_array_equal, final.ema_buffers, final.g_buffers)
+    jax.tree.map(np.testing.assert_array_equal, final.ema_buffers, final.g_buffers)  # copies
 
 
 def test_ada_p_moves_by_the_official_step(trained):
