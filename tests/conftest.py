@@ -10,11 +10,6 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 TEST_DATA = REPO_ROOT / "tests" / "data"
 
 
-def reference_dir() -> pathlib.Path:
-    """The official reference vectors: FLAXGAN_REFERENCE_DIR, default tests/data/reference."""
-    return pathlib.Path(os.environ.get("FLAXGAN_REFERENCE_DIR", TEST_DATA / "reference"))
-
-
 def reference_dirs() -> list[pathlib.Path]:
     """Every directory whose reference vectors the parity tests check.
 
