@@ -4,13 +4,16 @@ r"""StyleGAN2-ADA training iteration, flaxgan vs. the official stylegan2-ada-pyt
         [--resolution=32 --batch=32 --cycles=2 --fmaps=1 --channel_max=512 --scaling_devices=8]
 
 Configuration: the official `train.py --cfg=cifar` preset (z = w = 512, 2 mapping layers,
-channel_base `fmaps * 32768` (fmaps 1), channel_max 512, num_fp16_res 4, conv_clamp 256, D
+channel_base `fmaps * 32768` (fmaps 1), channel_max 512, conv_clamp 256, D
 architecture `orig`, minibatch-std group 32, R1 γ 0.01, no path-length regularisation, no style
 mixing, G EMA 500 kimg with ramp-up 0.05, Adam lr 0.0025, betas (0, 0.99), lazy regularisation
 G every 4 / D every 16) with the official default ADA pipeline `bgc` at a fixed p (`--p`,
 default 0.2, no ADA adjustment). `--fmaps` / `--channel_max` shrink both networks alike when the
 full preset is too slow for the machine. Reals are random uint8 batches made before timing (no
-data loading is timed), c_dim 0.
+data loading is timed), c_dim 0. Precision (`--precision`): `fp32` (default) sets
+`num_fp16_res=0` in both networks, the official `--fp32`: the same float32 arithmetic on both
+sides (without it the official code runs its top four resolutions in float16 even on a CPU);
+`mixed` keeps the preset's `num_fp16_res=4` (official float16, flaxgan bfloat16 on accelerators).
 
 Each implementation runs in its own subprocess (so the peak memory is its own):
 
@@ -30,9 +33,10 @@ Each implementation runs in its own subprocess (so the peak memory is its own):
 
 Timing: one untimed warm-up iteration (step 0, which runs every phase: the flaxgan
 compilations), then `--cycles` cycles of 16 iterations (so G reg and D reg are included in the
-proportion of a real run) timed separately; the best cycle is kept (`sec/kimg` = seconds per
-1000 real images), and the median is shown too. Peak memory = the process's peak resident set
-size (`getrusage`) minus its resident size after imports. `--scaling_devices=N` also runs
+proportion of a real run) timed separately; `sec/kimg` (seconds per 1000 real images) is
+the median cycle, with the fastest and slowest beside it; the ratio uses the medians. Peak
+memory = the process's peak resident set size (`getrusage`) minus its resident size after
+imports. `--scaling_devices=N` also runs
 flaxgan on N fake CPU devices (`XLA_FLAGS=--xla_force_host_platform_device_count=N`) and on one,
 and prints both iteration times and mean losses (a sanity check of the sharded step: same loss
 scale, different time).
@@ -55,10 +59,15 @@ _OFFICIAL = flags.DEFINE_string("official_repo", None,
                                 "Clone of NVlabs/stylegan2-ada-pytorch; omit to time flaxgan only.")
 _RESOLUTION = flags.DEFINE_integer("resolution", 32, "Image resolution.")
 _BATCH = flags.DEFINE_integer("batch", 32, "Global batch size.")
-_CYCLES = flags.DEFINE_integer("cycles", 2, "Timed cycles of 16 iterations (best is kept).")
+_CYCLES = flags.DEFINE_integer("cycles", 3, "Timed cycles of 16 iterations (median, spread).")
 _FMAPS = flags.DEFINE_float("fmaps", 1.0, "channel_base = fmaps * 32768 (cifar preset: 1).")
 _CHANNEL_MAX = flags.DEFINE_integer("channel_max", 512, "Channel cap (cifar preset: 512).")
 _P = flags.DEFINE_float("p", 0.2, "Fixed ADA augmentation probability.")
+_PRECISION = flags.DEFINE_enum(
+    "precision", "fp32", ["fp32", "mixed"],
+    "fp32: num_fp16_res=0 on both sides (the fair CPU comparison: the official code would run its "
+    "top 4 resolutions in float16 on a CPU too); mixed: num_fp16_res=4, each side's own reduced "
+    "precision (official float16, flaxgan bfloat16 on accelerators, float32 on CPU).")
 _TORCH_THREADS = flags.DEFINE_integer("torch_threads", 2, "torch.set_num_threads for official.")
 _SCALING = flags.DEFINE_integer("scaling_devices", 0,
                                 "Also run flaxgan on this many fake CPU devices (0 = skip).")
@@ -73,8 +82,10 @@ RESULT_TAG = "RESULT "
 # ------------------------------------------------------------------------------ configuration
 
 
-def cifar_preset(batch: int, fmaps: float, channel_max: int, p: float):
-    """The official `--cfg=cifar` preset as a flaxgan config (fixed-p `bgc` augmentation)."""
+def cifar_preset(batch: int, fmaps: float, channel_max: int, p: float,
+                 precision: str = "fp32"):
+    """The official `--cfg=cifar` preset as a flaxgan config (fixed-p `bgc` augmentation);
+    `precision='fp32'` sets `num_fp16_res=0` in both networks (the official `--fp32`)."""
     from experiments.configs import common  # noqa: PLC0415
 
     config = common.stylegan2_config(
@@ -86,6 +97,9 @@ def cifar_preset(batch: int, fmaps: float, channel_max: int, p: float):
     config.augment.pipe = "bgc"
     config.augment.p = p
     config.augment.ada_target = None
+    if precision == "fp32":
+        config.model.G_kwargs.synthesis_kwargs.num_fp16_res = 0
+        config.model.D_kwargs.num_fp16_res = 0
     return config
 
 
@@ -136,7 +150,7 @@ def _time_cycles(iterate, sync, cycles: int) -> tuple[float, list[float]]:
 
 
 def run_flaxgan(resolution: int, batch: int, cycles: int, fmaps: float, channel_max: int,
-                p: float) -> dict:
+                p: float, precision: str) -> dict:
     import jax  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
 
@@ -145,7 +159,7 @@ def run_flaxgan(resolution: int, batch: int, cycles: int, fmaps: float, channel_
     from flaxgan.train import state as state_lib  # noqa: PLC0415
     from flaxgan.train import step as step_lib  # noqa: PLC0415
 
-    config = cifar_preset(batch, fmaps, channel_max, p)
+    config = cifar_preset(batch, fmaps, channel_max, p, precision)
     base_rss = _rss_bytes()
     _, _, G, D = loop.build_networks(config.model, resolution, 3, 0)
     hp = loop.hyperparameters(config.train, config.augment)
@@ -183,7 +197,7 @@ def run_flaxgan(resolution: int, batch: int, cycles: int, fmaps: float, channel_
 
 
 def run_official(repo: str, resolution: int, batch: int, cycles: int, fmaps: float,
-                 channel_max: int, p: float, threads: int) -> dict:
+                 channel_max: int, p: float, threads: int, precision: str) -> dict:
     import copy  # noqa: PLC0415
 
     import torch  # noqa: PLC0415
@@ -194,7 +208,7 @@ def run_official(repo: str, resolution: int, batch: int, cycles: int, fmaps: flo
     from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix  # noqa: PLC0415
 
     torch.set_num_threads(threads)
-    config = cifar_preset(batch, fmaps, channel_max, p)
+    config = cifar_preset(batch, fmaps, channel_max, p, precision)
     g_kwargs, d_kwargs = official_kwargs(config, resolution)
     base_rss = _rss_bytes()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -298,7 +312,7 @@ def _spawn(worker: str, env_extra: dict[str, str]) -> dict:
             f"--resolution={_RESOLUTION.value}", f"--batch={_BATCH.value}",
             f"--cycles={_CYCLES.value}", f"--fmaps={_FMAPS.value}",
             f"--channel_max={_CHANNEL_MAX.value}", f"--p={_P.value}",
-            f"--torch_threads={_TORCH_THREADS.value}"]
+            f"--torch_threads={_TORCH_THREADS.value}", f"--precision={_PRECISION.value}"]
     if _OFFICIAL.value:
         argv.append(f"--official_repo={_OFFICIAL.value}")
     env = dict(os.environ)
@@ -318,12 +332,12 @@ def _spawn(worker: str, env_extra: dict[str, str]) -> dict:
 
 
 def _summarise(result: dict, batch: int) -> dict:
-    best = min(result["cycle_s"])
+    per_kimg = [s / (CYCLE * batch) * 1e3 for s in result["cycle_s"]]
+    median = statistics.median(result["cycle_s"])
     return {"impl": result["impl"], "device": result["device"],
-            "sec_per_kimg": round(best / (CYCLE * batch) * 1e3, 2),
-            "sec_per_kimg_median": round(statistics.median(result["cycle_s"]) / (CYCLE * batch)
-                                         * 1e3, 2),
-            "sec_per_iter": round(best / CYCLE, 3),
+            "sec_per_kimg": round(statistics.median(per_kimg), 2),
+            "sec_per_kimg_min_max": [round(min(per_kimg), 2), round(max(per_kimg), 2)],
+            "sec_per_iter": round(median / CYCLE, 3),
             "warmup_iter_s": round(result["warmup_s"], 2),
             "peak_rss_delta_mib": round(result["peak_rss_delta"] / 2**20, 1),
             "losses": {k: round(v, 5) for k, v in result["losses"].items()},
@@ -335,12 +349,13 @@ def main(argv: list[str]) -> None:
     del argv
     if _WORKER.value == "flaxgan":
         result = run_flaxgan(_RESOLUTION.value, _BATCH.value, _CYCLES.value, _FMAPS.value,
-                             _CHANNEL_MAX.value, _P.value)
+                             _CHANNEL_MAX.value, _P.value, _PRECISION.value)
     elif _WORKER.value == "official":
         if not _OFFICIAL.value:
             raise app.UsageError("--official_repo is required for the official side")
         result = run_official(_OFFICIAL.value, _RESOLUTION.value, _BATCH.value, _CYCLES.value,
-                              _FMAPS.value, _CHANNEL_MAX.value, _P.value, _TORCH_THREADS.value)
+                              _FMAPS.value, _CHANNEL_MAX.value, _P.value, _TORCH_THREADS.value,
+                              _PRECISION.value)
     else:
         result = None
     if result is not None:
@@ -350,7 +365,8 @@ def main(argv: list[str]) -> None:
     batch = _BATCH.value
     print(json.dumps({"config": "official --cfg=cifar", "resolution": _RESOLUTION.value,
                       "batch": batch, "fmaps": _FMAPS.value, "channel_max": _CHANNEL_MAX.value,
-                      "augpipe": "bgc", "p": _P.value, "timed_iterations": CYCLE * _CYCLES.value,
+                      "augpipe": "bgc", "p": _P.value, "precision": _PRECISION.value,
+                      "timed_iterations": CYCLE * _CYCLES.value,
                       "machine": f"{platform.processor() or platform.machine()}, "
                                  f"{os.cpu_count()} CPUs"}), flush=True)
     summaries = {}
@@ -365,12 +381,12 @@ def main(argv: list[str]) -> None:
                 round(of["sec_per_kimg"] / fx["sec_per_kimg"], 3),
             "ratio_peak_rss_official_over_flaxgan":
                 round(of["peak_rss_delta_mib"] / fx["peak_rss_delta_mib"], 3)}), flush=True)
-        print(f"\n| implementation | sec/kimg (best) | sec/kimg (median) | peak RSS Δ MiB |\n"
+        print(f"\n| implementation | sec/kimg (median) | min-max | peak RSS Δ MiB |\n"
               f"|---|---|---|---|\n"
               f"| flaxgan ({fx['device']}) | {fx['sec_per_kimg']} | "
-              f"{fx['sec_per_kimg_median']} | {fx['peak_rss_delta_mib']} |\n"
+              f"{fx['sec_per_kimg_min_max']} | {fx['peak_rss_delta_mib']} |\n"
               f"| official ({of['device']}) | {of['sec_per_kimg']} | "
-              f"{of['sec_per_kimg_median']} | {of['peak_rss_delta_mib']} |\n"
+              f"{of['sec_per_kimg_min_max']} | {of['peak_rss_delta_mib']} |\n"
               f"official / flaxgan: time {of['sec_per_kimg'] / fx['sec_per_kimg']:.2f}x "
               f"(>1 = flaxgan faster), memory "
               f"{of['peak_rss_delta_mib'] / fx['peak_rss_delta_mib']:.2f}x\n", flush=True)

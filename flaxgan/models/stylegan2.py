@@ -22,7 +22,7 @@ from flax.core import FrozenDict
 
 from flaxgan.nn.activation import activation_spec, bias_act
 from flaxgan.nn.conv import modulated_conv2d
-from flaxgan.nn.fir import downsample2d, setup_filter, upsample2d
+from flaxgan.nn.fir import setup_filter
 from flaxgan.nn.layers import (
     DEFAULT_RESAMPLE_FILTER,
     Conv2dLayer,
@@ -30,6 +30,7 @@ from flaxgan.nn.layers import (
     minibatch_std,
     normalize_2nd_moment,
 )
+from flaxgan.nn.polyphase import downsample2d, upsample2d
 
 __all__ = [
     "MappingNetwork",

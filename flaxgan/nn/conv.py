@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flaxgan.nn.fir import Padding, filter_size, parse_padding, upfirdn2d
+from flaxgan.nn.fir import Padding, filter_size, parse_padding
+from flaxgan.nn.polyphase import upfirdn2d
 
 __all__ = ["conv2d_resample", "modulated_conv2d"]
 

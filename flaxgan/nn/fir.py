@@ -22,6 +22,7 @@ __all__ = [
     "filter2d",
     "upsample2d",
     "downsample2d",
+    "filter2d_padding",
     "upsample2d_padding",
     "downsample2d_padding",
 ]
@@ -158,10 +159,15 @@ def filter2d(
     gain: float = 1.0,
 ) -> jax.Array:
     """FIR-filters `x [N, H, W, C]`, padded so that the output keeps its size."""
+    return upfirdn2d(x, f, padding=filter2d_padding(f, padding), flip_filter=flip_filter,
+                     gain=gain)
+
+
+def filter2d_padding(f: np.ndarray | None, padding: Padding = 0) -> list[int]:
+    """upfirdn2d padding `[x0, x1, y0, y1]` of `filter2d` (output = input size)."""
     padx0, padx1, pady0, pady1 = parse_padding(padding)
     fw, fh = filter_size(f)
-    pad = [padx0 + fw // 2, padx1 + (fw - 1) // 2, pady0 + fh // 2, pady1 + (fh - 1) // 2]
-    return upfirdn2d(x, f, padding=pad, flip_filter=flip_filter, gain=gain)
+    return [padx0 + fw // 2, padx1 + (fw - 1) // 2, pady0 + fh // 2, pady1 + (fh - 1) // 2]
 
 
 def upsample2d_padding(f: np.ndarray | None, up: int, padding: Padding = 0) -> list[int]:

@@ -26,9 +26,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flaxgan.nn.fir import Padding, downsample2d_padding, parse_padding, upsample2d_padding
+from flaxgan.nn.fir import (
+    Padding,
+    downsample2d_padding,
+    filter2d_padding,
+    parse_padding,
+    upsample2d_padding,
+)
 
-__all__ = ["upfirdn2d", "upsample2d", "downsample2d"]
+__all__ = ["upfirdn2d", "filter2d", "upsample2d", "downsample2d"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,6 +251,13 @@ def upfirdn2d(
         return _pass(x, f, (1, 2), [(py0, py1), (px0, px1)], up, down, flip_filter)
     x = _pass(x, f, (2,), [(px0, px1)], up, down, flip_filter)
     return _pass(x, f, (1,), [(py0, py1)], up, down, flip_filter)
+
+
+def filter2d(x: jax.Array, f: np.ndarray | None, padding: Padding = 0,
+             flip_filter: bool = False, gain: float = 1.0) -> jax.Array:
+    """`fir.filter2d` in the polyphase form: `[N, H, W, C]`, same size out."""
+    return upfirdn2d(x, f, padding=filter2d_padding(f, padding), flip_filter=flip_filter,
+                     gain=gain)
 
 
 def upsample2d(x: jax.Array, f: np.ndarray | None, up: int = 2, padding: Padding = 0,
