@@ -32,4 +32,4 @@ lint: install
 	$(PY) -m ruff check flaxgan experiments data_pipelines tests benchmarks
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) out .pytest_cache .jax_cache
