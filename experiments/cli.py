@@ -10,18 +10,46 @@ traceback.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from absl import flags
+from absl import logging as absl_logging
 
 from flaxgan.errors import InvalidArgument, UserError
 
-__all__ = ["EXIT_USER_ERROR", "fail", "parse_flags", "parse_range", "reports_user_errors"]
+__all__ = ["EXIT_USER_ERROR", "fail", "parse_flags", "parse_range", "quiet_dependency_logs",
+           "reports_user_errors"]
 
 EXIT_USER_ERROR = 2
+
+# Libraries whose INFO lines (Orbax's per-save chatter, JAX's backend probing) drown a run's log.
+_NOISY_PACKAGES = ("orbax", "jax", "jaxlib", "tensorstore", "grain", "etils", "absl/testing")
+
+
+class _DependencyInfoFilter(logging.Filter):
+    """Drops INFO and DEBUG records logged from inside the `_NOISY_PACKAGES`; keeps warnings."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        path = record.pathname.replace("\\", "/")
+        return not any(f"/{name}/" in path for name in _NOISY_PACKAGES)
+
+
+def quiet_dependency_logs() -> None:
+    """Keeps flaxgan's INFO lines and only the warnings of its dependencies.
+
+    Orbax logs through absl (the same logger as ours), so records are told apart by the file
+    they come from, with a filter on absl's handler, which writes every record of the process.
+    """
+    logging.getLogger("jax").setLevel(logging.WARNING)
+    handler = absl_logging.get_absl_handler()
+    if not any(isinstance(f, _DependencyInfoFilter) for f in handler.filters):
+        handler.addFilter(_DependencyInfoFilter())
 
 
 def fail(message: object) -> NoReturn:

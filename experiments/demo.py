@@ -17,6 +17,7 @@ import os
 
 from absl import app, flags, logging
 
+from experiments import cli
 from experiments.configs import smoke
 from flaxgan import sample
 from flaxgan.train import loop
@@ -37,6 +38,7 @@ def latest_snapshot(workdir: str) -> str:
 
 def main(argv: list[str]) -> None:
     del argv
+    cli.quiet_dependency_logs()
     workdir = os.path.join(_OUTDIR.value, "smoke")
     config = smoke.get_config()
     if _KIMG.value is not None:

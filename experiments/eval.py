@@ -166,6 +166,7 @@ def check_needs_real(metrics: Sequence[str], data: Any) -> None:
 @cli.reports_user_errors()
 def main(argv: Sequence[str]) -> None:
     del argv
+    cli.quiet_dependency_logs()
     for name in _METRICS.value:
         if not registry.is_valid_metric(name):
             raise app.UsageError(f'unknown metric {name!r}; valid: '

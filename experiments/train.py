@@ -99,6 +99,7 @@ def check_workdir(workdir: str) -> None:
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         cli.fail(f"unexpected arguments {argv[1:]}")
+    cli.quiet_dependency_logs()
     from flaxgan.train import checkpoint, loop  # noqa: PLC0415 (after flag parsing)
 
     @cli.reports_user_errors(loop.DatasetNotPrepared, loop.TrainingDiverged,

@@ -425,9 +425,13 @@ def _tick_record(tick: int, cur_nimg: int, start_nimg: int, seconds: float,
     return record
 
 
+_TICK_LINE = (("Loss/G/loss", "G_loss"), ("Loss/D/loss", "D_loss"),
+              ("Progress/augment", "augment_p"), ("Timing/sec_per_kimg", "sec/kimg"))
+
+
 def _summary(record: Mapping[str, Any]) -> str:
-    keys = ("Loss/G/loss", "Loss/D/loss", "Progress/augment", "Timing/sec_per_kimg")
-    return " ".join(f"{k.split('/')[-1]}={record[k]:.4g}" for k in keys if k in record)
+    """`G_loss=... D_loss=... augment_p=... sec/kimg=...` of a tick's record."""
+    return " ".join(f"{name}={record[key]:.4g}" for key, name in _TICK_LINE if key in record)
 
 
 def snapshot_name(nimg: int) -> str:
