@@ -33,7 +33,7 @@ def _compute(metric: str, real_dir: str | os.PathLike, fake_dir: str | os.PathLi
 
 
 def compute_fid(real_dir: str | os.PathLike, fake_dir: str | os.PathLike, *,
-        inception: str | None = None, cache: bool = True, progress: bool = False) -> float:
+                inception: str | None = None, cache: bool = True, progress: bool = False) -> float:
     """Fréchet Inception distance between the images of two folders (lower is closer).
 
     Args:
@@ -51,7 +51,7 @@ def compute_fid(real_dir: str | os.PathLike, fake_dir: str | os.PathLike, *,
 
 
 def compute_kid(real_dir: str | os.PathLike, fake_dir: str | os.PathLike, *,
-        inception: str | None = None, cache: bool = True, progress: bool = False) -> float:
+                inception: str | None = None, cache: bool = True, progress: bool = False) -> float:
     """Kernel Inception distance (unbiased MMD², 100 subsets of ≤ 1000) between two folders;
     arguments as `compute_fid`."""
     return _compute("kid", real_dir, fake_dir, inception, cache, progress)

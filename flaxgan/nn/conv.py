@@ -11,7 +11,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flaxgan.nn.fir import Padding, filter_size, parse_padding
+from flaxgan.nn.fir import (
+    Padding,
+    downsample2d_padding,
+    parse_padding,
+    upsample2d_padding,
+)
 from flaxgan.nn.polyphase import upfirdn2d
 
 __all__ = ["conv2d_resample", "modulated_conv2d"]
@@ -66,18 +71,11 @@ def conv2d_resample(
       `[N, H', W', C_out]`.
     """
     kh, kw = w.shape[0], w.shape[1]
-    fw, fh = filter_size(f)
     px0, px1, py0, py1 = parse_padding(padding)
     if up > 1:
-        px0 += (fw + up - 1) // 2
-        px1 += (fw - up) // 2
-        py0 += (fh + up - 1) // 2
-        py1 += (fh - up) // 2
+        px0, px1, py0, py1 = upsample2d_padding(f, up, [px0, px1, py0, py1])
     if down > 1:
-        px0 += (fw - down + 1) // 2
-        px1 += (fw - down) // 2
-        py0 += (fh - down + 1) // 2
-        py1 += (fh - down) // 2
+        px0, px1, py0, py1 = downsample2d_padding(f, down, [px0, px1, py0, py1])
     if not flip_weight:
         w = jnp.flip(w, axis=(0, 1))
 
