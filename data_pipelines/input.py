@@ -7,8 +7,13 @@
   * a TFDS name (`celeba_faces/mtcnn_256`, optionally `:1.0.0`) found under `data_dir`
     (default: TFDS's, i.e. ~/tensorflow_datasets), read with `tfds.data_source` (ArrayRecord);
   * a prepared dataset folder (the one holding `dataset_info.json`);
-  * a plain image folder: images (any depth) resized / centre-cropped to `resolution`; with
-    `folder_labels=True` the first-level sub-folders are the classes (sorted names).
+  * a plain image folder: images (any depth) resized / centre-cropped to `resolution` (or cut to
+    a fixed `crop_box` first, e.g. the face of aligned CelebA); with `folder_labels=True` the
+    first-level sub-folders are the classes (sorted names).
+
+`split` may carry a TFDS-style slice: `"train[:3500]"`, `"train[-500:]"`, `"train[:90%]"`. On a
+folder the split name itself is free (a folder is one split) and the slice is taken over the
+files in sorted path order, so a held-out part is fixed by the file names.
 
 Batches are dicts of numpy arrays: `image` uint8 `[B, H, W, C]` and `label`: int32 `[B]`
 (0 where the dataset has no labels), or with `one_hot=True` float32 `[B, c_dim]` (`[B, 0]`
@@ -45,6 +50,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import pathlib
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -77,19 +83,27 @@ class ImageFolderSource:
       resolution: output side (centre-crop to square, then Lanczos resize); None keeps the
         decoded size (all images must then share it to be batched).
       folder_labels: label = index of the first-level sub-folder (sorted); else 0.
+      crop_box: `(left, top, right, bottom)` box as fractions of the image's width and height,
+        cut before resizing (then centre-cropped to a square if it is not one); None: none.
+      files: `slice` of the sorted file list to serve (a split such as the last 500 files).
     """
 
     def __init__(self, root: str | pathlib.Path, resolution: int | None = None,
-                 folder_labels: bool = False):
+                 folder_labels: bool = False, crop_box: Sequence[float] | None = None,
+                 files: slice = slice(None)):
         self.root = pathlib.Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.root}: expected an image folder")
-        files = sorted(p for p in self.root.rglob("*")
-                       if p.is_file() and p.name.lower().endswith(IMAGE_EXTENSIONS))
-        if not files:
+        files_all = sorted(p for p in self.root.rglob("*")
+                           if p.is_file() and p.name.lower().endswith(IMAGE_EXTENSIONS))
+        if not files_all:
             raise FileNotFoundError(f"{self.root}: no images ({', '.join(IMAGE_EXTENSIONS)})")
-        self.files = files
+        self.files = files = files_all[files]
+        if not files:
+            raise ValueError(f"{self.root}: the split selects none of its "
+                             f"{len(files_all)} images")
         self.resolution = resolution
+        self.crop_box = _check_crop_box(crop_box)
         self.class_names: list[str] = []
         self.labels = np.zeros(len(files), np.int64)
         if folder_labels:
@@ -107,6 +121,10 @@ class ImageFolderSource:
 
     def _load(self, index: int) -> np.ndarray:
         image = filters.read_image(self.files[index])
+        if self.crop_box is not None:
+            h, w = image.shape[:2]
+            left, top, right, bottom = self.crop_box
+            image = image[round(top * h):round(bottom * h), round(left * w):round(right * w)]
         if self.resolution is not None:
             image = crop.resize_image(image, self.resolution, resample="lanczos")
         return image
@@ -133,6 +151,54 @@ class ImageFolderSource:
         return f"ImageFolderSource({str(self.root)!r}, resolution={self.resolution})"
 
 
+def _check_crop_box(crop_box: Sequence[float] | None) -> tuple[float, ...] | None:
+    if crop_box is None:
+        return None
+    box = tuple(float(v) for v in crop_box)
+    if len(box) != 4 or not (0 <= box[0] < box[2] <= 1 and 0 <= box[1] < box[3] <= 1):
+        raise ValueError(f"crop_box must be (left, top, right, bottom) fractions with 0 <= left "
+                         f"< right <= 1 and 0 <= top < bottom <= 1, got {crop_box!r}")
+    return box
+
+
+_SPLIT = re.compile(r"^(?P<name>[\w.-]+)(\[(?P<start>-?\d+%?)?:(?P<stop>-?\d+%?)?\])?$")
+
+
+def parse_split(split: str) -> tuple[str, str | None, str | None]:
+    """`"train[-500:]"` -> `("train", "-500", None)`: the split name and its slice bounds
+    (integers, or percentages with `%`); a clear error for anything else."""
+    match = _SPLIT.match(split.replace(" ", ""))
+    if not match:
+        raise ValueError(f"split {split!r}: expected NAME or NAME[start:stop] (integers or "
+                         "percentages, e.g. train[:3500], train[-500:], train[:90%])")
+    return match["name"], match["start"], match["stop"]
+
+
+def _bound(text: str | None, n: int) -> int | None:
+    if text is None:
+        return None
+    if text.endswith("%"):
+        percent = int(text[:-1])
+        return round(n * percent / 100) if percent >= 0 else n + round(n * percent / 100)
+    return int(text)
+
+
+def split_slice(split: str, n: int) -> slice:
+    """The `slice` of `n` examples that `split` selects (the whole range without brackets)."""
+    _, start, stop = parse_split(split)
+    return slice(_bound(start, n), _bound(stop, n))
+
+
+def _folder_source(path: pathlib.Path, split: str, resolution: int | None = None,
+                   folder_labels: bool = False, crop_box: Sequence[float] | None = None
+                   ) -> ImageFolderSource:
+    """The image folder's files selected by `split`'s slice (all of them without one)."""
+    files = slice(None)
+    if parse_split(split)[1:] != (None, None):
+        files = split_slice(split, len(ImageFolderSource(path, folder_labels=folder_labels)))
+    return ImageFolderSource(path, resolution, folder_labels, crop_box, files=files)
+
+
 def is_prepared_dir(path: str | pathlib.Path) -> bool:
     """Whether `path` is a prepared TFDS dataset folder (as opposed to a folder of images)."""
     return (pathlib.Path(path).expanduser() / "dataset_info.json").is_file()
@@ -147,22 +213,26 @@ def _builder(name_or_dir: str, data_dir: str | None) -> tfds.core.DatasetBuilder
 
 def open_source(name_or_dir: str | pathlib.Path, split: str = "train", *,
                 data_dir: str | None = None, resolution: int | None = None,
-                folder_labels: bool = False):
-    """`(random-access source, DatasetMetadata)` for a TFDS name, prepared dir or image folder."""
+                folder_labels: bool = False, crop_box: Sequence[float] | None = None):
+    """`(random-access source, DatasetMetadata)` for a TFDS name, prepared dir or image folder
+    (`crop_box`: image folders only, see `ImageFolderSource`)."""
     path = pathlib.Path(name_or_dir).expanduser()
     if path.is_dir() and not is_prepared_dir(path):
-        source = ImageFolderSource(path, resolution, folder_labels)
+        source = _folder_source(path, split, resolution, folder_labels, crop_box)
         first = source[0]["image"]
         meta = DatasetMetadata(resolution=first.shape[0], channels=first.shape[2],
                                c_dim=len(source.class_names), num_examples=len(source),
                                label_names=tuple(source.class_names))
         return source, meta
+    if crop_box is not None:
+        raise ValueError(f"{name_or_dir}: crop_box applies to image folders; a prepared "
+                         "dataset is cropped when it is built")
     builder = _builder(str(name_or_dir), data_dir)
-    if split not in builder.info.splits:
+    if parse_split(split)[0] not in builder.info.splits:
         raise ValueError(f"{builder.info.full_name}: no split {split!r}; expected one of "
                          f"{sorted(builder.info.splits)}")
     source = builder.as_data_source(split=split)
-    return source, _tfds_metadata(builder, split, resolution)
+    return source, _tfds_metadata(builder, split, resolution, len(source))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -192,7 +262,7 @@ class DatasetMetadata:
 
 
 def _tfds_metadata(builder: tfds.core.DatasetBuilder, split: str,
-                   resolution: int | None) -> DatasetMetadata:
+                   resolution: int | None, num_examples: int) -> DatasetMetadata:
     features = builder.info.features
     shape = features["image"].shape
     native = shape[0] if shape[0] == shape[1] else None
@@ -206,16 +276,16 @@ def _tfds_metadata(builder: tfds.core.DatasetBuilder, split: str,
     weights = tuple(float(stored[n]) for n in names) if names and set(stored) == set(names) \
         else ()
     return DatasetMetadata(resolution=resolution or native, channels=shape[-1], c_dim=len(names),
-                           num_examples=builder.info.splits[split].num_examples,
-                           label_names=names, source_weights=weights)
+                           num_examples=num_examples, label_names=names, source_weights=weights)
 
 
 def dataset_metadata(name_or_dir: str | pathlib.Path, split: str = "train", *,
                      data_dir: str | None = None, resolution: int | None = None,
-                     folder_labels: bool = False) -> DatasetMetadata:
+                     folder_labels: bool = False, crop_box: Sequence[float] | None = None
+                     ) -> DatasetMetadata:
     """Resolution, channels, c_dim and size of a dataset, as `make_dataset` will serve it."""
     return open_source(name_or_dir, split, data_dir=data_dir, resolution=resolution,
-                       folder_labels=folder_labels)[1]
+                       folder_labels=folder_labels, crop_box=crop_box)[1]
 
 
 def source_labels(name_or_dir: str | pathlib.Path, split: str = "train", *,
@@ -228,7 +298,7 @@ def source_labels(name_or_dir: str | pathlib.Path, split: str = "train", *,
     """
     path = pathlib.Path(name_or_dir).expanduser()
     if path.is_dir() and not is_prepared_dir(path):
-        return ImageFolderSource(path, folder_labels=folder_labels).labels.copy()
+        return _folder_source(path, split, folder_labels=folder_labels).labels.copy()
     builder = _builder(str(name_or_dir), data_dir)
     if "label" not in builder.info.features:
         raise ValueError(f"{builder.info.full_name}: no 'label' feature to weight sources by")
@@ -363,14 +433,16 @@ def make_dataset(name_or_dir: str | pathlib.Path, split: str = "train", batch_si
                  xflip: bool = False, num_epochs: int | None = None,
                  process_index: int | None = None, process_count: int | None = None,
                  data_dir: str | None = None, one_hot: bool = False,
-                 folder_labels: bool = False, drop_remainder: bool = True,
+                 folder_labels: bool = False, crop_box: Sequence[float] | None = None,
+                 drop_remainder: bool = True,
                  source_weights: str | Mapping[str, float] | None = STORED,
                  num_threads: int = 4, prefetch: int = 64) -> grain.DatasetIterator:
     """A checkpointable iterator of batches `{"image": uint8 [B, H, W, C], "label": ...}`.
 
     Args:
       name_or_dir: TFDS name, prepared dataset folder or plain image folder (module doc).
-      split: TFDS split (ignored for image folders).
+      split: TFDS split, optionally sliced (`train[:3500]`; on image folders the name is free
+        and the slice applies to the sorted files).
       batch_size: per-process batch size.
       resolution: output side; default the dataset's (required for folders of mixed sizes).
       shuffle, seed: shuffle (a new order every epoch) with this seed.
@@ -380,6 +452,7 @@ def make_dataset(name_or_dir: str | pathlib.Path, split: str = "train", batch_si
       data_dir: TFDS data dir for names.
       one_hot: labels as float32 one-hot `[B, c_dim]` (conditional models) instead of int32.
       folder_labels: image folders only: sub-folders are classes.
+      crop_box: image folders only: `(left, top, right, bottom)` fractions cut before resizing.
       drop_remainder: drop a last partial batch (only reached with finite `num_epochs`).
       source_weights: sample source (label) i with probability `w_i / sum(w)` (module doc):
         `"stored"` the dataset's stored weights when it has them (`image_mix`), else uniform
@@ -393,7 +466,7 @@ def make_dataset(name_or_dir: str | pathlib.Path, split: str = "train", batch_si
         raise ValueError(f"expected batch_size >= 1, got {batch_size}")
     index, count = _process_defaults(process_index, process_count)
     source, meta = open_source(name_or_dir, split, data_dir=data_dir, resolution=resolution,
-                               folder_labels=folder_labels)
+                               folder_labels=folder_labels, crop_box=crop_box)
     if len(source) < count:
         raise ValueError(f"{name_or_dir}: {len(source)} examples cannot be split over "
                          f"{count} processes")

@@ -1,9 +1,11 @@
 """Building blocks of the training configs (official StyleGAN2-ADA / StyleGAN3 presets).
 
 Every config file in this folder is `get_config(arg=None) -> ConfigDict` with sections:
-  data:    name (TFDS name, prepared folder or image folder), split, resolution, xflip,
-           use_labels (conditional training on the dataset's labels), folder_labels, data_dir,
-           prepare (the command that builds the dataset; shown when it is missing).
+  data:    name (TFDS name, prepared folder or image folder), split (slices allowed:
+           `train[:-500]`), resolution, xflip, use_labels (conditional training on the
+           dataset's labels), folder_labels, crop_box (image folders: `(left, top, right,
+           bottom)` fractions cut before resizing), data_dir, prepare (the command that builds
+           the dataset; shown when it is missing).
   model:   G_class / G_kwargs, D_class / D_kwargs: the official class names and constructor
            kwargs (resolution, channels and c_dim come from the dataset).
   train:   flaxgan.train.step.Hyperparameters fields + total_kimg, allow_batch_size_change
@@ -11,7 +13,9 @@ Every config file in this folder is `get_config(arg=None) -> ConfigDict` with se
   augment: pipe (ADA preset name, '' = off), p (initial / fixed p), ada_target (None = fixed p),
            ada_interval, ada_kimg.
   log:     kimg_per_tick, image_every_ticks, snapshot_every_ticks, metrics_every_ticks, metrics,
-           metrics_cache_dir (dataset statistics; default ~/.cache/flaxgan), metrics_weights
+           metrics_split (real images of the metrics, e.g. a held-out slice; default: the
+           training split), metrics_cache_dir (dataset statistics; default ~/.cache/flaxgan),
+           metrics_weights
            (detector files: inception, vgg16 for pr50k3*/ppl_*, attribute_classifier for ls;
            unset = $FLAXGAN_INCEPTION / $FLAXGAN_VGG16 / the installed FID Inception),
            keep_checkpoints, grid_size, grid_truncation_psi, progress.
@@ -39,7 +43,8 @@ def _base(batch_size: int, gamma: float, ema_kimg: float, ema_rampup: float | No
     config.data = ml_collections.ConfigDict(dict(
         name="", split="train", resolution=ml_collections.FieldReference(None, field_type=int),
         xflip=False, use_labels=False, folder_labels=False,
-        data_dir=ml_collections.FieldReference(None, field_type=str), prepare=""))
+        data_dir=ml_collections.FieldReference(None, field_type=str),
+        crop_box=ml_collections.FieldReference(None, field_type=tuple), prepare=""))
     # The objective's defaults live once, in Hyperparameters; ADA's fields go to `augment`.
     train = {name: value for name, value in dataclasses.asdict(Hyperparameters()).items()
              if not name.startswith("ada_")}
@@ -52,7 +57,8 @@ def _base(batch_size: int, gamma: float, ema_kimg: float, ema_rampup: float | No
         ada_interval=4, ada_kimg=500.0))
     config.log = ml_collections.ConfigDict(dict(
         kimg_per_tick=4.0, image_every_ticks=50, snapshot_every_ticks=50, metrics_every_ticks=50,
-        metrics=("fid50k_full",), metrics_cache_dir=ml_collections.FieldReference(
+        metrics=("fid50k_full",), metrics_split=ml_collections.FieldReference(
+            None, field_type=str), metrics_cache_dir=ml_collections.FieldReference(
             None, field_type=str), metrics_weights=ml_collections.ConfigDict(dict(
                 inception=ml_collections.FieldReference(None, field_type=str),
                 vgg16=ml_collections.FieldReference(None, field_type=str),

@@ -11,6 +11,11 @@ name               statistic                              real          generate
 ``fid50k_full``    FID                                    all           50k
 ``fid50k``         FID                                    50k           50k
 ``fid10k``         FID (flaxgan; for frequent checks)     10k           10k
+``fid1k_full``     FID (flaxgan; CPU-budget training      all           1k
+                   curves, biased high: compare runs
+                   only with each other)
+``kid1k_full``     KID (flaxgan; unbiased, so small       all           1k
+                   sets still track the curve)
 ``kid50k_full``    KID, 100 subsets of <= 1000            <= 1M         50k
 ``kid50k``         KID                                    50k           50k
 ``pr50k3_full``    precision/recall, k=3, VGG16 features  <= 200k       50k
@@ -75,6 +80,9 @@ class MetricContext:
       use_cache: cache real (and folder) statistics on disk.
       progress: show tqdm bars.
       seed: seed of KID's subset draws.
+      generated_features: memo of the generated images' features within this context (not an
+        argument; `dataclasses.replace` starts a new one), so that the metrics of one
+        evaluation (FID and KID) share one pass over the generator.
     """
 
     real: ImageSource | None
@@ -90,6 +98,8 @@ class MetricContext:
     use_cache: bool = True
     progress: bool = True
     seed: int = 0
+    generated_features: dict[tuple[str, int | None], np.ndarray] = dataclasses.field(
+        default_factory=dict, init=False, compare=False, repr=False)
 
 
 # An evaluator returns (named values, image counts {'real': n, 'fake': n}).
@@ -158,6 +168,14 @@ def _features(ctx: MetricContext, source: ImageSource, extract: Extractor,
                                   ctx.use_cache, ctx.progress)
 
 
+def _fake_features(ctx: MetricContext, extract: Extractor, num_gen: int | None) -> np.ndarray:
+    """Features of ``num_gen`` generated images, extracted once per context and extractor."""
+    key = (extract.name, num_gen)
+    if key not in ctx.generated_features:
+        ctx.generated_features[key] = _features(ctx, ctx.fake, extract, num_gen)
+    return ctx.generated_features[key]
+
+
 def _enough(metric: str, ctx: MetricContext, counts: dict[str, int],
             minimum: int = MIN_IMAGES) -> dict[str, int]:
     """``counts`` when each set has ``minimum`` images (a covariance or KID subset: 2).
@@ -178,7 +196,8 @@ def compute_fid(ctx: MetricContext, max_real: int | None, num_gen: int | None
     """FID of ``num_gen`` generated vs ``max_real`` real images (``None`` = all)."""
     ex = _need(ctx.inception, 'FID Inception')
     real = _moments(ctx, _need_real(ctx), ex, max_real)
-    gen = _moments(ctx, ctx.fake, ex, num_gen)
+    gen_features = _fake_features(ctx, ex, num_gen)
+    gen = stats.moments_update(stats.moments_init(gen_features.shape[1]), gen_features)
     counts = _enough('FID', ctx, dict(real=int(real.num_items), fake=int(gen.num_items)))
     return fid_lib.fid_from_moments(gen, real), counts
 
@@ -188,7 +207,7 @@ def compute_kid(ctx: MetricContext, max_real: int | None, num_gen: int | None,
     """KID of ``num_gen`` generated vs ``max_real`` real images."""
     ex = _need(ctx.inception, 'FID Inception')
     real = _features(ctx, _need_real(ctx), ex, max_real)
-    gen = _features(ctx, ctx.fake, ex, num_gen)
+    gen = _fake_features(ctx, ex, num_gen)
     counts = _enough('KID', ctx, dict(real=len(real), fake=len(gen)))
     return kid_lib.kid(gen, real, num_subsets, max_subset_size, ctx.seed), counts
 
@@ -253,9 +272,11 @@ def _pr_metric(name: str, max_real: int | None, num_gen: int | None, vgg: bool) 
 _fid_metric('fid50k_full', None, 50000)
 _fid_metric('fid50k', 50000, 50000)
 _fid_metric('fid10k', 10000, 10000)
+_fid_metric('fid1k_full', None, 1000)
 _fid_metric('fid', None, None)
 _kid_metric('kid50k_full', 1000000, 50000)
 _kid_metric('kid50k', 50000, 50000)
+_kid_metric('kid1k_full', 1000000, 1000)
 _kid_metric('kid', None, None)
 _pr_metric('pr50k3_full', 200000, 50000, vgg=True)
 _pr_metric('pr50k3', 50000, 50000, vgg=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -31,13 +32,15 @@ def dataset_source(data: Mapping[str, Any], max_images: int | None = None
     from data_pipelines import input as data_input  # noqa: PLC0415 (TFDS import is slow)
 
     kwargs = dict(data_dir=data.get("data_dir"), resolution=data.get("resolution"),
-                  folder_labels=data.get("folder_labels", False))
-    meta = data_input.dataset_metadata(data["name"], data.get("split", "train"), **kwargs)
+                  folder_labels=data.get("folder_labels", False),
+                  crop_box=data.get("crop_box"))
+    split = data.get("split", "train")
+    meta = data_input.dataset_metadata(data["name"], split, **kwargs)
     count = meta.num_examples if max_images is None else min(max_images, meta.num_examples)
 
     def batches(batch_size: int):
         iterator = data_input.make_dataset(
-            data["name"], data.get("split", "train"), batch_size, shuffle=False, num_epochs=1,
+            data["name"], split, batch_size, shuffle=False, num_epochs=1,
             drop_remainder=False, process_index=0, process_count=1, **kwargs)
         seen = 0
         for batch in iterator:
@@ -47,7 +50,11 @@ def dataset_source(data: Mapping[str, Any], max_images: int | None = None
             if seen >= count:
                 return
 
-    name = f"{os.path.basename(str(data['name']).rstrip('/'))}-{meta.resolution}-{count}"
+    # The statistics cache is keyed by this name: it says which images (split, crop) they are.
+    what = [os.path.basename(str(data["name"]).rstrip("/")), split]
+    if kwargs["crop_box"] is not None:
+        what.append("crop" + "_".join(f"{v:g}" for v in kwargs["crop_box"]))
+    name = re.sub(r"[^\w.-]+", "_", "-".join(what)) + f"-{meta.resolution}-{count}"
     return features.ImageSource(name=name, num_images=count, batches=batches,
                                 resolution=(meta.resolution, meta.resolution))
 

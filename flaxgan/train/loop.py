@@ -125,7 +125,8 @@ _train_steps = functools.cache(step_lib.make_train_steps)
 def _open_data(data: Mapping[str, Any], batch_size: int, seed: int):
     from data_pipelines import input as data_input  # noqa: PLC0415 (keeps TFDS import lazy)
     kwargs = dict(data_dir=data.get("data_dir"), resolution=data.get("resolution"),
-                  folder_labels=data.get("folder_labels", False))
+                  folder_labels=data.get("folder_labels", False),
+                  crop_box=data.get("crop_box"))
     try:
         meta = data_input.dataset_metadata(data["name"], data.get("split", "train"), **kwargs)
     except (FileNotFoundError, ValueError) as e:
@@ -561,7 +562,10 @@ def _import_snapshot(path: str, g_vars, d_vars):
 def _evaluate(metrics, G, ema_variables, config, workdir: str, kimg: float) -> dict[str, float]:
     """Runs the metric hook on G_ema; returns `{metric: value}` (first value of each)."""
     from flaxgan.train import evaluation  # noqa: PLC0415
-    return evaluation.evaluate(list(metrics), G, ema_variables, _plain(config.data),
+    data = _plain(config.data)
+    if config.log.get("metrics_split"):  # e.g. held-out images instead of the training split
+        data["split"] = config.log.metrics_split
+    return evaluation.evaluate(list(metrics), G, ema_variables, data,
                                workdir=workdir, kimg=kimg, seed=int(config.get("seed", 0)),
                                cache_dir=config.log.get("metrics_cache_dir"),
                                weights=_plain(config.log.get("metrics_weights") or {}))

@@ -103,6 +103,41 @@ def test_image_folder_with_labels(folder):
     assert plain["label"].tolist() == [0, 0] and plain["image"].shape == (2, 16, 16, 3)
 
 
+def test_split_slices_select_fixed_files(folder, celeba_mtcnn, tfds_dir):
+    faces = folder / "faces"
+    names = lambda split: [p.name for p in dp_input.open_source(faces, split)[0].files]  # noqa: E731
+    every = names("train")
+    assert len(every) == 10 and every == sorted(every)
+    held_out, rest = names("holdout[-3:]"), names("train[:-3]")
+    assert held_out == every[-3:] and rest == every[:-3]  # disjoint, fixed by the file names
+    assert names("train[:50%]") == every[:5] and names("x[20%:40%]") == every[2:4]
+    assert dp_input.dataset_metadata(faces, "train[-3:]", resolution=8).num_examples == 3
+    batch = next(dp_input.make_dataset(faces, "train[-3:]", 3, resolution=8, shuffle=False,
+                                       process_index=0, process_count=1))
+    assert batch["image"].shape == (3, 8, 8, 3)
+    # TFDS names take the same slices (TFDS's own split slicing).
+    full = dp_input.dataset_metadata("celeba_faces/mtcnn_256", "train", data_dir=str(tfds_dir))
+    part = dp_input.dataset_metadata("celeba_faces/mtcnn_256", "train[:2]",
+                                     data_dir=str(tfds_dir))
+    assert part.num_examples == 2 < full.num_examples
+    for bad in ("train[::2]", "train[a:]", "tr ain[", "train[:0]"):
+        with pytest.raises(ValueError, match="split"):
+            dp_input.open_source(faces, bad)
+
+
+def test_crop_box_cuts_before_resizing(folder):
+    faces = folder / "faces"
+    whole = dp_input.ImageFolderSource(faces)[0]["image"]  # 89 x 109 aligned CelebA
+    h, w = whole.shape[:2]
+    box = (0.25, 0.5, 0.75, 1.0)
+    cut = dp_input.ImageFolderSource(faces, crop_box=box)[0]["image"]
+    np.testing.assert_array_equal(cut, whole[round(h / 2):, round(w / 4):round(3 * w / 4)])
+    assert dp_input.ImageFolderSource(faces, 16, crop_box=box)[0]["image"].shape == (16, 16, 3)
+    for bad in ((0.5, 0, 0.4, 1), (0, 0, 1), (-0.1, 0, 1, 1)):
+        with pytest.raises(ValueError, match="crop_box"):
+            dp_input.ImageFolderSource(faces, crop_box=bad)
+
+
 def test_errors(folder, tfds_dir, celeba_mtcnn, tmp_path):
     with pytest.raises(ValueError, match="batch_size"):
         dp_input.make_dataset(folder, batch_size=0, resolution=8)

@@ -36,7 +36,7 @@ def ctx(tmp_path):
 def test_official_names_registered():
     for name in ('fid50k_full', 'fid50k', 'fid10k', 'kid50k_full', 'kid50k', 'pr50k3_full',
                  'pr50k3', 'is50k', 'ppl_zfull', 'ppl_wfull', 'ppl_zend', 'ppl_wend', 'ppl2_wend',
-                 'ls', 'fid', 'kid', 'pr'):
+                 'ls', 'fid', 'kid', 'pr', 'fid1k_full', 'kid1k_full'):
         assert registry.is_valid_metric(name), name
     assert not registry.higher_is_better('fid50k_full')
     assert registry.higher_is_better('pr50k3_full_precision')
@@ -88,3 +88,23 @@ def test_num_gen_overrides_the_official_sample_count(ctx):
     assert result['num_images'] == {'fake': 40} and result['results']['ppl2_wend'] > 0
     result = registry.calc_metric('fid', dataclasses.replace(ctx, num_gen=6))
     assert result['num_images']['fake'] == 6
+
+
+def test_fid_and_kid_of_one_context_share_the_generated_features(ctx):
+    calls = []
+    toy = ctx.inception
+
+    def counting(images):
+        calls.append(len(images))
+        return toy.fn(images)
+
+    counted = dataclasses.replace(ctx, inception=features.Extractor(counting, 'toy', 8),
+                                  use_cache=False)
+    fid_value = registry.calc_metric('fid', counted)['results']['fid']
+    kid_value = registry.calc_metric('kid', counted)['results']['kid']
+    # No disk cache: the reals once per statistic (moments, features), the fakes only once.
+    assert sum(calls) == 24 + 24 + 24
+    fresh = dataclasses.replace(counted)  # a new context extracts its fakes again
+    assert not fresh.generated_features
+    assert registry.calc_metric('fid', fresh)['results']['fid'] == pytest.approx(fid_value)
+    assert registry.calc_metric('kid', fresh)['results']['kid'] == pytest.approx(kid_value)
