@@ -1,5 +1,6 @@
-r"""Generate images from a trained network (official `.pkl` or flaxgan export).
+r"""Generate images from a trained network (official `.pkl`, flaxgan export or bundled model).
 
+    python -m experiments.generate --network=celeba32 --seeds=0-15 --grid=4   # bundled model
     python -m experiments.generate --network=snapshot.pkl --seeds=0-7 --trunc=0.7 \
         --outdir=out/generated [--class=3] [--noise_mode=const] [--trunc_cutoff=8] [--grid=4]
         [--translate=0.1,-0.05 --rotate=10]   # StyleGAN3: move/rotate the input grid
@@ -21,8 +22,9 @@ from experiments import cli
 from flaxgan import sample
 from flaxgan.errors import InvalidArgument
 
-_NETWORK = flags.DEFINE_string("network", None, "Official .pkl snapshot or flaxgan export dir.",
-                               required=True)
+_NETWORK = flags.DEFINE_string(
+    "network", None, "Official .pkl snapshot, flaxgan export dir or bundled model name "
+    "(flaxgan.sample.pretrained(): celeba32).", required=True)
 _KEY = flags.DEFINE_string("key", "G_ema", "Which network of the snapshot to use.")
 _SEEDS = flags.DEFINE_string("seeds", "0-7", "Seeds, e.g. '0-7,12'.")
 _TRUNC = flags.DEFINE_float("trunc", 1.0, "Truncation psi.")

@@ -2,6 +2,7 @@
 
     from flaxgan import sample
     g = sample.load("network-snapshot.pkl")            # official snapshot or flaxgan export
+    g = sample.load("celeba32")                        # a bundled model (sample.pretrained())
     images = sample.generate(g, seeds=range(8), truncation_psi=0.7)
     sample.grid(images, cols=4).save("grid.png")
 
@@ -29,12 +30,17 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from PIL import Image
 
 from flaxgan import convert
+from flaxgan import pretrained as pretrained_lib
 from flaxgan.errors import InvalidArgument
 from flaxgan.models import build_generator
 
 __all__ = [
     "LoadedGenerator",
     "load",
+    "pretrained",
+    "resolve_network",
+    "read_export",
+    "export_networks",
     "export",
     "from_state_dict",
     "seeds_to_z",
@@ -171,12 +177,11 @@ def from_state_dict(kwargs: Mapping[str, Any], parameters: Mapping[str, np.ndarr
                            source=source)
 
 
-def _export_kwargs(directory: str, key: str) -> dict[str, Any]:
-    """Network `key`'s official kwargs (with `class_name`) from an export's `network.json`.
+def export_networks(directory: str) -> dict[str, Any]:
+    """`{network key: official kwargs}` of an export folder's `network.json`.
 
     Raises:
-      convert.SnapshotError: one line naming the file: missing, not JSON, or not the
-        `{key: {"class_name": ..., ...}}` that `export` writes.
+      convert.SnapshotError: one line naming the file: missing, not JSON, or not an object.
     """
     meta_path = os.path.join(directory, NETWORK_JSON)
     if not os.path.isfile(meta_path):
@@ -189,8 +194,20 @@ def _export_kwargs(directory: str, key: str) -> dict[str, Any]:
         raise convert.SnapshotError(f"{meta_path}: not readable as JSON ({e})") from None
     if not isinstance(meta, dict):
         raise convert.SnapshotError(f"{meta_path}: expected an object of networks "
-                                    f'{{"{key}": {{"class_name": ...}}}}, got '
+                                    '{"G_ema": {"class_name": ...}}, got '
                                     f"{type(meta).__name__}")
+    return meta
+
+
+def _export_kwargs(directory: str, key: str) -> dict[str, Any]:
+    """Network `key`'s official kwargs (with `class_name`) from an export's `network.json`.
+
+    Raises:
+      convert.SnapshotError: one line naming the file: missing, not JSON, or not the
+        `{key: {"class_name": ..., ...}}` that `export` writes.
+    """
+    meta = export_networks(directory)
+    meta_path = os.path.join(directory, NETWORK_JSON)
     if key not in meta:
         raise convert.SnapshotError(f"{meta_path}: has no network {key!r} (has "
                                     f"{sorted(map(str, meta))[:10]})")
@@ -201,22 +218,59 @@ def _export_kwargs(directory: str, key: str) -> dict[str, Any]:
     return kwargs
 
 
+def pretrained() -> list[pretrained_lib.PretrainedModel]:
+    """The models bundled with flaxgan (name, resolution, training data, kimg, metrics), each
+    loadable offline with `load(name)`."""
+    return pretrained_lib.available()
+
+
+def resolve_network(path: str | os.PathLike) -> str:
+    """`path` itself when it exists, else the folder of the bundled model of that name (else
+    `path` unchanged, so that loading it reports the missing file)."""
+    path = os.fspath(path)
+    if os.path.exists(path):
+        return path
+    model = pretrained_lib.find(path)
+    return str(model.path) if model else path
+
+
+def read_export(directory: str, key: str) -> tuple[dict[str, Any], dict[str, np.ndarray],
+                                                   dict[str, np.ndarray]]:
+    """Network `key` of an export folder: `(kwargs with class_name, parameters, buffers)`,
+    floating-point arrays as float32 (bundled models store parameters in float16).
+
+    Raises:
+      convert.SnapshotError: one line naming the file and the problem.
+    """
+    kwargs = _export_kwargs(directory, key)
+    npz = os.path.join(directory, f"{key}.npz")
+    if not os.path.isfile(npz):
+        raise convert.SnapshotError(f"{npz}: missing ({NETWORK_JSON} lists network {key!r})")
+    parameters, buffers = convert.load_state_dict_npz(npz)
+    return kwargs, _float16_to_32(parameters), _float16_to_32(buffers)
+
+
+def _float16_to_32(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in arrays.items()}
+
+
 def load(path: str | os.PathLike, key: str = "G_ema") -> LoadedGenerator:
-    """Loads a generator from an official `.pkl` snapshot or a flaxgan export directory.
+    """Loads a generator from an official `.pkl` snapshot, a flaxgan export directory or the
+    name of a bundled model (`pretrained()`).
 
     Args:
       path: official stylegan2-ada-pytorch / stylegan3 snapshot (`.pkl`, read without running
-        any code it contains) or a directory written by `export`.
+        any code it contains), a directory written by `export`, or a bundled model's name
+        (`celeba32`; a file or folder of that name takes precedence).
       key: which network of the snapshot ('G_ema', or 'G').
 
     Raises:
       convert.SnapshotError: one line naming the file and the problem.
     """
-    path = os.fspath(path)
+    path = resolve_network(path)
     name = os.path.basename(path.rstrip("/")) or path
     if os.path.isdir(path):
-        kwargs = _export_kwargs(path, key)
-        parameters, buffers = convert.load_state_dict_npz(os.path.join(path, f"{key}.npz"))
+        kwargs, parameters, buffers = read_export(path, key)
         return from_state_dict(kwargs, parameters, buffers, source=path)
 
     expected = _ExpectedShapes(key)
@@ -239,12 +293,17 @@ def export(g: LoadedGenerator, directory: str | os.PathLike, key: str = "G_ema")
 
 
 def export_variables(directory: str | os.PathLike, key: str, kwargs: Mapping[str, Any],
-                     variables: Mapping[str, Any]) -> str:
+                     variables: Mapping[str, Any], param_dtype: Any = None) -> str:
     """Adds network `key` (official kwargs with `class_name`, Flax variables of a generator or
-    a discriminator) to the export `directory`: `<key>.npz` + its entry in `network.json`."""
+    a discriminator) to the export `directory`: `<key>.npz` + its entry in `network.json`.
+    `param_dtype` (e.g. `np.float16`) stores the parameters in that precision (buffers keep
+    theirs); `load` restores float32."""
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
     parameters, buffers = convert.from_flax(jax.tree.map(np.asarray, dict(variables)))
+    if param_dtype is not None:
+        parameters = {k: v.astype(param_dtype) if np.issubdtype(v.dtype, np.floating) else v
+                      for k, v in parameters.items()}
     convert.save_state_dict_npz(os.path.join(directory, f"{key}.npz"), parameters, buffers)
     meta_path = os.path.join(directory, NETWORK_JSON)
     meta = {}

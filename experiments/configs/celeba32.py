@@ -41,7 +41,7 @@ def get_config(arg=None):
     config = common.stylegan2_config(
         batch_size=batch, gamma=0.0002 * resolution ** 2 / batch, ema_kimg=batch * 10 / 32,
         ema_rampup=0.05, mbstd=4, fmaps=1024 * resolution / 32 / 32768, mapping_layers=2,
-        total_kimg=800, channel_max=128)
+        total_kimg=800.0, channel_max=128)
     config.data.name = str(common.REPO_ROOT.parent / "shared" / "data" / "celeba_small")
     config.data.split = f"train[:-{HELD_OUT}]"
     config.data.resolution = resolution

@@ -539,24 +539,31 @@ def _resume_batch_size(meta: Mapping[str, Any], data_state: dict[str, Any], batc
 
 
 def _import_snapshot(path: str, g_vars, d_vars):
-    """`(G, D, G_ema)` variables of an official snapshot (the official `--resume`): each must
-    match this run's networks; G_ema falls back to G when the snapshot has none."""
-    from flaxgan import convert  # noqa: PLC0415
-    snapshot = convert.load_snapshot(path)
+    """`(G, D, G_ema)` variables of an official snapshot (the official `--resume`), a flaxgan
+    export folder or a bundled model's name (`celeba32`): each must match this run's networks;
+    G_ema falls back to G when the snapshot has none, and G to G_ema (bundled models ship
+    G_ema and D only)."""
+    from flaxgan import convert, sample  # noqa: PLC0415
+    path = sample.resolve_network(path)
+    if os.path.isdir(path):
+        present = set(sample.export_networks(path))
+        read = lambda key: sample.read_export(path, key)[1:]  # noqa: E731
+    else:
+        snapshot = convert.load_snapshot(path)
+        present = {k for k, v in snapshot.items() if isinstance(v, convert.ModuleRecord)}
+        read = lambda key: (snapshot[key].parameters, snapshot[key].buffers)  # noqa: E731
 
     def imported(key: str, target):
-        record = snapshot.get(key)
-        if not isinstance(record, convert.ModuleRecord):
+        if key not in present:
             raise convert.SnapshotError(
                 f"{os.path.basename(path)}: snapshot has no network {key!r}")
-        variables = convert.to_flax(record.parameters, record.buffers)
+        variables = convert.to_flax(*read(key))
         convert.check_against(target, variables, source=path)
         return jax.tree.map(jnp.asarray, variables)
 
-    g, d = imported("G", g_vars), imported("D", d_vars)
-    ema = imported("G_ema", g_vars) if isinstance(snapshot.get("G_ema"), convert.ModuleRecord) \
-        else g
-    return g, d, ema
+    d = imported("D", d_vars)
+    g = imported("G" if "G" in present or "G_ema" not in present else "G_ema", g_vars)
+    return g, d, imported("G_ema", g_vars) if "G_ema" in present else g
 
 
 def _evaluate(metrics, G, ema_variables, config, workdir: str, kimg: float) -> dict[str, float]:

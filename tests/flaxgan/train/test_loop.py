@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from experiments.configs import common
-from flaxgan import sample
+from flaxgan import convert, sample
 from flaxgan.train import checkpoint, loop
 from tests.conftest import REPO_ROOT, TEST_DATA
 
@@ -247,13 +247,37 @@ def test_resume_pkl_starts_from_the_official_snapshot(tmp_path):
     assert loop.train(config, workdir) == {}  # total_kimg 0: set up, render, stop
     with open(os.path.join(workdir, "config.json")) as f:
         assert json.load(f)["resume_pkl"] == config.resume_pkl
-    g = sample.load(config.resume_pkl)
+    _assert_first_grid_is(sample.load(config.resume_pkl), config, workdir)
+
+
+def _assert_first_grid_is(g: sample.LoadedGenerator, config, workdir: str) -> None:
+    """The run's `fakes_init.png` is `g`'s grid (to 1/255: the same float32 network, uint8)."""
     z, _ = loop._grid_latents(g.module, tuple(config.log.grid_size), np.zeros((0, 0)),
                               config.seed)
     want = sample.to_uint8(sample.synthesize(g, sample.mapping(g, z), noise_mode="const"))
     got = np.asarray(Image.open(os.path.join(workdir, "samples", "fakes_init.png")))
     np.testing.assert_allclose(got, np.asarray(sample.grid(want, config.log.grid_size[0])),
                                atol=1)
+
+
+def test_fine_tuning_starts_from_a_float16_bundle(first_run, tmp_path):
+    """The demo's fine-tuning path: an export in the bundled models' format (G_ema and D with
+    float16 parameters) starts a new run (G from G_ema), which then trains."""
+    snapshot = os.path.join(first_run[0], "snapshots", "network-snapshot-000000")
+    bundle = str(tmp_path / "bundle")
+    for key in ("G_ema", "D"):
+        kwargs, parameters, buffers = sample.read_export(snapshot, key)
+        sample.export_variables(bundle, key, kwargs, convert.to_flax(parameters, buffers),
+                                param_dtype=np.float16)
+    with np.load(os.path.join(bundle, "G_ema.npz")) as f:
+        assert f["synthesis.b16.conv0.weight"].dtype == np.float16
+    config = _config(total_kimg=BATCH * 2 / 1000)
+    config.resume_pkl = bundle
+    workdir = str(tmp_path / "finetune")
+    record = loop.train(config, workdir)
+    assert record["kimg"] == pytest.approx(BATCH * 2 / 1000)
+    assert np.isfinite(_records(workdir)[-1]["Loss/G/loss"])
+    _assert_first_grid_is(sample.load(bundle), config, workdir)
 
 
 def test_resume_pkl_of_another_model_is_one_clear_error(tmp_path):

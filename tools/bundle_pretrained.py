@@ -1,0 +1,98 @@
+r"""Bundles a training snapshot as a pretrained model of the package (`flaxgan/pretrained/NAME`).
+
+    python tools/bundle_pretrained.py --snapshot=runs/celeba32/snapshots/network-snapshot-000800 \
+        --name=celeba32 --about=about.json [--metrics=runs/celeba32/metrics-final.jsonl]
+
+Copies the snapshot's G_ema and D (`network.json` + official-format `.npz`; a fine-tuning run
+starts G from G_ema) with the
+parameters in float16 (buffers stay float32; `sample.load` restores float32) and writes
+`model.json`: resolution and architecture read from the snapshot, kimg from its name, `metrics`
+from the `experiments.eval` records given (`{"metric": ..., "value": ...}` lines; the last value
+of each metric wins), and the descriptive fields (`dataset`, `training`, `licence`) from
+`--about`, a JSON object. Also writes `float32_reference.npz`: the images of seeds 0-3 (ψ 1,
+constant noise) from the float32 snapshot, which tests compare with the float16-stored copy;
+`model.json` records the largest difference measured here (`float16_max_abs_error`, on the
+[-1, 1] image scale). Prints the size written.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import shutil
+import sys
+
+from absl import app, flags
+
+_SNAPSHOT = flags.DEFINE_string("snapshot", None, "Export folder of a training snapshot.",
+                                required=True)
+_NAME = flags.DEFINE_string("name", None, "Bundled model name (e.g. celeba32).", required=True)
+_ABOUT = flags.DEFINE_string("about", None, "JSON file: dataset, training, licence.",
+                             required=True)
+_METRICS = flags.DEFINE_list("metrics", [], "experiments.eval output files (JSON lines).")
+
+NETWORKS = ("G_ema", "D")  # G_ema also starts fine-tuning as G (saves 40% of the size)
+REFERENCE_SEEDS = (0, 1, 2, 3)
+
+
+def _architecture(kwargs: dict) -> str:
+    synthesis = kwargs.get("synthesis_kwargs", {})
+    return (f"{kwargs['class_name']} (z {kwargs.get('z_dim')}, w {kwargs.get('w_dim')}, "
+            f"{kwargs.get('mapping_kwargs', {}).get('num_layers', 8)} mapping layers, "
+            f"channel_base {synthesis.get('channel_base')}, channel_max "
+            f"{synthesis.get('channel_max')}, {synthesis.get('architecture', 'skip')})")
+
+
+def _metrics(paths: list[str]) -> dict[str, float]:
+    values: dict[str, float] = {}
+    for path in paths:
+        for line in pathlib.Path(path).read_text().splitlines():
+            if line.strip():
+                record = json.loads(line)
+                values[record["metric"]] = round(float(record["value"]), 4)
+    return values
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    import numpy as np  # noqa: PLC0415
+
+    from flaxgan import convert, pretrained, sample  # noqa: PLC0415
+
+    snapshot = pathlib.Path(_SNAPSHOT.value).resolve()
+    networks = sample.export_networks(str(snapshot))
+    match = re.search(r"network-snapshot-(\d+)(?:\.(\d+))?$", snapshot.name)
+    kimg = int(match[1]) + int(match[2] or 0) / 1000 if match else None
+    target = pretrained.ROOT / _NAME.value
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for key in NETWORKS:
+        kwargs, parameters, buffers = sample.read_export(str(snapshot), key)
+        tmp.mkdir(parents=True, exist_ok=True)
+        parameters = {k: v.astype(np.float16) if v.dtype == np.float32 else v
+                      for k, v in parameters.items()}
+        convert.save_state_dict_npz(tmp / f"{key}.npz", parameters, buffers)
+    (tmp / sample.NETWORK_JSON).write_text(
+        json.dumps({k: networks[k] for k in NETWORKS}, indent=1) + "\n")
+    about = json.loads(pathlib.Path(_ABOUT.value).read_text())
+    g = networks["G_ema"]
+    info = dict(resolution=int(g["img_resolution"]), architecture=_architecture(g),
+                kimg=kimg, metrics=_metrics(_METRICS.value),
+                **{k: about[k] for k in ("dataset", "training", "licence")})
+    def images(g):
+        return sample.synthesize(g, sample.mapping(g, sample.seeds_to_z(g, REFERENCE_SEEDS)))
+
+    full, stored = images(sample.load(str(snapshot))), images(sample.load(str(tmp)))
+    np.savez(tmp / pretrained.REFERENCE_NPZ, seeds=np.array(REFERENCE_SEEDS), images=full)
+    info["float16_max_abs_error"] = float(np.max(np.abs(stored - full)))
+    (tmp / pretrained.MODEL_JSON).write_text(json.dumps(info, indent=1) + "\n")
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    size = sum(p.stat().st_size for p in target.iterdir())
+    print(f"{target}: {size / 2**20:.2f} MiB ({', '.join(NETWORKS)}, float16 parameters; "
+          f"images within {info['float16_max_abs_error']:.2e} of float32)")
+
+
+if __name__ == "__main__":
+    sys.exit(app.run(main))
