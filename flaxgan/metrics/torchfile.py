@@ -18,11 +18,15 @@ builders and TorchScript module classes (nothing in a file runs):
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
+import glob
 import hashlib
 import io
+import json
 import os
 import pickle
+import re
 import struct
 import zipfile
 from typing import Any
@@ -34,9 +38,11 @@ from flaxgan.convert import torch_io
 from flaxgan.convert.torch_io import Budget, TensorView
 
 __all__ = [
-    'default_cache_dir',
-    'load_npz_tree',
     'cache_path',
+    'default_cache_dir',
+    'drop_legacy_copies',
+    'file_sha256',
+    'load_npz_tree',
     'read_torch_file',
     'read_torchscript',
     'resize_bilinear',
@@ -328,6 +334,7 @@ def default_cache_dir() -> str:
 
 
 def sha256_file(path: str) -> str:
+    """The sha256 hex digest of a file's bytes (read in 1 MiB blocks)."""
     h = hashlib.sha256()
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(1 << 20), b''):
@@ -335,12 +342,92 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
-def cache_path(path: str, cache_dir: str | None, stem: str) -> str:
-    """``<cache>/<stem>-<12 hex of path, size, mtime>.npz`` for the converted ``path``."""
+DIGEST_INDEX = 'sha256-index.json'  # In the cache dir: {abspath: [size, mtime_ns, sha256]}.
+
+
+def _read_digests(index: str) -> dict[str, list]:
+    """The digest index, without malformed entries ({} when missing or unreadable)."""
+    try:
+        with open(index) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, list) and len(v) == 3
+            and all(type(x) is int for x in v[:2]) and isinstance(v[2], str)}
+
+
+def _write_digests(index: str, digests: dict[str, list]) -> None:
+    """Writes the index atomically, dropping files that no longer exist; a read-only cache
+    only costs hashing again next time."""
+    kept = {k: v for k, v in digests.items() if os.path.exists(k)}
+    tmp = f'{index}.{os.getpid()}.tmp'
+    try:
+        os.makedirs(os.path.dirname(index), exist_ok=True)
+        with open(tmp, 'w') as f:
+            json.dump(kept, f, indent=0, sort_keys=True)
+        os.replace(tmp, index)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+
+
+def file_sha256(path: str | os.PathLike, cache_dir: str | None = None) -> str:
+    """The sha256 of ``path``'s content, hashed once per (absolute path, size, mtime).
+
+    The digests are memoised in ``<cache>/sha256-index.json``, so an unchanged weight file is
+    not read again on every run; a changed size or modification time hashes it again.
+    """
+    path = os.path.abspath(os.fspath(path))
     stat = os.stat(path)
-    key = f'{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}'
-    tag = hashlib.md5(key.encode()).hexdigest()
-    return os.path.join(cache_dir or default_cache_dir(), f'{stem}-{tag[:12]}.npz')
+    stamp = [stat.st_size, stat.st_mtime_ns]
+    index = os.path.join(cache_dir or default_cache_dir(), DIGEST_INDEX)
+    entry = _read_digests(index).get(path)
+    if entry is not None and entry[:2] == stamp:
+        return entry[2]
+    digest = sha256_file(path)
+    digests = _read_digests(index)  # again: another process may have added entries meanwhile
+    digests[path] = [*stamp, digest]
+    _write_digests(index, digests)
+    return digest
+
+
+def cache_path(path: str, cache_dir: str | None, stem: str) -> str:
+    """``<cache>/<stem>-<16 hex of the sha256 of path's content>.npz`` for the converted file.
+
+    Keyed by content: copies of one weight file at other paths or with other modification
+    times share one converted ``.npz`` (the digest itself is memoised, :func:`file_sha256`).
+    Files of the former path-and-mtime keying that hold the same content are removed
+    (:func:`drop_legacy_copies`): they would never be read again.
+    """
+    digest = file_sha256(path, cache_dir)
+    cache = os.path.join(cache_dir or default_cache_dir(), f'{stem}-{digest[:16]}.npz')
+    drop_legacy_copies(cache, digest)
+    return cache
+
+
+def drop_legacy_copies(cache: str, digest: str) -> list[str]:
+    """Removes converted files of the old path-and-mtime keying (``<stem>-<12 hex>.npz`` beside
+    ``cache``) that record the same source sha256: copies of the content-keyed ``cache``.
+
+    Returns:
+      The removed paths (files of other content, or unreadable ones, are kept).
+    """
+    stem = os.path.basename(cache).rsplit('-', 1)[0]
+    removed = []
+    for old in glob.glob(os.path.join(glob.escape(os.path.dirname(cache)), f'{stem}-*.npz')):
+        if not re.fullmatch(r'[0-9a-f]{12}', os.path.basename(old)[len(stem) + 1:-4]):
+            continue
+        try:
+            with np.load(old) as f:
+                same = '__sha256__' in f.files and str(f['__sha256__']) == digest
+            if same:
+                os.remove(old)
+                removed.append(old)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            continue
+    return removed
 
 
 def save_npz_tree(path: str, tree: dict[str, Any], **meta: str) -> None:

@@ -348,7 +348,8 @@ def save_params(params: Params, path: str, **meta: str) -> None:
 
 
 def load_params(path: str | os.PathLike | None = None, cache_dir: str | None = None) -> Params:
-    """Loads VGG16 params, converting a torch file once into ``<cache>/vgg16-*.npz``.
+    """Loads VGG16 params, converting a torch file once into ``<cache>/vgg16-*.npz`` (keyed
+    by the file's sha256: copies at other paths share it).
 
     Args:
       path: NVIDIA's ``vgg16.pt`` (TorchScript), torchvision's ``vgg16-397923af.pth``
@@ -382,5 +383,5 @@ def load_params(path: str | os.PathLike | None = None, cache_dir: str | None = N
         return torchfile.load_npz_tree(cache)[0]
     params, source = _convert_file(path)
     save_params(params, cache, source=source, file=os.path.basename(path),
-                sha256=torchfile.sha256_file(path))
+                sha256=torchfile.file_sha256(path, cache_dir))
     return params
