@@ -6,7 +6,11 @@
     `config.train.batch_size` real images;
   * every tick (`config.log.kimg_per_tick` thousand images): one JSON line in
     `workdir/metrics.jsonl` (kimg, losses of every phase, R1/PL penalties, ADA p and r_t,
-    sec/kimg, images/s, device memory) and the same as TensorBoard scalars;
+    sec/kimg, images/s, the process's peak host RSS `Resources/peak_host_rss_mib` and, where
+    the backend reports it, peak device memory `Resources/peak_gpu_mem_gb`) and the same as
+    TensorBoard scalars under `workdir/tensorboard/`. TensorBoard's step is whole kimg, as the
+    official `global_step=int(cur_nimg / 1e3)` (ticks inside one kimg share a step; the exact
+    kimg is in each JSON line), and metric values are tagged `Metrics/<name>` as there;
   * every `image_every_ticks`: a grid of G_ema samples at fixed latents (`samples/fakesNNNNNN.png`,
     plus TensorBoard); every `snapshot_every_ticks`: an Orbax checkpoint (last N kept) and an
     official-format export of G, D and G_ema (`snapshots/network-snapshot-KKKKKK/` at whole
@@ -31,7 +35,9 @@ import functools
 import json
 import math
 import os
+import resource
 import shutil
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -50,7 +56,7 @@ from flaxgan.train import state as state_lib
 from flaxgan.train import step as step_lib
 
 __all__ = ["TrainingDiverged", "DatasetNotPrepared", "build_networks", "hyperparameters",
-           "train"]
+           "tensorboard_step", "train"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -162,20 +168,22 @@ class _Writers:
             logging.warning("tensorboardX not installed: no TensorBoard events")
 
     def scalars(self, record: Mapping[str, Any], kimg: float) -> None:
+        """One metrics.jsonl line; TensorBoard scalars at step `tensorboard_step(kimg)`, metric
+        values (keys without a `/`) under `Metrics/<name>` as the official code."""
         if not self.enabled:
             return
         self.jsonl.write(json.dumps(record) + "\n")
         self.jsonl.flush()
         if self.tb is not None:
-            step = int(round(kimg * 1000))
+            step = tensorboard_step(kimg)
             for key, value in record.items():
                 if isinstance(value, int | float) and key not in ("kimg", "tick"):
-                    self.tb.add_scalar(key, value, step)
+                    self.tb.add_scalar(key if "/" in key else f"Metrics/{key}", value, step)
             self.tb.flush()
 
     def image(self, tag: str, image: np.ndarray, kimg: float) -> None:
         if self.tb is not None:
-            self.tb.add_image(tag, image, int(round(kimg * 1000)),
+            self.tb.add_image(tag, image, tensorboard_step(kimg),
                               dataformats="HW" if image.ndim == 2 else "HWC")
 
     def close(self) -> None:
@@ -185,10 +193,22 @@ class _Writers:
             self.tb.close()
 
 
+def tensorboard_step(kimg: float) -> int:
+    """The TensorBoard global step of a tick: whole kimg, as the official
+    `global_step=int(cur_nimg / 1e3)` (ticks within one kimg share a step)."""
+    return int(kimg)
+
+
 def _memory_gib() -> float | None:
     stats = jax.local_devices()[0].memory_stats() or {}
     peak = stats.get("peak_bytes_in_use")
     return None if peak is None else round(peak / 2**30, 3)
+
+
+def _peak_host_rss_mib() -> float:
+    """This process's peak resident memory in MiB (`ru_maxrss`: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 # ------------------------------------------------------------------------------ sample grids
@@ -420,6 +440,7 @@ def _tick_record(tick: int, cur_nimg: int, start_nimg: int, seconds: float,
         "Timing/sec_per_kimg": round(seconds / nimg * 1e3, 3),
         "Timing/images_per_sec": round(nimg / max(seconds, 1e-9), 2),
     })
+    record["Resources/peak_host_rss_mib"] = _peak_host_rss_mib()
     memory = _memory_gib()
     if memory is not None:
         record["Resources/peak_gpu_mem_gb"] = memory

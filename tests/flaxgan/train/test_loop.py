@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import ml_collections
 import numpy as np
@@ -61,7 +62,8 @@ def test_writes_metrics_grids_checkpoints_and_exports(first_run):
     assert [r["tick"] for r in records] == [1, 2]
     assert records[-1]["kimg"] == pytest.approx(0.032)
     for key in ("Loss/G/loss", "Loss/D/loss", "Loss/r1_penalty", "Loss/pl_penalty",
-                "Progress/augment", "Timing/sec_per_kimg", "Timing/images_per_sec"):
+                "Progress/augment", "Timing/sec_per_kimg", "Timing/images_per_sec",
+                "Resources/peak_host_rss_mib"):
         assert np.isfinite(records[-1][key]), key
     samples = os.listdir(os.path.join(workdir, "samples"))
     assert {"reals.png", "fakes_init.png"} <= set(samples) and len(samples) == 4
@@ -74,6 +76,43 @@ def test_writes_metrics_grids_checkpoints_and_exports(first_run):
     assert (g.img_resolution, g.z_dim) == (16, 16)
     images = sample.generate(g, [0, 1])
     assert images[0].size == (16, 16)
+
+
+def test_tick_record_reports_peak_host_rss_in_mib():
+    state = types.SimpleNamespace(ada_signs=np.array([1.0, 2.0]), ada_p=np.float32(0.25),
+                                  pl_mean=np.float32(0.0))
+    record = loop._tick_record(1, 64, 0, 2.0, [{"Loss/G/loss": np.float32(1.5)}], state)
+    assert record["Loss/G/loss"] == 1.5 and record["Progress/augment"] == 0.25
+    rss = record["Resources/peak_host_rss_mib"]
+    if os.path.exists("/proc/self/status"):  # Linux: the kernel's own peak (VmHWM, kB)
+        with open("/proc/self/status") as f:
+            hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+        assert rss == pytest.approx(hwm / 1024, rel=0.05)
+    assert 10 < rss < 2**20
+
+
+def test_tensorboard_counts_whole_kimg_and_tags_metrics_as_official(tmp_path):
+    calls = []
+
+    class Recorder:
+        def add_scalar(self, tag, value, step):
+            calls.append((tag, value, step))
+
+        def flush(self):
+            pass
+
+        def close(self):
+            pass
+
+    writers = loop._Writers(str(tmp_path), enabled=True)
+    if writers.tb is not None:
+        writers.tb.close()
+    writers.tb = Recorder()
+    writers.scalars({"tick": 3, "kimg": 2.5, "Loss/G/loss": 1.0, "fid1k_full": 30.0}, 2.5)
+    writers.close()
+    assert calls == [("Loss/G/loss", 1.0, 2), ("Metrics/fid1k_full", 30.0, 2)]
+    assert [loop.tensorboard_step(k) for k in (0.016, 1.0, 2.999, 1200.5)] == [0, 1, 2, 1200]
+    assert json.loads((tmp_path / "metrics.jsonl").read_text())["kimg"] == 2.5
 
 
 def test_resumes_where_it_stopped(first_run, tmp_path):
@@ -122,10 +161,13 @@ def test_cli_resolves_bare_config_names_variants_and_overrides(tmp_path):
         [sys.executable, "-m", "experiments.train", "--config=celeba256.py:short",
          f"--workdir={tmp_path / 'run'}", "--config.train.batch_size=8"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0
+    assert result.returncode == 2 and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: dataset 'celeba_faces/mtcnn_256' is not available")
+    assert last.startswith("error: dataset 'celeba_faces/mtcnn_256' is not available "
+                           f"(not prepared in {tmp_path})")
     assert "python -m data_pipelines.build celeba_faces" in last
+    assert last.endswith("--config.data.data_dir=DIR")
+    assert not (tmp_path / "run").exists()  # refused before the run starts
 
 
 @pytest.mark.parametrize("name", ["smoke", "celeba256", "casia256", "ffhq256",
