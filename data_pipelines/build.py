@@ -10,6 +10,9 @@ NAME is a builder under data_pipelines/builders/. The dataset is written as Arra
 `filter_report.json` beside it; the report's summary is printed at the end. No TensorFlow is
 needed. Equivalent TFDS CLI (needs TensorFlow installed):
 `tfds build data_pipelines/builders/NAME --manual_dir=DIR --config=CONFIG`.
+
+Bad input (an unknown NAME or config, a missing or empty `--manual_dir`, a bad flag) is one
+line `error: ...` with exit status 2, like the other entry points (`experiments.cli`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import tensorflow_datasets as tfds
 from absl import app, flags, logging
 
 from data_pipelines.builders import recipe as rc
+from experiments import cli
 
 BUILDERS = ("celeba_faces", "casia_webface", "ffhq", "image_mix")
 
@@ -82,15 +86,15 @@ def report_summary(builder: tfds.core.DatasetBuilder) -> str:
 
 def main(argv: Sequence[str]) -> None:
     if len(argv) != 2:
-        raise app.UsageError(f"usage: python -m data_pipelines.build NAME --manual_dir=DIR; "
-                             f"NAME one of {BUILDERS}")
+        cli.fail(f"expected one dataset NAME (one of {', '.join(BUILDERS)}): "
+                 "python -m data_pipelines.build NAME --manual_dir=DIR [--config=CONFIG]")
     f = flags.FLAGS
     if not f.manual_dir:
-        raise app.UsageError("--manual_dir is required")
+        cli.fail("--manual_dir=DIR is required: the folder holding the downloaded files")
     try:
         builder = build(argv[1], f.manual_dir, f.config, f.data_dir, f.overwrite)
-    except (FileNotFoundError, ValueError) as e:  # bad input: one line, no traceback
-        raise SystemExit(f"error: {str(e).strip().splitlines()[0]}") from None
+    except (FileNotFoundError, ValueError) as e:  # bad input: one line, exit status 2
+        cli.fail(e)
     logging.info("built %s", builder.data_dir)
     print(f"{builder.info.full_name} -> {builder.data_dir}")
     print(report_summary(builder))
@@ -99,4 +103,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

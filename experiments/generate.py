@@ -7,7 +7,9 @@ r"""Generate images from a trained network (official `.pkl`, flaxgan export or b
 
 Writes `seed%04d.png` per seed (the official naming) and, with --grid=COLS, `grid.png`. Every
 flag is checked, and the images generated, before anything is written; bad input is one line
-`error: ...` (exit status 2).
+`error: ...` (exit status 2). The official generate.py / gen_images.py flags work as they are:
+`--network --seeds --trunc --class --outdir --translate --rotate`, and the dashed
+`--noise-mode`, `--trunc-cutoff` beside ours.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ def input_transform(translate: list[str] | None, rotate: float | None) -> dict[s
 @cli.reports_user_errors()
 def main(argv: list[str]) -> None:
     del argv
+    cli.quiet_dependency_logs()
     seeds = check_seeds(_SEEDS.value)
     if _GRID.value < 0:
         raise InvalidArgument(f"--grid={_GRID.value}: expected a number of columns >= 1, or 0 "

@@ -4,9 +4,14 @@
     python -m experiments.train --config=smoke.py --workdir=runs/smoke --config.train.total_kimg=4
 
 `--config` takes a file in experiments/configs/ by its bare name, or any path, optionally with
-a variant (`celeba256.py:short`); `--config.<section>.<key>=value` overrides single values.
-Re-running with the same `--workdir` resumes from its latest checkpoint. See
-`flaxgan.train.loop` for what is written where.
+a variant (`celeba256.py:short`); `--config.<section>.<key>=value` overrides single values (a
+key the config lacks is one line naming the closest one). Re-running with the same `--workdir`
+resumes from its latest checkpoint. See `flaxgan.train.loop` for what is written where.
+
+Bad input is one line `error: ...` (exit status 2) before anything is built: an unknown config
+key, a batch size the devices cannot split, an unwritable workdir, or a TFDS dataset not
+prepared in its data dir (the line gives the `prepare` command of the config and
+`--config.data.data_dir=DIR`).
 """
 
 from __future__ import annotations
@@ -106,6 +111,7 @@ def main(argv: Sequence[str]) -> None:
                              checkpoint.CheckpointError)
     def run(_):
         check_config(_CONFIG.value, jax.device_count())
+        cli.check_dataset(_CONFIG.value.data, data_dir_flag="--config.data.data_dir")
         check_workdir(_WORKDIR.value)
         logging.info("done: %s", loop.train(_CONFIG.value, _WORKDIR.value))
 

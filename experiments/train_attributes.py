@@ -12,13 +12,14 @@ attribute, Adam, random x-flips, data parallel over the local devices. A held-ou
 per-attribute accuracy next to the majority-class baseline (the training set's more frequent
 value, applied to the held-out images), printed and written to `<outdir>/accuracy.json`.
 The classifier goes to `<outdir>/classifier.{json,npz}` (`attributes.load_classifier`).
+Bad input (a missing attribute table, a TFDS dataset not prepared in `--data_dir`, a bad flag)
+is one line `error: ...` with exit status 2.
 """
 
 from __future__ import annotations
 
 import json
 import pathlib
-import sys
 import time
 from collections.abc import Sequence
 
@@ -35,6 +36,8 @@ from PIL import Image
 from data_pipelines import crop
 from data_pipelines import input as data_input
 from data_pipelines.builders.celeba_faces.celeba_faces import read_table
+from experiments import cli
+from flaxgan.errors import UserError
 from flaxgan.metrics import attributes, features
 from flaxgan.metrics.attributes import ATTRIBUTES
 from flaxgan.metrics.features import BATCH_AXIS
@@ -349,9 +352,12 @@ def format_record(record: dict) -> str:
 
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+        cli.fail(f"unexpected arguments {argv[1:]}")
+    cli.quiet_dependency_logs()
     f = flags.FLAGS
     try:
+        cli.check_dataset({"name": f.data, "data_dir": f.data_dir, "split": f.split},
+                          data_dir_flag="--data_dir")
         record = train(
             f.outdir, f.data, resolution=f.resolution, channel_base=f.channel_base,
             channel_max=f.channel_max, architecture=f.architecture, batch_size=f.batch_size,
@@ -359,12 +365,12 @@ def main(argv: Sequence[str]) -> None:
             num_threads=f.num_threads, log_every=f.log_every, attr_file=f.attr_file,
             data_dir=f.data_dir, split=f.split, eval_split=f.eval_split, holdout=f.holdout,
             max_images=f.max_images)
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"error: {e}")
+    except (UserError, FileNotFoundError, ValueError) as e:  # bad input: one line, exit 2
+        cli.fail(e)
     print(format_record(record))
     print(f"saved {pathlib.Path(f.outdir) / 'classifier.json'} and accuracy.json")
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

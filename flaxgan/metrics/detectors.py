@@ -15,7 +15,7 @@ from typing import Any
 
 import jax
 
-__all__ = ['DETECTORS', 'load_detectors', 'needed_detectors']
+__all__ = ['DETECTORS', 'feature_network', 'load_detectors', 'needed_detectors']
 
 # Detector name -> what it is (error messages, docs).
 DETECTORS = {
@@ -40,6 +40,22 @@ def needed_detectors(metric: str) -> frozenset[str]:
     if metric == 'ls':
         return frozenset({'attribute_classifier'})
     return frozenset()
+
+
+# Detector -> the pretrained network it runs (named in evaluation records as ``features``).
+_NETWORKS = {'inception': 'inception', 'inception_probs': 'inception', 'vgg16': 'vgg16',
+             'lpips': 'vgg16', 'attribute_classifier': 'attribute_classifier'}
+
+
+def feature_network(metric: str) -> str | None:
+    """The network whose features ``metric`` compares, for records and logs.
+
+    ``'inception'`` for FID, KID, IS and flaxgan's folder ``pr`` (precision/recall on FID
+    Inception features); ``'vgg16'`` for the official ``pr50k3*`` and the LPIPS of ``ppl_*``;
+    ``'attribute_classifier'`` for ``ls``; ``None`` for an unknown name.
+    """
+    names = sorted({_NETWORKS[d] for d in needed_detectors(metric)})
+    return '+'.join(names) or None
 
 
 def load_detectors(metrics: Iterable[str], *, inception: str | None = None,

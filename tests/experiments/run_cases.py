@@ -21,14 +21,25 @@ from absl import flags
 from experiments import cli
 
 
+@contextlib.contextmanager
+def _sys_argv(argv: list[str]):
+    saved, sys.argv = sys.argv, list(argv)
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
 def run_case(module, argv: list[str]) -> dict:
     """Parses `argv` as the module's `__main__` does, runs `main`; never raises."""
     flags.FLAGS.unparse_flags()
     err = io.StringIO()
     code: int | str | None = 0
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+    full = [module.__name__, *argv]
+    # As in a real process: ml_collections finds `--config.a.b=v` overrides in sys.argv.
+    with (contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()),
+          _sys_argv(full)):
         try:
-            full = [module.__name__, *argv]
             # What `app.run(main, flags_parser=...)` of the entry point's `__main__` calls.
             module.main(getattr(module, "parse_flags", cli.parse_flags)(full))
         except SystemExit as e:

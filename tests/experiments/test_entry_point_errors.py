@@ -61,6 +61,10 @@ def test_generate_refuses_bad_flags_before_writing(tmp_path, hostile):
         ("--trunc_cutoff=99",): "has 8 ws",
         ("--grid=-2",): "--grid=-2",
         ("--seeds=0", "--bogus=1"): "bogus",
+        # The official dashed names are aliases of ours.
+        ("--trunc-cutoff=-2",): "--trunc_cutoff=-2",
+        ("--noise-mode=bogus",): "--noise_mode=bogus",
+        ("--projected-w=w.npz",): "'projected-w'",
     }
     argv = [[*base, *extra] for extra in cases]
     argv += [[f"--network={SG3}", f"--outdir={out}", "--translate=a,b"],
@@ -85,22 +89,34 @@ def get_config(arg=None):
     if arg == 'section': c.trian = dict(batch_size=8)
     if arg and arg.startswith('batch'): c.train.batch_size = int(arg[5:].replace('m', '-'))
     if arg == 'hostile': c.resume_pkl = {str(hostile)!r}
+    if arg == 'tfds':
+        c.data.name, c.data.data_dir = 'celeba_faces/mtcnn_256', {str(tmp_path / "no_tfds")!r}
+        c.data.prepare = 'python -m data_pipelines.build celeba_faces --config=mtcnn_256'
     return c
 """)
     cases = {"key": "bach_size", "section": "'trian'", "batch0": "batch_size=0",
              "batchm4": "batch_size=-4", "batch12": "multiple of the 8 devices",
-             "hostile": str(hostile)}
+             "hostile": str(hostile),
+             "tfds": f"not prepared in {tmp_path / 'no_tfds'}); prepare it with: python -m "
+                     "data_pipelines.build celeba_faces --config=mtcnn_256, or point to its "
+                     "TFDS data dir with --config.data.data_dir=DIR"}
     argv = [[f"--config={config}:{variant}", f"--workdir={tmp_path / variant}"]
             for variant in cases]
+    typo = ["--config=smoke.py", f"--workdir={tmp_path / 'typo'}"]
     argv += [[f"--config={config}", f"--workdir={hostile}/run"],
-             ["--config=smoke.py", f"--workdir={tmp_path / 'typo'}",
-              "--config.train.bach_size=8"]]
-    expected = [*cases.values(), "cannot create it", "config.train.bach_size"]
+             [*typo, "--config.train.bach_size=8"], [*typo, "--config.trian.batch_size=8"],
+             [*typo, "--config.train.batch_size.x=1"], [*typo, "--config.train.zzzq=1"]]
+    expected = [*cases.values(), "cannot create it",
+                "--config.train.bach_size: no key 'bach_size' in config.train; did you mean "
+                "--config.train.batch_size?", "did you mean --config.train?",
+                "config.train.batch_size is a value (int), not a section",
+                "valid keys: allow_batch_size_change, batch_size,"]
     for result, text in zip(_run_cases("experiments.train", argv), expected, strict=True):
         _assert_one_line(result, text)
     # Config errors are found before the run starts (resume_pkl is read inside the loop).
     assert not any((tmp_path / variant / "checkpoints").exists() for variant in cases
                    if variant != "hostile")
+    assert not (tmp_path / "tfds").exists() and not (tmp_path / "typo").exists()
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -14,6 +14,7 @@ import pytest
 from absl import flags
 from PIL import Image
 
+from experiments import cli
 from experiments import eval as eval_main
 from flaxgan.metrics import detectors, features, torchfile
 from tests.conftest import TEST_DATA
@@ -129,3 +130,42 @@ def test_hostile_network_is_one_line(tmp_path, calls, capsys):
     line = _one_line_error(capsys, f"--network={path}", "--metrics=fid",
                            f"--real_dir={_images(tmp_path / 'real', [(8, 8)] * 2)}")
     assert str(path) in line and "expand" in line
+
+
+def test_pr_names_its_inception_features_and_warns(tmp_path, calls, capsys, monkeypatch):
+    warnings: list[str] = []
+    monkeypatch.setattr(eval_main.logging, "warning",
+                        lambda msg, *args: warnings.append(msg % args if args else msg))
+    real = _images(tmp_path / "real", [(32, 32)] * 6, seed=1)
+    fake = _images(tmp_path / "fake", [(32, 32)] * 6, seed=2)
+    flags.FLAGS.unparse_flags()
+    # Dashed names, as an official-style command line gives them.
+    eval_main.main(cli.parse_flags(["eval", f"--real-dir={real}", f"--fake-dir={fake}",
+                                    "--metrics=pr,fid", "--no-cache",
+                                    f"--out={tmp_path / 'm.jsonl'}"]))
+    pr, fid = (json.loads(x) for x in capsys.readouterr().out.strip().splitlines()[-2:])
+    assert pr["metric"] == "pr" and pr["features"] == "inception"
+    assert set(pr["value"]) == {"pr_precision", "pr_recall"} and fid["features"] == "inception"
+    assert any(w.startswith("pr: precision/recall on FID Inception features") for w in warnings)
+    assert detectors.feature_network("pr50k3_full") == "vgg16"
+
+
+def test_unknown_metric_is_one_line_without_the_help(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _main("--metrics=fid,fid51k", f"--fake_dir={tmp_path}")
+    assert exit_info.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: --metrics: unknown metric 'fid51k' (did you mean fid50k?)")
+    assert "valid: fid, " in line and "pr50k3_full" in line
+
+
+def test_tfds_dataset_not_prepared_is_one_line_with_the_hint(tmp_path, capsys):
+    fake = _images(tmp_path / "fake", [(8, 8)] * 2)
+    line = _one_line_error(capsys, "--data=celeba_faces/mtcnn_256",
+                           f"--data_dir={tmp_path / 'tfds'}", f"--fake_dir={fake}",
+                           "--metrics=fid")
+    assert line.startswith("error: dataset 'celeba_faces/mtcnn_256' is not available (not "
+                           f"prepared in {tmp_path / 'tfds'}); prepare it with: python -m "
+                           "data_pipelines.build celeba_faces --manual_dir=DIR "
+                           "--config=mtcnn_256, or point to its TFDS data dir with "
+                           "--data_dir=DIR"), line
