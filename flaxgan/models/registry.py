@@ -17,7 +17,7 @@ from typing import Any
 import flax.linen as nn
 
 from flaxgan.errors import InvalidArgument
-from flaxgan.models import stylegan2, stylegan3
+from flaxgan.models import stylegan1, stylegan2, stylegan3
 
 # Modules are built with hashable kwargs (FrozenDicts, tuples): jitted sampling functions take
 # the module as a static argument.
@@ -120,10 +120,12 @@ GENERATORS: dict[str, Builder] = {
     "training.networks.Generator": _sg2_ada_generator,
     "training.networks_stylegan2.Generator": _sg3_repo_sg2_generator,
     "training.networks_stylegan3.Generator": _sg3_generator,
+    "training.networks_stylegan.G_style": stylegan1.build_G_style,
 }
 DISCRIMINATORS: dict[str, Builder] = {
     "training.networks.Discriminator": _sg2_discriminator,
     "training.networks_stylegan2.Discriminator": _sg3_repo_sg2_discriminator,
+    "training.networks_stylegan.D_basic": stylegan1.build_D_basic,
 }
 
 
