@@ -37,7 +37,7 @@ from flax.core import FrozenDict
 
 from flaxgan.errors import InvalidArgument
 from flaxgan.nn.activation import ACTIVATIONS
-from flaxgan.nn.conv import _upsampling_conv
+from flaxgan.nn.conv import upsampling_conv2d
 from flaxgan.nn.fir import setup_filter
 from flaxgan.nn.layers import minibatch_std
 from flaxgan.nn.polyphase import upfirdn2d
@@ -276,7 +276,7 @@ def _fused_upscale_conv(x: jax.Array, w: jax.Array) -> jax.Array:
     """
     w4 = _box_sum_kernel(w)
     pad = w4.shape[0] // 2
-    return _upsampling_conv(x, jnp.flip(w4, (0, 1)).astype(x.dtype), (pad, pad), 1, 2)
+    return upsampling_conv2d(x, jnp.flip(w4, (0, 1)).astype(x.dtype), (pad, pad), 1, 2)
 
 
 def _fused_conv_downscale(x: jax.Array, w: jax.Array) -> jax.Array:

@@ -19,7 +19,7 @@ from flaxgan.nn.fir import (
 )
 from flaxgan.nn.polyphase import upfirdn2d
 
-__all__ = ["conv2d_resample", "modulated_conv2d"]
+__all__ = ["conv2d_resample", "modulated_conv2d", "upsampling_conv2d"]
 
 
 def _conv(
@@ -54,7 +54,7 @@ def _phase_taps(kernel: int, up: int, pad_lo: int) -> tuple[int, list[list[tuple
     return d_min, [[(k, d - d_min) for k, d in phase] for phase in taps]
 
 
-def _upsampling_conv(x: jax.Array, w: jax.Array, padding: tuple[int, int], groups: int,
+def upsampling_conv2d(x: jax.Array, w: jax.Array, padding: tuple[int, int], groups: int,
                      up: int) -> jax.Array:
     """Correlation of the `up`-times zero-stuffed `x` (`lax.conv_general_dilated` with
     `lhs_dilation=up`) with HWIO `w`, `padding = (py, px)` on both sides of the stuffed
@@ -155,7 +155,7 @@ def conv2d_resample(
         py1 -= kh - up
         pxt = max(min(-px0, -px1), 0)
         pyt = max(min(-py0, -py1), 0)
-        x = _upsampling_conv(x, w, (kh - 1 - pyt, kw - 1 - pxt), groups, up)
+        x = upsampling_conv2d(x, w, (kh - 1 - pyt, kw - 1 - pxt), groups, up)
         x = upfirdn2d(x, f, padding=[px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt], gain=up**2,
                       flip_filter=flip_filter)
         if down > 1:

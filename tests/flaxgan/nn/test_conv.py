@@ -120,7 +120,7 @@ def test_sub_pixel_upsampling_conv_equals_the_zero_stuffed_correlation(kernel, u
     stuffed = jax.lax.conv_general_dilated(
         x, w, (1, 1), [(padding[0],) * 2, (padding[1],) * 2], lhs_dilation=(up, up),
         dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
-    sub_pixel = conv._upsampling_conv(x, w, padding, groups, up)
+    sub_pixel = conv.upsampling_conv2d(x, w, padding, groups, up)
     assert sub_pixel.shape == stuffed.shape
     # The same <= 75 products per output summed in another order: float32 rounding only.
     np.testing.assert_allclose(sub_pixel, stuffed, rtol=1e-5, atol=1e-5)
