@@ -11,10 +11,12 @@ import pytest
 
 from flaxgan import convert
 from flaxgan.convert import name_table
-from tests.conftest import reference_dirs
+from tests.conftest import reference_files
 from tests.flaxgan.convert.freeze_d import frozen_layers
 
-PKLS = [p for d in reference_dirs() for p in sorted(d.glob("*.pkl"))]
+# The PyTorch-era snapshots (StyleGAN v1 references are TensorFlow pickles: issue 19).
+PKLS = [p.with_suffix(".pkl") for family in ("stylegan2", "stylegan3")
+        for p in reference_files(family) if p.with_suffix(".pkl").is_file()]
 DROPPED = ("resample_filter", "up_filter", "down_filter")  # Designed from constructor args.
 
 

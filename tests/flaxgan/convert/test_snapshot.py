@@ -16,11 +16,13 @@ import pytest
 
 from flaxgan import convert
 from flaxgan.convert import snapshot as snapshot_lib
-from tests.conftest import reference_dirs
+from tests.conftest import reference_files
 from tests.flaxgan.convert import official_pickle as op
 from tests.flaxgan.convert.freeze_d import frozen_layers
 
-PKLS = [p for d in reference_dirs() for p in sorted(d.glob("*.pkl"))]
+# The PyTorch-era snapshots (StyleGAN v1 references are TensorFlow pickles: issue 19).
+PKLS = [p.with_suffix(".pkl") for family in ("stylegan2", "stylegan3")
+        for p in reference_files(family) if p.with_suffix(".pkl").is_file()]
 NETWORK_STATE = {"G": "G", "D": "D", "G_ema": "G"}  # Reference G_ema holds G's values.
 # Every buffer name the official StyleGAN2 / StyleGAN3 networks register.
 OFFICIAL_BUFFERS = {"w_avg", "noise_const", "resample_filter", "magnitude_ema", "up_filter",

@@ -10,9 +10,6 @@ lod) traced, so each network compiles a handful of programs per file.
 from __future__ import annotations
 
 import functools
-import json
-import os
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -21,23 +18,13 @@ import pytest
 
 from flaxgan.convert import tf_stylegan1
 from flaxgan.models import build_discriminator, build_generator
-from tests.conftest import TEST_DATA, reference_dirs
+from tests.conftest import reference_files
 from tests.flaxgan.models import reference as ref
 
 G_CLASS = "training.networks_stylegan.G_style"
 
 
-def _files() -> list[pathlib.Path]:
-    """v1 reference files (by the json's generator class) in FLAXGAN_REFERENCE_DIR when set,
-    else in tests/data/reference_stylegan1."""
-    dirs = reference_dirs() if "FLAXGAN_REFERENCE_DIR" in os.environ else [
-        TEST_DATA / "reference_stylegan1"]
-    return [npz for d in dirs for npz in sorted(d.glob("*.npz"))
-            if json.loads(npz.with_suffix(".json").read_text())["G_kwargs"]["class_name"]
-            == G_CLASS]
-
-
-FILES = _files()
+FILES = reference_files("stylegan1")
 pytestmark = pytest.mark.skipif(not FILES, reason="no StyleGAN v1 reference files")
 
 
