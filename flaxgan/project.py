@@ -193,16 +193,14 @@ def _noise_names(g: sample.LoadedGenerator) -> list[str]:
 
 def _set_buffers(variables: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
     """`variables` with `buffers/<name>` replaced by `values[name]` (a shallow copy)."""
-    variables = dict(variables)
-    buffers = jax.tree.map(lambda x: x, dict(variables["buffers"]))  # fresh containers
+    variables = {**variables, "buffers": dict(variables["buffers"])}
     for name, value in values.items():
-        node = buffers
+        node = variables["buffers"]
         *parents, leaf = name.split("/")
-        for key in parents:
+        for key in parents:  # copy the containers on the path, never the caller's
             node[key] = dict(node[key])
             node = node[key]
         node[leaf] = value
-    variables["buffers"] = buffers
     return variables
 
 
@@ -491,7 +489,8 @@ class Projection:
       dist: float32 `[num_steps, N]`, the distance at each step (before its update).
       loss: float32 `[num_steps, N]`, distance + weighted noise regulariser.
       trajectory: float32 `[N, num_steps, num_ws, w_dim]`, w after each step (the official
-        `project` return value), or None when not kept.
+        `project` return value; in W a read-only broadcast of one w per step), or None when
+        not kept.
       space: 'w' or 'w+'.
       distance: the distance's name.
     """
