@@ -62,15 +62,6 @@ def check_truncation(psi: float, cutoff: int | None, num_ws: int) -> None:
                               f"has {num_ws} ws), or leave it unset to truncate all")
 
 
-def check_outdir(outdir: str) -> None:
-    """The output folder exists as a writable folder, or can be created (nothing is made)."""
-    path = os.path.abspath(outdir)
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
-    if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
-        raise InvalidArgument(f"--outdir={outdir}: {path} is not a writable folder")
-
-
 def input_transform(translate: list[str] | None, rotate: float | None) -> dict[str, Any]:
     """`{'transform': ...}` for StyleGAN3's input grid, or `{}` when neither flag is given."""
     if translate is None and rotate is None:
@@ -95,7 +86,7 @@ def main(argv: list[str]) -> None:
     if _GRID.value < 0:
         raise InvalidArgument(f"--grid={_GRID.value}: expected a number of columns >= 1, or 0 "
                               "for no grid")
-    check_outdir(_OUTDIR.value)
+    cli.check_outdir(_OUTDIR.value)
     extra = input_transform(_TRANSLATE.value, _ROTATE.value)
     g = sample.load(_NETWORK.value, key=_KEY.value)
     logging.info("Loaded %s: %dx%d, z_dim %d, c_dim %d", _NETWORK.value, g.img_resolution,

@@ -65,15 +65,6 @@ VIDEO_FPS = 10  # the official's
 VIDEO_CHUNK = 16  # frames synthesized at a time
 
 
-def check_outdir(outdir: str) -> None:
-    """The output folder exists as a writable folder, or can be created (nothing is made)."""
-    path = os.path.abspath(outdir)
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
-    if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
-        raise InvalidArgument(f"--outdir={outdir}: {path} is not a writable folder")
-
-
 def check_flags() -> tuple[tuple[float, ...], str]:
     """Flag values that absl does not check: steps, crop box, seed; returns (box, distance)."""
     if not 1 <= _STEPS.value <= MAX_STEPS:
@@ -128,7 +119,7 @@ def write_video(path: str, g: sample.LoadedGenerator, result: project_lib.Projec
 def main(argv: list[str]) -> None:
     del argv
     box, distance_name = check_flags()
-    check_outdir(_OUTDIR.value)
+    cli.check_outdir(_OUTDIR.value)
     photo = read_target(_TARGET.value)
     g = sample.load(_NETWORK.value, key=_KEY.value)
     logging.info("Loaded %s: %dx%d, num_ws %d, w_dim %d", _NETWORK.value, g.img_resolution,
