@@ -116,18 +116,23 @@ def _from_flax_array(name: str, value: Any) -> np.ndarray:
 # ------------------------------------------------------------------------ nesting
 
 
-def _nest(flat: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """`{'a.b.c': x}` -> `{'a': {'b': {'c': x}}}`; a name both leaf and prefix is an error."""
+def nest(flat: Mapping[str, Any], sep: str = ".") -> dict[str, Any]:
+    """`{'a.b.c': x}` -> `{'a': {'b': {'c': x}}}` (names split at `sep`: '.' for PyTorch
+    state_dicts, '/' for TensorFlow variables).
+
+    Raises:
+      ValueError: a malformed name, or one that is both a leaf and a prefix of another.
+    """
     tree: dict[str, Any] = {}
     for name, value in flat.items():
-        *parents, leaf = name.split(".")
+        *parents, leaf = name.split(sep)
         if not all(parents) or not leaf:
             raise ValueError(f"malformed official name {name!r}")
         node = tree
         for i, key in enumerate(parents):
             node = node.setdefault(key, {})
             if not isinstance(node, dict):
-                raise ValueError(f"{name!r} nests under the entry {'.'.join(parents[:i + 1])!r}")
+                raise ValueError(f"{name!r} nests under the entry {sep.join(parents[:i + 1])!r}")
         if leaf in node:
             raise ValueError(f"{name!r} is both an entry and a module")
         node[leaf] = value
@@ -169,7 +174,7 @@ def to_flax(parameters: Mapping[str, Any], buffers: Mapping[str, Any]) -> dict[s
     variables = {}
     for collection, flat in zip(COLLECTIONS, (parameters, buffers), strict=True):
         converted = {name: _to_flax_array(name, value) for name, value in flat.items()}
-        tree = _nest({name: v for name, v in converted.items() if v is not None})
+        tree = nest({name: v for name, v in converted.items() if v is not None})
         if tree:
             variables[collection] = tree
     return variables

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from flaxgan.convert.name_table import check_against
+from flaxgan.convert.name_table import check_against, nest
 
 __all__ = ["BUFFER_PATTERN", "LAYOUTS", "is_buffer", "to_flax", "from_flax", "to_flax_checked"]
 
@@ -50,20 +50,6 @@ def _perm(name: str, ndim: int) -> tuple[int, ...] | None:
     return None
 
 
-def _set(tree: dict[str, Any], name: str, value: np.ndarray) -> None:
-    *parents, leaf = name.split("/")
-    if not all(parents) or not leaf:
-        raise ValueError(f"malformed official variable name {name!r}")
-    node = tree
-    for i, key in enumerate(parents):
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise ValueError(f"{name!r} nests under the variable {'/'.join(parents[:i + 1])!r}")
-    if leaf in node:
-        raise ValueError(f"{name!r} is both a variable and a scope")
-    node[leaf] = value
-
-
 def to_flax(tf_vars: Mapping[str, Any]) -> dict[str, Any]:
     """Official variables (name -> array, official layouts) -> `{'params', 'buffers'}`.
 
@@ -72,14 +58,14 @@ def to_flax(tf_vars: Mapping[str, Any]) -> dict[str, Any]:
     Raises:
       ValueError: a malformed name, or one that is both a variable and a scope.
     """
-    variables: dict[str, Any] = {}
+    collections: dict[str, dict[str, np.ndarray]] = {}
     for name, value in tf_vars.items():
         value = np.asarray(value)
         perm = _perm(name, value.ndim)
         if perm is not None:
             value = np.ascontiguousarray(value.transpose(perm))
-        _set(variables.setdefault("buffers" if is_buffer(name) else "params", {}), name, value)
-    return variables
+        collections.setdefault("buffers" if is_buffer(name) else "params", {})[name] = value
+    return {kind: nest(flat, sep="/") for kind, flat in collections.items()}
 
 
 def from_flax(variables: Mapping[str, Any]) -> dict[str, np.ndarray]:
