@@ -31,9 +31,15 @@ from experiments.configs import celeba32, common
 from flaxgan import sample
 from flaxgan.train import loop
 
-_OUTDIR = flags.DEFINE_string("outdir", "out/demo", "Output directory.")
-_NETWORK = flags.DEFINE_string("network", "celeba32", "Bundled model name, export dir or .pkl.")
-_KIMG = flags.DEFINE_float("kimg", 1.0, "Fine-tuning length (kimg); 0 skips fine-tuning.")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The command line (defined when run, so that importing the demo's functions, e.g. in a
+    test process that also imports other entry points, defines no flags)."""
+    flags.DEFINE_string("outdir", "out/demo", "Output directory.")
+    flags.DEFINE_string("network", "celeba32", "Bundled model name, export dir or .pkl.")
+    flags.DEFINE_float("kimg", 1.0, "Fine-tuning length (kimg); 0 skips fine-tuning.")
 
 ZOOM = 4
 UNCURATED = tuple(range(32))
@@ -107,18 +113,17 @@ def finetune_config(network: str, kimg: float):
 def main(argv: list[str]) -> None:
     del argv
     cli.quiet_dependency_logs()
-    outdir = _OUTDIR.value
+    outdir, network, kimg = FLAGS.outdir, FLAGS.network, FLAGS.kimg
     os.makedirs(outdir, exist_ok=True)
-    g = sample.load(_NETWORK.value)
+    g = sample.load(network)
     written = sample_grids(g, outdir)
     written["interpolation (GIF)"] = interpolation_gif(
         g, os.path.join(outdir, "interpolation.gif"))
-    if _KIMG.value > 0:
+    if kimg > 0:
         workdir = os.path.join(outdir, "finetune")
-        loop.train(finetune_config(_NETWORK.value, _KIMG.value), workdir)
+        loop.train(finetune_config(network, kimg), workdir)
         tuned = sample.load(latest_snapshot(workdir))
-        written[f"fine-tuned {_KIMG.value:g} kimg (metrics.jsonl, samples/, snapshots/)"] = \
-            workdir
+        written[f"fine-tuned {kimg:g} kimg (metrics.jsonl, samples/, snapshots/)"] = workdir
         written["fine-tuned uncurated grid"] = _save(
             sample.grid(sample.generate(tuned, UNCURATED), cols=8),
             os.path.join(outdir, "finetuned.png"))
@@ -128,4 +133,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=cli.parse_flags)

@@ -241,6 +241,8 @@ def test_fit_direction_end_to_end_moves_the_attribute():
     ws = sample.mapping(g, sample.seeds_to_z(g, [1000, 1001, 1002]))
     images = edit.render(g, edit.apply(ws, d, [-2.0, 0.0, 2.0]))
     assert images.shape == (3, 3, 32, 32, 3)
-    np.testing.assert_array_equal(images[1], sample.synthesize(g, ws))
+    # Strength 0 renders the same ws, in another batch layout: float32 rounding only (XLA CPU
+    # vectorises batch rows differently), so a tolerance, not bit equality.
+    np.testing.assert_allclose(images[1], sample.synthesize(g, ws), atol=1e-5, rtol=0)
     mean = images.mean(axis=(2, 3, 4))  # [S, N]
     assert np.all(np.diff(mean, axis=0) > 0), mean

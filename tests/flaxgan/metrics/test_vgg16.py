@@ -241,7 +241,9 @@ def test_wrong_shapes_fail_in_one_line(name, message, tmp_path):
     with pytest.raises(ValueError, match=message) as e:
         vgg16.load_params(REF / name, cache_dir=str(tmp_path))
     assert name in str(e.value) and '\n' not in str(e.value)
-    assert not list(tmp_path.iterdir()), 'nothing cached on failure'
+    # No converted weights cached on failure (the source file's memoised sha256 may be).
+    cached = [p.name for p in tmp_path.rglob('*') if p.is_file()]
+    assert cached in ([], [torchfile.DIGEST_INDEX]), cached
 
 
 def test_missing_weights_name_both_files(monkeypatch, tmp_path):
