@@ -13,8 +13,12 @@ import contextlib
 import importlib
 import io
 import json
+import os
+import pathlib
+import subprocess
 import sys
 import traceback
+from collections.abc import Mapping, Sequence
 
 from absl import flags
 
@@ -51,6 +55,36 @@ def run_case(module, argv: list[str]) -> dict:
             code = "traceback"
             traceback.print_exc()
     return {"argv": argv, "code": code, "stderr": err.getvalue()[-3000:]}
+
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def run_in_subprocess(module: str, cases: Sequence[Sequence[object]],
+                      env: Mapping[str, str | None] | None = None) -> list[dict]:
+    """Runs `module`'s cases in a fresh process (`run_case` records); `env` adds variables to
+    the test's environment (None removes one). Fails with the process's stderr when a case
+    printed no record."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    for key, value in (env or {}).items():
+        if value is None:
+            full_env.pop(key, None)
+        else:
+            full_env[key] = value
+    out = subprocess.run([sys.executable, "-m", "tests.experiments.run_cases", module,
+                          json.dumps([[str(a) for a in case] for case in cases])],
+                         cwd=REPO_ROOT, env=full_env, capture_output=True, text=True,
+                         timeout=600)
+    results = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(results) == len(cases), out.stderr[-3000:]
+    return results
+
+
+def assert_one_line(result: dict, expected: str) -> None:
+    """The case ended with exit status 2 and a last stderr line `error: ...` naming `expected`."""
+    lines = result["stderr"].strip().splitlines()
+    assert result["code"] == 2 and "Traceback" not in result["stderr"], result
+    assert lines[-1].startswith("error: ") and expected in lines[-1], (result["argv"], lines[-1])
 
 
 def main() -> None:

@@ -3,8 +3,6 @@ tiny (untrained) attribute classifier; bad input is one line and writes nothing.
 
 import json
 import os
-import subprocess
-import sys
 
 import imageio
 import jax
@@ -14,7 +12,8 @@ from PIL import Image
 
 from flaxgan import edit, sample
 from flaxgan.metrics import attributes
-from tests.conftest import REPO_ROOT, TEST_DATA
+from tests.conftest import TEST_DATA
+from tests.experiments.run_cases import assert_one_line, run_in_subprocess
 
 # JAX warns when a process that loaded it starts a subprocess (the entry points, ffmpeg).
 pytestmark = pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
@@ -23,20 +22,8 @@ PKL = TEST_DATA / "reference" / "sg2_uncond32.pkl"  # official StyleGAN2, 32², 
 
 
 def _run_cases(module: str, cases: list[list[str]]) -> list[dict]:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    env.pop("FLAXGAN_ATTRIBUTE_CLASSIFIER", None)
-    out = subprocess.run([sys.executable, "-m", "tests.experiments.run_cases", module,
-                          json.dumps([[str(a) for a in case] for case in cases])],
-                         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
-    results = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-    assert len(results) == len(cases), out.stderr[-3000:]
-    return results
-
-
-def _assert_one_line(result: dict, expected: str) -> None:
-    lines = result["stderr"].strip().splitlines()
-    assert result["code"] == 2 and "Traceback" not in result["stderr"], result
-    assert lines[-1].startswith("error: ") and expected in lines[-1], (result["argv"], lines[-1])
+    # Without the classifier variable, so that its absence is what the cases see.
+    return run_in_subprocess(module, cases, env={"FLAXGAN_ATTRIBUTE_CLASSIFIER": None})
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +74,7 @@ def test_directions_writes_a_file_per_direction_and_a_summary(fitted):
 def test_directions_bad_input_is_one_line(fitted):
     _, few, bad, results = fitted
     for result, expected in results[1:]:
-        _assert_one_line(result, expected)
+        assert_one_line(result, expected)
     assert not bad.exists()
     # An attribute that cannot be fitted: named in the summary and the error line.
     assert json.loads((few / "directions.json").read_text())["failed"]["smile"]
@@ -139,7 +126,7 @@ def test_edit_outputs_and_bad_input(fitted, tmp_path):
         if expected is None:
             assert result["code"] == 0, result
         else:
-            _assert_one_line(result, expected)
+            assert_one_line(result, expected)
     assert not bad.exists()
 
     # Seeds: a row per seed, a column per strength; strength 0 is the seeds' own w.

@@ -5,14 +5,12 @@ exit status 2, nothing written. `generate` and `train` run in one process each
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from flaxgan import convert, sample
-from tests.conftest import REPO_ROOT, TEST_DATA
+from tests.conftest import TEST_DATA
+from tests.experiments.run_cases import assert_one_line, run_in_subprocess
 from tools import make_hostile_corpus as corpus
 
 PKL = TEST_DATA / "reference" / "sg2_uncond32.pkl"
@@ -26,20 +24,8 @@ def hostile(tmp_path_factory):
 
 
 def _run_cases(module: str, cases: list[list[str]]) -> list[dict]:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT),
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-    out = subprocess.run([sys.executable, "-m", "tests.experiments.run_cases", module,
-                          json.dumps(cases)], cwd=REPO_ROOT, env=env, capture_output=True,
-                         text=True, timeout=600)
-    results = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-    assert len(results) == len(cases), out.stderr[-3000:]
-    return results
-
-
-def _assert_one_line(result: dict, expected: str) -> None:
-    lines = result["stderr"].strip().splitlines()
-    assert result["code"] == 2 and "Traceback" not in result["stderr"], result
-    assert lines[-1].startswith("error: ") and expected in lines[-1], (result["argv"], lines[-1])
+    return run_in_subprocess(module, cases,
+                             env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
 
 
 def _export_with(tmp_path, name: str, text: str):
@@ -74,7 +60,7 @@ def test_generate_refuses_bad_flags_before_writing(tmp_path, hostile):
     expected = [*cases.values(), "--translate", "--rotate", "not a writable folder",
                 str(hostile)]
     for result, text in zip(_run_cases("experiments.generate", argv), expected, strict=True):
-        _assert_one_line(result, text)
+        assert_one_line(result, text)
     assert not out.exists()
 
 
@@ -112,7 +98,7 @@ def get_config(arg=None):
                 "config.train.batch_size is a value (int), not a section",
                 "valid keys: allow_batch_size_change, batch_size,"]
     for result, text in zip(_run_cases("experiments.train", argv), expected, strict=True):
-        _assert_one_line(result, text)
+        assert_one_line(result, text)
     # Config errors are found before the run starts (resume_pkl is read inside the loop).
     assert not any((tmp_path / variant / "checkpoints").exists() for variant in cases
                    if variant != "hostile")

@@ -1,6 +1,5 @@
 """experiments.project: the official outputs round-trip; bad input is one line, nothing written."""
 
-import json
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from PIL import Image
 from data_pipelines import filters
 from flaxgan import project, sample
 from tests.conftest import REPO_ROOT, TEST_DATA
+from tests.experiments.run_cases import run_in_subprocess
 
 PKL = TEST_DATA / "reference" / "sg2_uncond32.pkl"  # official StyleGAN2, 32², 8 ws of 128
 FACE = TEST_DATA / "celeba_small" / "001001.jpg"
@@ -53,16 +53,6 @@ def test_writes_the_official_outputs_and_a_video(tmp_path):
     assert np.abs(frames[-1][:, :32].astype(int) - target).mean() < 12
 
 
-def _run_cases(cases: list[list[str]]) -> list[dict]:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    out = subprocess.run([sys.executable, "-m", "tests.experiments.run_cases",
-                          "experiments.project", json.dumps(cases)], cwd=REPO_ROOT, env=env,
-                         capture_output=True, text=True, timeout=600)
-    results = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-    assert len(results) == len(cases), out.stderr[-3000:]
-    return results
-
-
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
     out = tmp_path / "out"
     text = tmp_path / "notes.jpg"
@@ -81,7 +71,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
         (f"--target={FACE}", f"--vgg16={tmp_path / 'vgg16.pt'}"): "VGG16 weights not found",
         (f"--target={grey}",): "grey.png: no face found",
     }
-    results = _run_cases([[*base, *extra] for extra in cases])
+    results = run_in_subprocess("experiments.project", [[*base, *extra] for extra in cases])
     for result, expected in zip(results, cases.values(), strict=True):
         lines = result["stderr"].strip().splitlines()
         assert result["code"] == 2 and "Traceback" not in result["stderr"], result
