@@ -21,7 +21,6 @@ import dataclasses
 import functools
 import io
 import os
-import struct
 import zipfile
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -29,14 +28,12 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from flaxgan.convert import torch_io
-from flaxgan.convert.torch_io import Budget, FormatError, TensorView
+from flaxgan.convert.torch_io import Budget, FormatError, StorageSpec, TensorView
 
 __all__ = ["ExpectedShapes", "ModuleRecord", "SnapshotError", "load_snapshot"]
 
 _MAX_MESSAGE = 300  # Characters of untrusted text quoted in an error message.
 
-_LEGACY_MAGIC = torch_io.LEGACY_MAGIC
-_LEGACY_PROTOCOL = torch_io.LEGACY_PROTOCOL
 _PERSISTENCE_VERSION = 6  # `torch_utils.persistence._version`, the same in both repositories.
 _NETWORKS = ("G", "D", "G_ema")
 
@@ -142,47 +139,21 @@ def _quote(name: str) -> str:
 # ------------------------------------------------------------------------ tensor storages
 
 
-class _StorageType(NamedTuple):
-    """Stands in for a `torch.<Type>Storage` class: only its element type matters."""
-
-    name: str
-    dtype: np.dtype
-
-
-_STORAGE_TYPES = {name: _StorageType(name, dtype)
-                  for name, dtype in torch_io.STORAGE_DTYPES.items()}
-
-
-class _StorageSpec(NamedTuple):
-    """A persistent id `('storage', type, key, location, numel[, view_metadata])`."""
-
-    dtype: np.dtype
-    key: str
-    numel: int
-
-
 class _StorageUnpickler(torch_io.RestrictedUnpickler):
     """The pickles inside `torch.save` of one storage: storage classes and ids, nothing else."""
 
-    def __init__(self, stream: io.BufferedIOBase, specs: dict[str, _StorageSpec],
+    def __init__(self, stream: io.BufferedIOBase, specs: dict[str, StorageSpec],
                  budget: Budget):
         super().__init__(stream, budget)
         self._specs = specs
 
     def find_class(self, module: str, name: str) -> Any:
-        if module == "torch" and name in _STORAGE_TYPES:
-            return _STORAGE_TYPES[name]
+        if module == "torch" and name in torch_io.STORAGE_TYPES:
+            return torch_io.STORAGE_TYPES[name]
         raise SnapshotError(f"tensor storage refuses global {_quote(f'{module}.{name}')}")
 
-    def persistent_load(self, pid: Any) -> _StorageSpec:
-        ok = (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"
-              and isinstance(pid[1], _StorageType) and isinstance(pid[2], str)
-              and type(pid[4]) is int and pid[4] >= 0)
-        if not ok:
-            raise SnapshotError(f"tensor storage has an unknown persistent id {str(pid)[:80]}")
-        if len(pid) == 6 and pid[5] is not None:  # Storage views: torch < 0.4 only.
-            raise SnapshotError("tensor storage is a view (unsupported pre-0.4 torch format)")
-        spec = _StorageSpec(pid[1].dtype, pid[2], pid[4])
+    def persistent_load(self, pid: Any) -> StorageSpec:
+        spec = torch_io.storage_spec(pid)
         if self._specs.setdefault(spec.key, spec) != spec:
             raise SnapshotError(f"tensor storage {spec.key!r} is declared twice differently")
         return spec
@@ -208,34 +179,16 @@ def _storage_from_legacy(data: bytes, budget: Budget) -> np.ndarray:
     """torch's legacy format: magic, protocol, sys_info, object, keys; then per key an int64
     element count and the raw elements (viewed in `data`, not copied)."""
     stream = io.BytesIO(data)
-    specs: dict[str, _StorageSpec] = {}
+    specs: dict[str, StorageSpec] = {}
 
     def load() -> Any:
         return _StorageUnpickler(stream, specs, budget).load()
 
-    if load() != _LEGACY_MAGIC or load() != _LEGACY_PROTOCOL:
-        raise SnapshotError("tensor storage is not a torch.save stream")
-    sys_info = load()
-    if not isinstance(sys_info, dict) or sys_info.get("little_endian") is not True:
-        raise SnapshotError("tensor storage is not little-endian")
+    torch_io.check_legacy_header(load)
     root, keys = load(), load()
-    if not isinstance(root, _StorageSpec) or not isinstance(keys, list):
+    if not isinstance(root, StorageSpec) or not isinstance(keys, list):
         raise SnapshotError("tensor storage stream does not hold a single storage")
-    arrays = {}
-    for key in keys:
-        spec = specs.get(key) if isinstance(key, str) else None
-        if spec is None:
-            raise SnapshotError(f"tensor storage lists an undeclared key {str(key)[:80]!r}")
-        (count,) = struct.unpack("<q", _read_exactly(stream, 8))
-        if count != spec.numel:
-            raise SnapshotError(f"tensor storage {key!r} holds {count} elements, "
-                                f"declared {spec.numel}")
-        nbytes, start = count * spec.dtype.itemsize, stream.tell()
-        if start + nbytes > len(data):
-            raise SnapshotError("tensor storage is truncated")
-        budget.storage(nbytes, f"tensor storage {key!r}")
-        stream.seek(start + nbytes)
-        arrays[key] = np.frombuffer(memoryview(data)[start:start + nbytes], spec.dtype)
+    arrays = torch_io.read_legacy_storages(stream, keys, specs, budget, in_memory=data)
     if stream.read(1):
         raise SnapshotError("tensor storage has unexpected trailing bytes")
     if root.key not in arrays:
@@ -243,48 +196,20 @@ def _storage_from_legacy(data: bytes, budget: Budget) -> np.ndarray:
     return arrays[root.key]
 
 
-def _read_exactly(stream: io.BytesIO, n: int) -> bytes:
-    data = stream.read(n)
-    if len(data) != n:
-        raise SnapshotError("tensor storage is truncated")
-    return data
-
-
 def _storage_from_zip(data: bytes, budget: Budget) -> np.ndarray:
     """torch's zip format: `<archive>/data.pkl` + raw storages `<archive>/data/<key>`, each
     member's size checked before it is inflated."""
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        names = archive.namelist()
-        pkls = [n for n in names if n.count("/") == 1 and n.endswith("/data.pkl")]
-        if len(pkls) != 1:
-            raise SnapshotError("tensor storage zip has no single <archive>/data.pkl")
-        prefix = pkls[0][: -len("data.pkl")]
-
-        def read(name: str, nbytes: int | None = None) -> bytes:
-            return torch_io.read_zip_entry(archive, name, budget, nbytes=nbytes,
-                                           what="tensor storage")
-
-        if f"{prefix}byteorder" in names:  # Absent before torch 2.1: little.
-            if read(f"{prefix}byteorder").strip() != b"little":
-                raise SnapshotError("tensor storage is not little-endian")
-        specs: dict[str, _StorageSpec] = {}
-        root = _StorageUnpickler(io.BytesIO(read(pkls[0])), specs, budget).load()
-        if not isinstance(root, _StorageSpec):
+        prefix = torch_io.zip_archive_prefix(archive, budget)
+        pkl = torch_io.read_zip_entry(archive, f"{prefix}data.pkl", budget,
+                                      what="tensor storage")
+        root = _StorageUnpickler(io.BytesIO(pkl), {}, budget).load()
+        if not isinstance(root, StorageSpec):
             raise SnapshotError("tensor storage zip does not hold a single storage")
-        raw = read(f"{prefix}data/{root.key}", root.numel * root.dtype.itemsize)
+        raw = torch_io.read_zip_entry(archive, f"{prefix}data/{root.key}", budget,
+                                      nbytes=root.numel * root.dtype.itemsize,
+                                      what="tensor storage")
     return np.frombuffer(raw, root.dtype)
-
-
-def _rebuild_tensor_v2(storage: Any, offset: Any, size: Any, stride: Any, *_: Any
-                       ) -> TensorView:
-    """A tensor as `as_strided(storage, size, stride, offset)`, checked, copied later (once its
-    shape has been checked against the network and the budget).
-
-    `requires_grad`, `backward_hooks` and the optional `metadata` do not affect the values.
-    """
-    if not isinstance(size, tuple) or not isinstance(stride, tuple):
-        raise SnapshotError("malformed tensor record")
-    return torch_io.tensor_view(storage, offset, size, stride)
 
 
 def _rebuild_parameter(data: Any, *_: Any) -> TensorView | np.ndarray:
@@ -359,7 +284,7 @@ def _reconstruct_persistent_obj(meta: Any) -> _Persistent:
 # module paths, and numpy's protocol-5 array record.
 _GLOBALS: dict[tuple[str, str], Any] = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_tensor_v2"): torch_io.rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch.storage", "_load_from_bytes"): _storage_from_bytes,
     ("collections", "OrderedDict"): dict,

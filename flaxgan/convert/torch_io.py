@@ -24,8 +24,11 @@ Every refusal is a `FormatError`, one line without the file name (the caller add
 
 from __future__ import annotations
 
+import io
 import pickle
+import struct
 import zipfile
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -43,10 +46,18 @@ __all__ = [
     "is_index_tuple",
     "SLACK_BYTES",
     "STORAGE_DTYPES",
+    "STORAGE_TYPES",
+    "StorageSpec",
+    "StorageType",
     "TensorView",
+    "check_legacy_header",
     "materialise",
+    "read_legacy_storages",
     "read_zip_entry",
+    "rebuild_tensor",
+    "storage_spec",
     "tensor_view",
+    "zip_archive_prefix",
 ]
 
 # torch.save's legacy stream starts with these two pickled ints.
@@ -62,6 +73,19 @@ STORAGE_DTYPES: dict[str, np.dtype] = {
         ("CharStorage", "i1"), ("ByteStorage", "u1"), ("BoolStorage", "?"),
     ]
 }
+
+
+
+class StorageType(NamedTuple):
+    """Stands in for a `torch.<Type>Storage` class (what `find_class` returns for one): only
+    its element type matters."""
+
+    name: str
+    dtype: np.dtype
+
+
+STORAGE_TYPES: dict[str, StorageType] = {
+    name: StorageType(name, dtype) for name, dtype in STORAGE_DTYPES.items()}
 
 # Official networks nest ~6 levels of modules and a few of kwargs, and hold a few thousand
 # objects; these bounds are far above that and far below what hurts.
@@ -279,8 +303,10 @@ def tensor_view(storage: Any, offset: Any, size: Any, stride: Any) -> TensorView
     Raises:
       FormatError: malformed record, or a view reaching outside its storage.
     """
-    if isinstance(size, list):  # TorchScript writes sizes as lists.
-        size, stride = tuple(size), tuple(stride) if isinstance(stride, list) else stride
+    if isinstance(size, list):  # TorchScript writes sizes and strides as lists.
+        size = tuple(size)
+    if isinstance(stride, list):
+        stride = tuple(stride)
     ok = (isinstance(storage, np.ndarray) and storage.ndim == 1 and type(offset) is int
           and offset >= 0 and is_index_tuple(size) and is_index_tuple(stride)
           and len(size) == len(stride) and len(size) <= 64)
@@ -304,3 +330,125 @@ def materialise(view: TensorView, budget: Budget, what: str = "tensor") -> np.nd
         storage[view.offset:], shape=view.size,
         strides=[s * storage.itemsize for s in view.stride], writeable=False)
     return strided.astype(storage.dtype.newbyteorder("="), order="C", copy=True)
+
+
+# ------------------------------------------------------------------------ storages
+
+
+class StorageSpec(NamedTuple):
+    """A persistent id `('storage', StorageType, key, location, numel[, view_metadata])`:
+    the storage's element type, its key (zip member / legacy record) and element count."""
+
+    dtype: np.dtype
+    key: str
+    numel: int
+
+
+def storage_spec(pid: Any, what: str = "tensor storage") -> StorageSpec:
+    """Checks a storage's persistent id (the unpickler's `find_class` resolved its type to a
+    `StorageType`).
+
+    Raises:
+      FormatError: not a storage id, or a storage view (torch < 0.4 only).
+    """
+    ok = (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"
+          and isinstance(pid[1], StorageType) and isinstance(pid[2], str)
+          and type(pid[4]) is int and pid[4] >= 0)
+    if not ok:
+        raise FormatError(f"{what} has an unknown persistent id {str(pid)[:80]}")
+    if len(pid) == 6 and pid[5] is not None:
+        raise FormatError(f"{what} is a view (unsupported pre-0.4 torch format)")
+    return StorageSpec(pid[1].dtype.newbyteorder("<"), pid[2], pid[4])
+
+
+def rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_: Any) -> TensorView:
+    """`torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)` as a checked,
+    not yet copied `TensorView` (`requires_grad`, hooks and metadata do not affect values)."""
+    return tensor_view(storage, offset, size, stride)
+
+
+def check_legacy_header(load: Callable[[], Any], what: str = "tensor storage") -> None:
+    """The first three pickles of a legacy `torch.save` stream: magic, protocol, sys_info.
+
+    Args:
+      load: unpickles the stream's next pickle.
+      what: how messages call the stream.
+
+    Raises:
+      FormatError: not a torch.save stream, or big-endian storages.
+    """
+    if load() != LEGACY_MAGIC or load() != LEGACY_PROTOCOL:
+        raise FormatError(f"{what} is not a torch.save stream")
+    sys_info = load()
+    if not isinstance(sys_info, dict) or sys_info.get("little_endian") is not True:
+        raise FormatError(f"{what} is not little-endian")
+
+
+def read_legacy_storages(stream: io.BufferedIOBase, keys: Any,
+                         specs: Mapping[str, StorageSpec], budget: Budget, *,
+                         in_memory: bytes | None = None, what: str = "tensor storage"
+                         ) -> dict[str, np.ndarray]:
+    """The storage records after a legacy stream's pickles: per key an int64 element count,
+    then the raw little-endian elements.
+
+    Args:
+      stream: positioned after the key list.
+      keys: the key list the stream pickled (each a key of `specs`).
+      specs: the storages the pickles declared, by key.
+      budget: charged each storage's bytes before they are read.
+      in_memory: the whole stream's bytes when `stream` is a `BytesIO` over them: storages
+        are then views of these bytes, not copies.
+      what: how messages call the stream.
+
+    Returns:
+      `{key: 1-D array [numel] of the spec's dtype}`.
+
+    Raises:
+      FormatError: an undeclared key, a count other than declared, truncation, the budget.
+    """
+    if not isinstance(keys, list):
+        raise FormatError(f"{what} has no storage key list")
+    arrays = {}
+    for key in keys:
+        spec = specs.get(key) if isinstance(key, str) else None
+        if spec is None:
+            raise FormatError(f"{what} lists an undeclared key {str(key)[:80]!r}")
+        head = stream.read(8)
+        if len(head) != 8:
+            raise FormatError(f"{what} is truncated")
+        (count,) = struct.unpack("<q", head)
+        if count != spec.numel:
+            raise FormatError(f"{what} {key!r} holds {count} elements, declared {spec.numel}")
+        nbytes = count * spec.dtype.itemsize
+        if in_memory is not None and stream.tell() + nbytes > len(in_memory):
+            raise FormatError(f"{what} is truncated")
+        budget.storage(nbytes, f"{what} {key!r}")  # At most the file's size: checked first.
+        if in_memory is not None:
+            start = stream.tell()
+            raw: Any = memoryview(in_memory)[start:start + nbytes]
+            stream.seek(start + len(raw))
+        else:
+            raw = stream.read(nbytes)
+        if len(raw) != nbytes:
+            raise FormatError(f"{what} is truncated")
+        arrays[key] = np.frombuffer(raw, spec.dtype)
+    return arrays
+
+
+def zip_archive_prefix(archive: zipfile.ZipFile, budget: Budget,
+                       what: str = "tensor storage zip") -> str:
+    """`<archive>/` of a torch zip (TorchScript or `torch.save` >= 1.6): the folder holding
+    the one `data.pkl`, whose storages are `<archive>/data/<key>`; checks `byteorder`.
+
+    Raises:
+      FormatError: no single `<archive>/data.pkl`, or big-endian storages.
+    """
+    names = archive.namelist()
+    pkls = [n for n in names if n.count("/") == 1 and n.endswith("/data.pkl")]
+    if len(pkls) != 1:
+        raise FormatError(f"{what} has no single <archive>/data.pkl")
+    prefix = pkls[0][: -len("data.pkl")]
+    if f"{prefix}byteorder" in names:  # Absent before torch 2.1: little.
+        if read_zip_entry(archive, f"{prefix}byteorder", budget, what=what).strip() != b"little":
+            raise FormatError(f"{what} is not little-endian")
+    return prefix

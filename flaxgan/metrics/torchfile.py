@@ -29,6 +29,7 @@ import pickle
 import re
 import struct
 import zipfile
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -110,12 +111,7 @@ def resize_bilinear(x: jax.Array, out: int) -> jax.Array:
 # Torch files -> numpy.
 # ---------------------------------------------------------------------------------------------
 
-# torch.save's legacy stream starts with these two pickled ints.
-_LEGACY_MAGIC = torch_io.LEGACY_MAGIC
-_LEGACY_PROTOCOL = torch_io.LEGACY_PROTOCOL
 _MAX_ENTRIES = 100_000  # Names and objects visited; NVIDIA's Inception has ~1000.
-# Storage classes -> numpy scalar types (what `persistent_load` receives).
-_STORAGE_DTYPES = {name: dtype.type for name, dtype in torch_io.STORAGE_DTYPES.items()}
 
 
 class _ScriptObject:
@@ -125,29 +121,25 @@ class _ScriptObject:
         self.__dict__.update(state)
 
 
-def _rebuild_tensor(storage: np.ndarray, offset: int, size: tuple, stride: tuple,
-                    *_: Any) -> TensorView:
-    """``as_strided(storage, size, stride, offset)``: checked, copied once the data is read."""
-    if isinstance(size, list | tuple) and isinstance(stride, list | tuple):
-        size, stride = tuple(size), tuple(stride)
-    return torch_io.tensor_view(storage, offset, size, stride)
+# Storage key, dtype, element count -> the 1-D storage array tensors view.
+_Storages = Callable[[torch_io.StorageSpec], np.ndarray]
 
 
 class _TorchUnpickler(torch_io.RestrictedUnpickler):
     """Resolves only tensors, storages, OrderedDict, TorchScript list builders, module classes.
 
-    ``storages(key, dtype, numel)`` returns the 1-D storage array for a persistent id.
+    ``storages(spec)`` returns the 1-D storage array for a persistent id.
     """
 
-    def __init__(self, file: Any, storages: Any, budget: Budget):
+    def __init__(self, file: Any, storages: _Storages, budget: Budget):
         super().__init__(file, budget)
         self._storages = storages
 
     def find_class(self, module: str, name: str) -> Any:
         if module == 'torch._utils' and name in ('_rebuild_tensor_v2', '_rebuild_tensor'):
-            return _rebuild_tensor
-        if module == 'torch' and name in _STORAGE_DTYPES:
-            return _STORAGE_DTYPES[name]
+            return torch_io.rebuild_tensor
+        if module == 'torch' and name in torch_io.STORAGE_TYPES:
+            return torch_io.STORAGE_TYPES[name]
         if (module, name) == ('collections', 'OrderedDict'):
             return collections.OrderedDict
         if module == 'torch.jit._pickle' and name.startswith('build_'):
@@ -157,16 +149,7 @@ class _TorchUnpickler(torch_io.RestrictedUnpickler):
         raise pickle.UnpicklingError(f'refusing to load {module[:100]}.{name[:100]}')
 
     def persistent_load(self, pid: tuple) -> np.ndarray:
-        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == 'storage'):
-            raise pickle.UnpicklingError(f'unknown persistent id {str(pid)[:80]}')
-        _, dtype, key, _location, numel = pid[:5]
-        if not (isinstance(dtype, type) and issubclass(dtype, np.generic)):
-            raise pickle.UnpicklingError(f'unknown storage type {dtype!r}')
-        if len(pid) > 5 and pid[5] is not None:
-            raise pickle.UnpicklingError('storage views (pre-0.4 torch files) are unsupported')
-        if type(numel) is not int or numel < 0:
-            raise pickle.UnpicklingError(f'storage {str(key)[:80]} has a bad size')
-        return self._storages(str(key), np.dtype(dtype).newbyteorder('<'), numel)
+        return self._storages(torch_io.storage_spec(pid, 'storage'))
 
 
 def _flatten(obj: Any, prefix: str, out: dict[str, Any], budget: Budget, depth: int = 0) -> None:
@@ -205,27 +188,23 @@ def _materialise(tree: dict[str, Any], budget: Budget,
     return {k: copy(v, k) for k, v in tree.items()}
 
 
-def _read_zip(path: str, zf: zipfile.ZipFile, budget: Budget) -> Any:
-    pkls = [n for n in zf.namelist() if n.endswith('/data.pkl') and n.count('/') == 1]
-    if not pkls:
-        raise ValueError('no <archive>/data.pkl')
-    prefix = pkls[0][: -len('data.pkl')]
-    if f'{prefix}byteorder' in zf.namelist() and torch_io.read_zip_entry(
-            zf, f'{prefix}byteorder', budget).strip() != b'little':
-        raise ValueError('big-endian storages are unsupported')
+def _read_zip(zf: zipfile.ZipFile, budget: Budget) -> Any:
+    """The object a TorchScript / ``torch.save`` zip pickles, its storages read on demand."""
+    prefix = torch_io.zip_archive_prefix(zf, budget, 'zip')
     loaded: dict[str, np.ndarray] = {}
 
-    def storage(key: str, dtype: np.dtype, numel: int) -> np.ndarray:
-        if key not in loaded:  # Each storage read once, however many tensors view it.
-            raw = torch_io.read_zip_entry(zf, f'{prefix}data/{key}', budget, exact=False,
-                                          nbytes=numel * dtype.itemsize, what=f'storage {key}')
-            loaded[key] = np.frombuffer(raw, dtype=dtype, count=numel)
-        elif loaded[key].dtype != dtype or loaded[key].size != numel:
-            raise ValueError(f'storage {key} is declared twice differently')
-        return loaded[key]
+    def storage(spec: torch_io.StorageSpec) -> np.ndarray:
+        if spec.key not in loaded:  # Each storage read once, however many tensors view it.
+            raw = torch_io.read_zip_entry(zf, f'{prefix}data/{spec.key}', budget, exact=False,
+                                          nbytes=spec.numel * spec.dtype.itemsize,
+                                          what=f'storage {spec.key}')
+            loaded[spec.key] = np.frombuffer(raw, dtype=spec.dtype, count=spec.numel)
+        elif loaded[spec.key].dtype != spec.dtype or loaded[spec.key].size != spec.numel:
+            raise ValueError(f'storage {spec.key} is declared twice differently')
+        return loaded[spec.key]
 
-    budget.storage(zf.getinfo(pkls[0]).file_size, 'data.pkl')
-    with zf.open(pkls[0]) as f:
+    budget.storage(zf.getinfo(f'{prefix}data.pkl').file_size, 'data.pkl')
+    with zf.open(f'{prefix}data.pkl') as f:
         return _TorchUnpickler(f, storage, budget).load()
 
 
@@ -235,42 +214,26 @@ def _read_legacy(stream: io.BufferedIOBase, budget: Budget
     storages (stride 0, nothing allocated: the data follows the pickles), ``storages`` maps
     ``id(placeholder)`` to the real array, each allocated once its size is checked against
     the file."""
+    specs: dict[str, torch_io.StorageSpec] = {}
     placeholders: dict[str, np.ndarray] = {}
 
-    def storage(key: str, dtype: np.dtype, numel: int) -> np.ndarray:
-        if key not in placeholders:
-            placeholders[key] = np.lib.stride_tricks.as_strided(
-                np.zeros(1, dtype), shape=(numel,), strides=(0,), writeable=False)
-        elif placeholders[key].dtype != dtype or placeholders[key].size != numel:
-            raise ValueError(f'storage {key} is declared twice differently')
-        return placeholders[key]
+    def storage(spec: torch_io.StorageSpec) -> np.ndarray:
+        if specs.setdefault(spec.key, spec) != spec:
+            raise ValueError(f'storage {spec.key} is declared twice differently')
+        if spec.key not in placeholders:
+            placeholders[spec.key] = np.lib.stride_tricks.as_strided(
+                np.zeros(1, spec.dtype), shape=(spec.numel,), strides=(0,), writeable=False)
+        return placeholders[spec.key]
 
-    load = lambda: _TorchUnpickler(stream, storage, budget).load()
-    if load() != _LEGACY_MAGIC or load() != _LEGACY_PROTOCOL:
-        raise ValueError('not a torch.save stream')
-    sys_info = load()
-    if not isinstance(sys_info, dict) or sys_info.get('little_endian') is not True:
-        raise ValueError('big-endian storages are unsupported')
+    def load() -> Any:
+        return _TorchUnpickler(stream, storage, budget).load()
+
+    torch_io.check_legacy_header(load, 'stream')
     root, keys = load(), load()
-    if not isinstance(keys, list) or set(map(str, keys)) != set(placeholders):
+    if not isinstance(keys, list) or set(map(str, keys)) != set(specs):
         raise ValueError('storage key list does not match the tensors')
-    storages: dict[int, np.ndarray] = {}
-    for key in keys:
-        placeholder = placeholders[str(key)]
-        head = stream.read(8)
-        if len(head) != 8:
-            raise ValueError('truncated')
-        (count,) = struct.unpack('<q', head)
-        if count != placeholder.size:
-            raise ValueError(f'storage {key} holds {count} elements, declared '
-                             f'{placeholder.size}')
-        nbytes = count * placeholder.itemsize
-        budget.storage(nbytes, f'storage {key}')  # At most the file's size: checked first.
-        raw = stream.read(nbytes)
-        if len(raw) != nbytes:
-            raise ValueError('truncated')
-        storages[id(placeholder)] = np.frombuffer(raw, placeholder.dtype)
-    return root, storages
+    arrays = torch_io.read_legacy_storages(stream, keys, specs, budget, what='storage')
+    return root, {id(placeholders[key]): array for key, array in arrays.items()}
 
 
 def read_torch_file(path: str | os.PathLike, what: str = 'a torch weight file') -> dict[str, Any]:
@@ -292,7 +255,7 @@ def read_torch_file(path: str | os.PathLike, what: str = 'a torch weight file') 
         storages: dict[int, np.ndarray] = {}
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as zf:
-                root = _read_zip(path, zf, budget)
+                root = _read_zip(zf, budget)
         else:
             with open(path, 'rb') as f:
                 root, storages = _read_legacy(f, budget)
