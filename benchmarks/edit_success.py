@@ -1,15 +1,15 @@
 r"""Edit success and disentanglement of fitted latent directions (issue 17 item 6).
 
-    # 1. a classifier that sees faces as celeba32 draws them (the face box at 32²):
+    # 1. a classifier that sees faces as celeba32 draws them (the face box at 32²); celeba32
+    #    ships the one made this way (flaxgan/pretrained/celeba32/attributes):
     python -m benchmarks.edit_success --prepare_faces=out/celeba_faces32
     python -m experiments.train_attributes --data=out/celeba_faces32 --resolution=32 \
         --channel_base=2048 --channel_max=128 --epochs=15 --outdir=out/attr_faces32
-    # 2. directions (10k latents, RandomState(0)):
-    python -m experiments.directions --network=celeba32 --classifier=out/attr_faces32 \
-        --spaces=w,z --outdir=out/dirs_celeba32
+    # 2. directions (10k latents, RandomState(0); the bundled classifier unless --classifier):
+    python -m experiments.directions --network=celeba32 --spaces=w,z --outdir=out/dirs_celeba32
     # 3. this measurement, on other latents (RandomState(--seed)):
     python -m benchmarks.edit_success --network=celeba32 --directions=out/dirs_celeba32 \
-        --classifier=out/attr_faces32 [--num=200] [--condition=young:male,smile:male]
+        [--num=200] [--condition=young:male,smile:male]
 
 Every direction file of `--directions` (W, and Z: z moved, then mapped) and every
 `--condition=a:b` pair (`a` without `b`, `flaxgan.edit.condition`) is swept over `--strengths`
@@ -25,7 +25,7 @@ W direction of the median scale is the baseline. Per direction:
   better, compare with the random direction).
 
 Prints a markdown table and writes `--out` (JSON). The classifier's held-out accuracy bounds
-what these figures can show (see `out/attr_faces32/accuracy.json`).
+what these figures can show (its `accuracy.json`).
 """
 
 from __future__ import annotations
@@ -37,12 +37,13 @@ import time
 import numpy as np
 from absl import app, flags
 
-from flaxgan import edit, sample
+from flaxgan import edit, pretrained, sample
 
 _NETWORK = flags.DEFINE_string("network", "celeba32", "Generator (sample.load).")
 _DIRECTIONS = flags.DEFINE_string("directions", "out/dirs_celeba32",
                                   "Folder of experiments.directions files.")
-_CLASSIFIER = flags.DEFINE_string("classifier", "out/attr_faces32", "Attribute classifier.")
+_CLASSIFIER = flags.DEFINE_string("classifier", None, "Attribute classifier folder (default: "
+                                  "the one bundled with --network).")
 _NUM = flags.DEFINE_integer("num", 200, "Latents swept per direction.")
 _SEED = flags.DEFINE_integer("seed", 1, "Seed of the swept latents (the fit used 0).")
 _STRENGTHS = flags.DEFINE_list("strengths", "-3,-1.5,0,1.5,3", "Sweep strengths.")
@@ -130,7 +131,11 @@ def main(argv) -> None:
         normal=(random / np.linalg.norm(random)).astype(np.float32), offset=0.0,
         scale=float(np.median(scales)), mean=np.zeros(g.w_dim, np.float32), attribute="random")
     wanted = [*CELEBA, edit.YAW]
-    labellers = edit.make_labellers(wanted, _CLASSIFIER.value)
+    classifier = _CLASSIFIER.value or pretrained.matched_classifier(_NETWORK.value)
+    if classifier is None:
+        raise app.UsageError(f"--network={_NETWORK.value} carries no attribute classifier: "
+                             "pass --classifier=DIR")
+    labellers = edit.make_labellers(wanted, str(classifier))
     z = np.random.RandomState(_SEED.value).randn(_NUM.value, g.z_dim).astype(np.float32)
     ws = sample.mapping(g, z)
 

@@ -28,7 +28,7 @@ import time
 from absl import app, flags, logging
 
 from experiments import cli
-from flaxgan import edit, sample
+from flaxgan import edit, pretrained, sample
 from flaxgan.errors import InvalidArgument
 
 _NETWORK = flags.DEFINE_string(
@@ -41,7 +41,8 @@ _ATTRIBUTES = flags.DEFINE_list(
     "attribute name (Bangs, Blond_Hair, ...).")
 _CLASSIFIER = flags.DEFINE_string(
     "classifier", None, "CelebA attribute classifier folder (experiments.train_attributes); "
-    "default $FLAXGAN_ATTRIBUTE_CLASSIFIER. Not needed for yaw alone.")
+    "default $FLAXGAN_ATTRIBUTE_CLASSIFIER, else the one bundled with --network (celeba32 "
+    "carries one). Not needed for yaw alone.")
 _NUM = flags.DEFINE_integer("num", edit.DEFAULT_NUM, "Latents sampled and labelled.")
 _SPACES = flags.DEFINE_list("spaces", "w", "Latent spaces to fit in: w, z or w,z.")
 _KEEP = flags.DEFINE_float("keep", edit.DEFAULT_KEEP,
@@ -87,17 +88,19 @@ def check_flags() -> tuple[dict[str, str], list[str]]:
 
 
 def classifier_path(names: dict[str, str]) -> str | None:
-    """`--classifier` (or the environment's), None when only yaw is asked for."""
+    """`--classifier`, else the environment's, else the network's own (a bundled model's
+    `attributes/`); None when only yaw is asked for."""
     if all(c == edit.YAW for c in names.values()):
         return None
-    path = _CLASSIFIER.value or os.environ.get(CLASSIFIER_ENV)
+    path = (_CLASSIFIER.value or os.environ.get(CLASSIFIER_ENV)
+            or pretrained.matched_classifier(_NETWORK.value))
     if not path:
         celeba = [a for a, c in names.items() if c != edit.YAW]
         raise InvalidArgument(
             f"--attributes {','.join(celeba)} need the CelebA attribute classifier: pass "
             f"--classifier=DIR (or set ${CLASSIFIER_ENV}); train one with `python -m "
             "experiments.train_attributes --data=FACES --resolution=R --outdir=DIR`")
-    return path
+    return str(path)
 
 
 def file_name(name: str, space: str) -> str:

@@ -1,7 +1,8 @@
 r"""Bundles a training snapshot as a pretrained model of the package (`flaxgan/pretrained/NAME`).
 
     python tools/bundle_pretrained.py --snapshot=runs/celeba32/snapshots/network-snapshot-000800 \
-        --name=celeba32 --about=about.json [--metrics=runs/celeba32/metrics-final.jsonl]
+        --name=celeba32 --about=about.json [--metrics=runs/celeba32/metrics-final.jsonl] \
+        [--classifier=out/attr_faces32]
 
 Copies the snapshot's G_ema and D (`network.json` + official-format `.npz`; a fine-tuning run
 starts G from G_ema) with the
@@ -12,7 +13,10 @@ of each metric wins), and the descriptive fields (`dataset`, `training`, `licenc
 `--about`, a JSON object. Also writes `float32_reference.npz`: the images of seeds 0-3 (ψ 1,
 constant noise) from the float32 snapshot, which tests compare with the float16-stored copy;
 `model.json` records the largest difference measured here (`float16_max_abs_error`, on the
-[-1, 1] image scale). Prints the size written.
+[-1, 1] image scale). `--classifier` adds an attribute classifier trained on the same crop of
+the same faces as `attributes/` (float16 parameters as well, its `accuracy.json` beside it, the
+largest logit change from float16 storage on the reference images in its metadata), which
+`experiments.directions` then uses by default. Prints the size written.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ _NAME = flags.DEFINE_string("name", None, "Bundled model name (e.g. celeba32).",
 _ABOUT = flags.DEFINE_string("about", None, "JSON file: dataset, training, licence.",
                              required=True)
 _METRICS = flags.DEFINE_list("metrics", [], "experiments.eval output files (JSON lines).")
+_CLASSIFIER = flags.DEFINE_string("classifier", None, "Attribute classifier folder "
+                                  "(experiments.train_attributes) matched to this model's data.")
 
 NETWORKS = ("G_ema", "D")  # G_ema also starts fine-tuning as G (saves 40% of the size)
 REFERENCE_SEEDS = (0, 1, 2, 3)
@@ -52,6 +58,42 @@ def _metrics(paths: list[str]) -> dict[str, float]:
                 record = json.loads(line)
                 values[record["metric"]] = round(float(record["value"]), 4)
     return values
+
+
+def _half(path: pathlib.Path) -> dict:
+    """The arrays of an `.npz`, float32 ones as float16."""
+    import numpy as np  # noqa: PLC0415
+
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k].astype(np.float16) if z[k].dtype == np.float32 else z[k] for k in z.files}
+
+
+def bundle_classifier(source: pathlib.Path, target: pathlib.Path, images) -> float:
+    """Copies the attribute classifier in `source` to `target` with float16 parameters.
+
+    Returns the largest |logit| change that storage causes on `images` (uint8 [N, H, W, 3]),
+    also written into the copy's metadata.
+    """
+    import numpy as np  # noqa: PLC0415
+
+    from flaxgan.metrics import attributes  # noqa: PLC0415
+
+    target.mkdir(parents=True)
+    np.savez(target / attributes.WEIGHTS_FILE, **_half(source / attributes.WEIGHTS_FILE))
+    for name in (attributes.CONFIG_FILE, "accuracy.json"):
+        if (source / name).is_file():
+            shutil.copyfile(source / name, target / name)
+
+    def logits(folder):
+        clf = attributes.load_classifier(folder)
+        x = attributes.to_classifier_input(images, clf.config.resolution)
+        return np.asarray(attributes.logits_fn(clf.params, x, clf.config))
+
+    error = float(np.max(np.abs(logits(target) - logits(source))))
+    info = json.loads((target / attributes.CONFIG_FILE).read_text())
+    info["metadata"].update(parameters="float16", float16_max_abs_logit_error=error)
+    (target / attributes.CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    return error
 
 
 def main(argv: list[str]) -> None:
@@ -86,10 +128,15 @@ def main(argv: list[str]) -> None:
     full, stored = images(sample.load(str(snapshot))), images(sample.load(str(tmp)))
     np.savez(tmp / pretrained.REFERENCE_NPZ, seeds=np.array(REFERENCE_SEEDS), images=full)
     info["float16_max_abs_error"] = float(np.max(np.abs(stored - full)))
+    if _CLASSIFIER.value:
+        uint8 = np.clip(np.rint((full + 1) * 127.5), 0, 255).astype(np.uint8)
+        error = bundle_classifier(pathlib.Path(_CLASSIFIER.value),
+                                  tmp / pretrained.ATTRIBUTES_DIR, uint8)
+        print(f"attribute classifier: float16 logits within {error:.2e} of float32")
     (tmp / pretrained.MODEL_JSON).write_text(json.dumps(info, indent=1) + "\n")
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
-    size = sum(p.stat().st_size for p in target.iterdir())
+    size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
     print(f"{target}: {size / 2**20:.2f} MiB ({', '.join(NETWORKS)}, float16 parameters; "
           f"images within {info['float16_max_abs_error']:.2e} of float32)")
 

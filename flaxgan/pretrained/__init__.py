@@ -9,7 +9,10 @@
 Each model is a folder here in the format of `flaxgan.sample.export` (`network.json` with the
 official constructor kwargs, one official-format state_dict `.npz` per network: `G_ema` and
 `D`; fine-tuning starts G from G_ema) plus `model.json`: what it is (`PretrainedModel`'s
-fields). Parameters are stored in float16 to keep the package small and restored to float32
+fields). A model may also carry `attributes/`: a CelebA attribute classifier
+(`flaxgan.metrics.attributes` format) trained on the same crop of the same faces, which
+`experiments.directions` and the editing benchmark use when no `--classifier` is given.
+Parameters are stored in float16 to keep the package small and restored to float32
 on load (tests bound the difference to the float32 network); buffers (`w_avg`, constant
 noise, filters) stay float32.
 """
@@ -21,11 +24,12 @@ import json
 import pathlib
 from typing import Any
 
-__all__ = ["PretrainedModel", "ROOT", "available", "find"]
+__all__ = ["PretrainedModel", "ROOT", "available", "find", "matched_classifier"]
 
 ROOT = pathlib.Path(__file__).resolve().parent
 MODEL_JSON = "model.json"
 REFERENCE_NPZ = "float32_reference.npz"  # images of the float32 network, for the parity test
+ATTRIBUTES_DIR = "attributes"  # optional matched attribute classifier (classifier.{json,npz})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +61,11 @@ class PretrainedModel:
     licence: str
     float16_max_abs_error: float
 
+    @property
+    def attribute_classifier(self) -> pathlib.Path | None:
+        """The folder of its matched CelebA attribute classifier, or None if it has none."""
+        return matched_classifier(str(self.path))
+
     @classmethod
     def from_folder(cls, folder: pathlib.Path) -> PretrainedModel:
         info: dict[str, Any] = json.loads((folder / MODEL_JSON).read_text(encoding="utf-8"))
@@ -76,3 +85,18 @@ def find(name: str) -> PretrainedModel | None:
         return None
     folder = ROOT / name
     return PretrainedModel.from_folder(folder) if (folder / MODEL_JSON).is_file() else None
+
+
+def matched_classifier(network: str) -> pathlib.Path | None:
+    """The attribute classifier that travels with `network` (a bundled model's name or any
+    model folder holding `attributes/`), or None.
+
+    A path that exists wins over a bundled name, as in `sample.load`.
+    """
+    folder = pathlib.Path(network)
+    if not folder.exists():
+        model = find(network)
+        folder = model.path if model else folder
+    candidate = folder / ATTRIBUTES_DIR
+    return candidate if folder.is_dir() and (candidate / "classifier.json").is_file() else None
+

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flaxgan import edit, sample
+from flaxgan import edit, pretrained, sample
 from flaxgan.metrics import attributes
 from tests.conftest import TEST_DATA
 from tests.experiments.run_cases import assert_one_line, run_in_subprocess
@@ -34,10 +34,17 @@ def fitted(tmp_path_factory):
     clf = attributes.save_classifier(root / "clf", config,
                                      attributes.init_params(config, jax.random.key(0)))
     dirs, few, bad = root / "dirs", root / "few", root / "bad"
+    # A model folder that carries its classifier (as the bundled celeba32 does).
+    carrier = root / "carrier"
+    sample.export(sample.load(PKL), carrier)
+    attributes.save_classifier(carrier / pretrained.ATTRIBUTES_DIR, config,
+                               attributes.init_params(config, jax.random.key(0)))
     base = [f"--network={PKL}", f"--classifier={clf}"]
     cases = {
         (*base, "--attributes=smile,male", "--num=256", "--keep=0.1", "--spaces=w,z",
          f"--outdir={dirs}"): None,
+        (f"--network={carrier}", "--attributes=male", "--num=64", "--keep=0.1",
+         f"--outdir={root / 'carried'}"): None,
         (*base, "--attributes=smile", "--num=20", f"--outdir={few}"): "Smiling (w): 20 scored",
         (*base, "--attributes=smiel", f"--outdir={bad}"): "unknown attribute 'smiel'",
         (*base, "--attributes=smile,Smiling", f"--outdir={bad}"): "several names for Smiling",
@@ -51,7 +58,7 @@ def fitted(tmp_path_factory):
             "missing.pkl",
     }
     results = _run_cases("experiments.directions", [list(c) for c in cases])
-    return dirs, few, bad, list(zip(results, cases.values(), strict=True))
+    return dirs, few, bad, root, list(zip(results, cases.values(), strict=True))
 
 
 def test_directions_writes_a_file_per_direction_and_a_summary(fitted):
@@ -71,9 +78,17 @@ def test_directions_writes_a_file_per_direction_and_a_summary(fitted):
     assert edit.load_direction(dirs / "smile.npz").attribute == "Smiling"
 
 
+def test_directions_uses_the_classifier_the_network_carries(fitted):
+    *_, root, results = fitted
+    assert results[1][0]["code"] == 0, results[1][0]
+    summary = json.loads((root / "carried" / "directions.json").read_text())
+    assert summary["classifier"] == str(root / "carrier" / pretrained.ATTRIBUTES_DIR)
+    assert sorted(summary["directions"]) == ["male"]
+
+
 def test_directions_bad_input_is_one_line(fitted):
-    _, few, bad, results = fitted
-    for result, expected in results[1:]:
+    _, few, bad, _, results = fitted
+    for result, expected in results[2:]:
         assert_one_line(result, expected)
     assert not bad.exists()
     # An attribute that cannot be fitted: named in the summary and the error line.
