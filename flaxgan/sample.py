@@ -31,6 +31,7 @@ from PIL import Image
 
 from flaxgan import convert
 from flaxgan import pretrained as pretrained_lib
+from flaxgan.convert import tf_snapshot, tf_stylegan1
 from flaxgan.errors import InvalidArgument
 from flaxgan.models import build_generator
 
@@ -62,6 +63,7 @@ __all__ = [
 
 NETWORK_JSON = "network.json"
 DEFAULT_BATCH = 16
+STYLEGAN1_GENERATOR = "training.networks_stylegan.G_style"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,13 +115,22 @@ class LoadedGenerator:
         return self.variables.get("buffers", {})
 
     @property
+    def is_stylegan1(self) -> bool:
+        """A StyleGAN (v1) `G_style`, from an official TF snapshot."""
+        return self.kwargs.get("class_name") == STYLEGAN1_GENERATOR
+
+    @property
     def w_avg(self) -> np.ndarray:
         """Tracked average of w, `[w_dim]` (the truncation centre)."""
+        if self.is_stylegan1:
+            return np.asarray(self.buffers["dlatent_avg"])
         return np.asarray(self.buffers["mapping"]["w_avg"])
 
     @property
     def has_noise(self) -> bool:
-        """StyleGAN2 layers take per-pixel noise; StyleGAN3 has no noise inputs."""
+        """StyleGAN2 and v1 layers take per-pixel noise; StyleGAN3 has no noise inputs."""
+        if self.is_stylegan1:
+            return bool(self.module.use_noise)
         paths = jax.tree_util.tree_leaves_with_path(dict(self.variables))
         return any("noise_strength" in jax.tree_util.keystr(p) for p, _ in paths)
 
@@ -259,10 +270,12 @@ def load(path: str | os.PathLike, key: str = "G_ema") -> LoadedGenerator:
     name of a bundled model (`pretrained()`).
 
     Args:
-      path: official stylegan2-ada-pytorch / stylegan3 snapshot (`.pkl`, read without running
-        any code it contains), a directory written by `export`, or a bundled model's name
-        (`celeba32`; a file or folder of that name takes precedence).
-      key: which network of the snapshot ('G_ema', or 'G').
+      path: official stylegan2-ada-pytorch / stylegan3 snapshot or official TensorFlow StyleGAN
+        / StyleGAN2 snapshot (`.pkl`, read without running any code it contains; see
+        `flaxgan.convert.tf_snapshot`), a directory written by `export`, or a bundled model's
+        name (`celeba32`; a file or folder of that name takes precedence).
+      key: which network of the snapshot ('G_ema', or 'G'); in a TF snapshot's `(G, D, Gs)`,
+        'G_ema' is Gs.
 
     Raises:
       convert.SnapshotError: one line naming the file and the problem.
@@ -273,6 +286,8 @@ def load(path: str | os.PathLike, key: str = "G_ema") -> LoadedGenerator:
         kwargs, parameters, buffers = read_export(path, key)
         return from_state_dict(kwargs, parameters, buffers, source=path)
 
+    if tf_snapshot.is_tf_snapshot(path):
+        return _load_tf(path, key)
     expected = _ExpectedShapes(key)
     snapshot = convert.load_snapshot(path, expected_shapes=expected)
     record = snapshot.get(key) if isinstance(snapshot, Mapping) else None
@@ -281,6 +296,41 @@ def load(path: str | os.PathLike, key: str = "G_ema") -> LoadedGenerator:
     kwargs = {"class_name": record.class_name, **record.init_kwargs}
     return from_state_dict(kwargs, record.parameters, record.buffers, source=path,
                            _built=expected.built)
+
+
+def _load_tf(path: str, key: str) -> LoadedGenerator:
+    """Generator `key` of an official TF snapshot: StyleGAN (v1) as `stylegan1.G_style` with its
+    TF variables, StyleGAN2 converted to stylegan2-ada-pytorch's as `legacy.py` converts it."""
+    records = tf_snapshot.load_tf_snapshot(path)
+    record = records.get(key)
+    if record is None:
+        raise convert.SnapshotError(f"{path}: TF snapshot has no network {key!r} (has "
+                                    f"{sorted(records)}; a single Network is 'G_ema')")
+    if not record.is_generator:
+        raise convert.SnapshotError(f"{path}: {key!r} is a discriminator ({record.class_name})")
+    if record.family == "stylegan2":
+        kwargs = tf_snapshot.stylegan2_kwargs(record, source=path)
+        parameters, buffers = tf_snapshot.stylegan2_state_dict(record, source=path)
+        return from_state_dict(kwargs, parameters, buffers, source=path)
+    return _stylegan1_generator(record, path)
+
+
+def _stylegan1_generator(record: tf_snapshot.TFNetworkRecord, source: str) -> LoadedGenerator:
+    """A TF `G_style` record -> `stylegan1.G_style` with its variables, names and shapes
+    checked against the module its kwargs build."""
+    kwargs = {"class_name": record.class_name, **record.static_kwargs}
+    try:
+        module, target = _generator_target(kwargs)
+    except InvalidArgument as e:
+        raise convert.SnapshotError(f"{source}: {e}") from None
+    try:
+        variables = tf_stylegan1.to_flax_checked(record.all_variables(), target, source)
+    except convert.SnapshotError:
+        raise
+    except ValueError as e:  # A name that is both a variable and a scope.
+        raise convert.SnapshotError(f"{source}: {e}") from None
+    variables = replicate(jax.tree.map(jnp.asarray, variables))
+    return LoadedGenerator(module=module, variables=variables, kwargs=kwargs, source=source)
 
 
 def export(g: LoadedGenerator, directory: str | os.PathLike, key: str = "G_ema") -> str:
@@ -374,6 +424,13 @@ def _synthesize(module, variables, ws, rng, noise_mode="const", noise_layers=Non
                         method=lambda m, w, **k: m.synthesize(w, **k), **kwargs)
 
 
+@functools.partial(jax.jit, static_argnums=0, static_argnames=("noise_mode", "noise_layers"))
+def _synthesize_v1(module, variables, ws, rng, noise_mode="const", noise_layers=None, **kwargs):
+    return module.apply(variables, ws, noise_mode=noise_mode, noise_layers=noise_layers,
+                        rngs={"noise": rng}, method=lambda m, w, **k: m.synthesize(w, **k),
+                        **kwargs)
+
+
 def _batch_sharding() -> NamedSharding:
     """Rows split over a 1-D mesh of every local device (data parallel sampling)."""
     return NamedSharding(Mesh(np.array(jax.local_devices()), ("batch",)), PartitionSpec("batch"))
@@ -427,8 +484,9 @@ def layer_indices(g: LoadedGenerator, layers: str | Sequence[int] | None) -> tup
     """ws indices for 'all', 'none', 'coarse', 'middle', 'fine' or explicit indices.
 
     StyleGAN2 ws index i drives resolution `2 ** (2 + (i + 1) // 2)` (the last toRGB w shares
-    the top resolution); coarse = 4²–8², middle = 16²–32², fine = 64² and up (StyleGAN paper,
-    sec. 3.1). For StyleGAN3 (no resolution per layer) the groups are the thirds of num_ws.
+    the top resolution), StyleGAN (v1) index i resolution `2 ** (2 + i // 2)`; coarse = 4²–8²,
+    middle = 16²–32², fine = 64² and up (StyleGAN paper, sec. 3.1). For StyleGAN3 (no
+    resolution per layer) the groups are the thirds of num_ws.
     """
     n = g.num_ws
     if layers is None or (isinstance(layers, str) and layers == "all"):
@@ -443,7 +501,8 @@ def layer_indices(g: LoadedGenerator, layers: str | Sequence[int] | None) -> tup
             bounds = {"coarse": (0, n // 3), "middle": (n // 3, 2 * n // 3),
                       "fine": (2 * n // 3, n)}[layers]
             return tuple(range(*bounds))
-        res = [min(2 ** (2 + (i + 1) // 2), g.img_resolution) for i in range(n)]
+        shift = 0 if g.is_stylegan1 else 1
+        res = [min(2 ** (2 + (i + shift) // 2), g.img_resolution) for i in range(n)]
         lo, hi = {"coarse": (4, 8), "middle": (16, 32), "fine": (64, 1 << 30)}[layers]
         return tuple(i for i in range(n) if lo <= res[i] <= hi)
     idx = tuple(sorted({int(i) for i in layers}))
@@ -480,6 +539,12 @@ def synthesize(
         raise InvalidArgument("this generator has no noise inputs (StyleGAN3); noise_layers "
                          "does not apply")
     keys = iter(jax.random.split(jax.random.key(seed), max(1, -(-ws.shape[0] // batch_size))))
+    if g.is_stylegan1:  # No modulated convolutions to fuse.
+        if fused_modconv is not None:
+            raise InvalidArgument("fused_modconv applies to StyleGAN2 generators only")
+        fn = lambda wb: _synthesize_v1(g.module, g.variables, wb, next(keys),
+                                       noise_mode=noise_mode, noise_layers=selected, **kwargs)
+        return _batched(fn, ws, batch_size=batch_size)
     fn = lambda wb: _synthesize(g.module, g.variables, wb, next(keys), noise_mode=noise_mode,
                                 noise_layers=selected, fused_modconv=fused_modconv, **kwargs)
     return _batched(fn, ws, batch_size=batch_size)
