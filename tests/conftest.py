@@ -49,29 +49,32 @@ def reference_dirs() -> list[pathlib.Path]:
     """Every directory whose reference vectors the parity tests check.
 
     FLAXGAN_REFERENCE_DIR (one or more directories joined by os.pathsep) when set; otherwise the
-    vendored official files plus the extra configurations recorded with tools/make_reference.py
-    and the StyleGAN v1 ones recorded with tools/make_reference_stylegan1.py.
+    vendored official files plus the extra configurations recorded with tools/make_reference.py,
+    the StyleGAN v1 ones recorded with tools/make_reference_stylegan1.py and the TF StyleGAN2
+    ones recorded with tools/make_reference_tf_stylegan2.py.
     """
     if "FLAXGAN_REFERENCE_DIR" in os.environ:
         return [pathlib.Path(p) for p in os.environ["FLAXGAN_REFERENCE_DIR"].split(os.pathsep) if p]
     return [TEST_DATA / "reference", TEST_DATA / "reference_extra",
-            TEST_DATA / "reference_stylegan1"]
+            TEST_DATA / "reference_stylegan1", TEST_DATA / "reference_tf_stylegan2"]
 
 
 # Generator class name suffix -> family of the parity tests that check it.
 _FAMILIES = {"networks_stylegan3.Generator": "stylegan3",
-             "networks_stylegan.G_style": "stylegan1"}
+             "networks_stylegan.G_style": "stylegan1",
+             "networks_stylegan2.G_main": "tf_stylegan2"}
 
 
 def reference_family(meta: dict) -> str:
-    """'stylegan1', 'stylegan2' or 'stylegan3' from a reference `.json`'s generator class."""
+    """'stylegan1', 'stylegan2', 'stylegan3' or 'tf_stylegan2' (official TF StyleGAN2
+    snapshots) from a reference `.json`'s generator class."""
     name = meta["G_kwargs"]["class_name"]
     return next((f for suffix, f in _FAMILIES.items() if name.endswith(suffix)), "stylegan2")
 
 
 def reference_files(family: str) -> list[pathlib.Path]:
-    """The `.npz` reference files whose generator belongs to `family` ('stylegan1', 'stylegan2'
-    or 'stylegan3').
+    """The `.npz` reference files whose generator belongs to `family` ('stylegan1', 'stylegan2',
+    'stylegan3' or 'tf_stylegan2').
 
     The family comes from the generator class name in the matching `.json`, never the file name.
     """

@@ -11,7 +11,10 @@ memory with a one-line error naming the file, or loads correctly. `--scale=full`
 of the issue (a 3 GiB deflate bomb, 16384x16384x3 stride-0 views, 64-level shared lists).
 
 Cases (`CASES`): `snapshot` ones are read with `flaxgan.convert.load_snapshot` (and
-`flaxgan.sample.load`), `torchfile` ones with `flaxgan.metrics.torchfile.read_torch_file`.
+`flaxgan.sample.load`), `torchfile` ones with `flaxgan.metrics.torchfile.read_torch_file`, `tf`
+ones (official TensorFlow snapshots, edited from the vendored `TF_REFERENCE` / `TF_V1_REFERENCE`
+with `tests/flaxgan/convert/tf_pickle.py`) with `flaxgan.sample.load`, which reads them with
+`flaxgan.convert.tf_snapshot` and converts them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import argparse
 import collections
 import dataclasses
 import io
+import os
 import pathlib
 import pickle
 import struct
@@ -36,8 +40,13 @@ if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
 
 from tests.flaxgan.convert import official_pickle as op  # noqa: E402
+from tests.flaxgan.convert import tf_pickle  # noqa: E402
 
 REFERENCE = ROOT / "tests/data/reference/sg2_uncond32.pkl"
+TF_REFERENCE = ROOT / "tests/data/reference_tf_stylegan2/tf_sg2_e_orig_gray16.pkl"
+TF_V1_REFERENCE = ROOT / "tests/data/reference_stylegan1/sg1_16_gray_linear_variants.pkl"
+# The embedded build source of `tf_build_source_payload`: creates this file if ever executed.
+PAYLOAD_MARKER = pathlib.Path("/tmp/flaxgan-hostile-tf-build-source-ran")
 SCALES = {  # What `--scale` changes: bomb sizes (the refusals do not depend on them).
     "test": dict(laughs=64, dag=40, view=(4096, 4096, 3), deflate=256 << 20, memo=1 << 30),
     "full": dict(laughs=64, dag=40, view=(16384, 16384, 3), deflate=3 << 30, memo=0x7FFFFFF0),
@@ -244,9 +253,9 @@ class Case:
 
     Attributes:
       name: file stem.
-      reader: 'snapshot' or 'torchfile'.
+      reader: 'snapshot', 'torchfile' or 'tf'.
       expect: regex the one-line error must contain, or None: the file must load (for
-        snapshots: with the reference's tensors, see `legit`).
+        snapshots: with the reference's tensors; for TF snapshots: as `TF_REFERENCE` loads).
       build: `scale dict -> file bytes`.
       about: what the file does.
     """
@@ -442,6 +451,107 @@ def _legacy_numel(scale: dict) -> bytes:
     return out.getvalue() + struct.pack("<q", huge) + bytes(64)
 
 
+# Official TensorFlow snapshots (`(G, D, Gs)` of `dnnlib.tflib.network.Network`s).
+
+
+class _Call:
+    """Pickles as a call of `fn(*args)` (REDUCE): what a hostile pickle would run."""
+
+    def __init__(self, fn: Callable, *args: Any):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return self.fn, self.args
+
+
+class _HugeArray:
+    """A numpy array record claiming 2**40 float32 elements backed by 4 bytes."""
+
+    def __reduce__(self):
+        from numpy._core import multiarray
+        return multiarray._reconstruct, (np.ndarray, (0,), b"b"), (
+            1, (1 << 20, 1 << 20), np.dtype(np.float32), False, bytes(4))
+
+
+class _ArgsNetwork:
+    """A Network record created by calling the class with arguments (REDUCE)."""
+
+    def __init__(self, state: dict):
+        self.state = state
+
+    def __reduce__(self):
+        return tf_pickle.Network, ("evil",), self.state
+
+
+def _tf(edit: Callable[[tuple], Any], reference: pathlib.Path = TF_REFERENCE
+        ) -> Callable[[dict], bytes]:
+    """The TF reference `(G, D, Gs)` after `edit(tree)` (in place, or returning the new top)."""
+    return lambda scale: tf_pickle.edited(reference, edit)
+
+
+def _networks(tree: tuple) -> list:
+    """Every Network of a `(G, D, Gs)` tree, components included."""
+    nets = []
+    for net in tree:
+        nets += [net, *net.state.get("components", {}).values()]
+    return nets
+
+
+def _tf_set(index: int, key: str, value: Any) -> Callable[[tuple], None]:
+    def edit(tree: tuple) -> None:
+        tree[index].state[key] = value
+    return edit
+
+
+def _tf_kwarg(index: int, key: str, value: Any) -> Callable[[tuple], None]:
+    def edit(tree: tuple) -> None:
+        tree[index].state["static_kwargs"][key] = value
+    return edit
+
+
+def _tf_synthesis_var(name: str, value: Any) -> Callable[[tuple], None]:
+    """Sets (None: removes) one variable of Gs's synthesis network."""
+    def edit(tree: tuple) -> None:
+        synthesis = tree[2].component("synthesis")
+        variables = synthesis.variables()
+        if value is None:
+            del variables[name]
+        else:
+            variables[name] = value
+        synthesis.set_variables(variables)
+    return edit
+
+
+def _tf_payload(tree: tuple) -> None:
+    source = f"open({str(PAYLOAD_MARKER)!r}, 'w').write('ran')\ndef G_main(*a, **k): pass\n"
+    for net in _networks(tree):
+        net.state["build_module_src"] = source
+
+
+def _tf_cycle(tree: tuple) -> None:
+    tree[2].state["components"]["synthesis"] = tree[2]
+
+
+def _tf_args_network(tree: tuple) -> tuple:
+    return tree[0], tree[1], _ArgsNetwork(tree[2].state)
+
+
+def _tf_state_list(tree: tuple) -> tuple:
+    return tree[0], tree[1], tf_pickle.Network(["not", "a", "dict"])
+
+
+def _tf_v1_missing(tree: tuple) -> None:
+    variables = tree[2].variables()
+    del variables["dlatent_avg"]
+    tree[2].set_variables(variables)
+
+
+def _tf_mixed_versions(tree: tuple) -> tuple:
+    return tree[0], tf_pickle.read(TF_V1_REFERENCE)[1], tree[2]
+
+
+_TF_CONV = "16x16/Conv1/weight"
+
 CASES = [
     # Legitimate files: must load, with the reference's tensors.
     Case("legit_roundtrip", "snapshot", None, lambda s: op.dumps(reference_tree()),
@@ -502,12 +612,67 @@ CASES = [
          "data.pkl with a PUT at memo index 2**30, then an empty state_dict"),
     Case("legacy_numel_huge", "torchfile", "truncated|more than the file", _legacy_numel,
          "a legacy torch.save stream declaring a storage of 2**40 floats"),
+    # Official TensorFlow snapshots.
+    Case("tf_legit_roundtrip", "tf", None, _tf(lambda t: None),
+         "the TF StyleGAN2 reference, re-pickled"),
+    Case("tf_build_source_payload", "tf", None, _tf(_tf_payload),
+         "every Network's build_module_src writes a file when executed (it must never be)"),
+    Case("tf_global_os_system", "tf", r"refuses global '(os|posix|nt)\.system'",
+         _tf(_tf_kwarg(2, "payload", _Call(os.system, "true"))),
+         "Gs's static_kwargs hold a call of os.system"),
+    Case("tf_global_exec", "tf", r"refuses global 'builtins\.exec'",
+         _tf(_tf_kwarg(2, "payload", _Call(exec, "pass"))),
+         "Gs's static_kwargs hold a call of exec"),
+    Case("tf_unknown_build_func", "tf", "unknown build function 'G_evil'",
+         _tf(_tf_set(2, "build_func_name", "G_evil")), "Gs built by an unknown function"),
+    Case("tf_unsupported_build_func", "tf", "unsupported build function 'D_stylegan'",
+         _tf(_tf_set(1, "build_func_name", "D_stylegan")),
+         "D of StyleGAN2 configs B-D (progressive growing)"),
+    Case("tf_wrong_synthesis", "tf", "'G_synthesis_stylegan_revised', expected "
+         "'G_synthesis_stylegan2'", _tf(lambda t: t[2].component("synthesis").state.update(
+             build_func_name="G_synthesis_stylegan_revised")),
+         "Gs with the synthesis network of configs B-D"),
+    Case("tf_missing_variable", "tf", r"synthesis\.b16\.conv1\.weight' is missing",
+         _tf(_tf_synthesis_var(_TF_CONV, None)), "Gs without one convolution weight"),
+    Case("tf_misshaped_variable", "tf", r"synthesis\.b16\.conv1\.weight' has shape",
+         _tf(_tf_synthesis_var(_TF_CONV, np.zeros((3, 3, 12, 13), np.float32))),
+         "Gs with a convolution weight of the wrong shape"),
+    Case("tf_unexpected_variable", "tf", "unexpected variable 'G_synthesis/evil'",
+         _tf(_tf_synthesis_var("evil", np.zeros(1 << 20, np.float32))),
+         "Gs with an extra 4 MiB variable"),
+    Case("tf_huge_array", "tf", "not a readable TF snapshot",
+         _tf(_tf_synthesis_var(_TF_CONV, _HugeArray())),
+         "a variable whose numpy record claims 2**40 elements backed by 4 bytes"),
+    Case("tf_object_array", "tf", "dtype object",
+         _tf(_tf_synthesis_var(_TF_CONV, np.array([None, "x"], dtype=object))),
+         "a variable of Python objects"),
+    Case("tf_laughs_kwargs", "tf", "expand to more than",
+         lambda s: tf_pickle.edited(TF_REFERENCE, _tf_kwarg(2, "laughs", _laughs(
+             "list", s["laughs"]))), "Gs kwargs: lists referencing the previous level twice"),
+    Case("tf_network_cycle", "tf", "its own component", _tf(_tf_cycle),
+         "Gs is its own synthesis component"),
+    Case("tf_network_args", "tf", "constructor arguments", _tf(_tf_args_network),
+         "a Network record created with arguments"),
+    Case("tf_state_not_dict", "tf", "Network state is a list", _tf(_tf_state_list),
+         "a Network whose pickled state is a list"),
+    Case("tf_bad_version", "tf", "format version 1", _tf(_tf_set(2, "version", 1)),
+         "a Network of format version 1"),
+    Case("tf_top_level_dict", "tf", "top level is a dict",
+         _tf(lambda t: {"G": t[0], "D": t[1], "Gs": t[2]}), "the networks in a dict"),
+    Case("tf_conditional", "tf", "conditional TF StyleGAN2",
+         _tf(_tf_kwarg(2, "label_size", 3)), "a conditional Gs (no PyTorch equivalent)"),
+    Case("tf_unknown_kwarg", "tf", "unknown TensorFlow kwarg 'evil_kwarg'",
+         _tf(_tf_kwarg(2, "evil_kwarg", 1)), "Gs with a kwarg legacy.py does not know"),
+    Case("tf_mixed_versions", "tf", "different StyleGAN versions", _tf(_tf_mixed_versions),
+         "a StyleGAN2 G and Gs with a StyleGAN v1 D"),
+    Case("tf_v1_missing_variable", "tf", r"buffers 'dlatent_avg' is missing",
+         _tf(_tf_v1_missing, TF_V1_REFERENCE), "a StyleGAN v1 Gs without dlatent_avg"),
 ]
 
 
 def write(case: Case, directory: str | pathlib.Path, scale: str = "test") -> pathlib.Path:
     """Builds `case` into `directory/<name>.pkl` (snapshots) or `.pt`; returns the path."""
-    suffix = ".pkl" if case.reader == "snapshot" else ".pt"
+    suffix = ".pt" if case.reader == "torchfile" else ".pkl"
     path = pathlib.Path(directory) / f"{case.name}{suffix}"
     path.write_bytes(case.build(SCALES[scale]))
     return path

@@ -331,8 +331,8 @@ def _build_func(func: str, expected: tuple[str, str, str] | None, where: str
         module, _, want = expected
         if func != want:
             raise SnapshotError(f"{where}: build function {_quote(func)}, expected {want!r} "
-                                "(other synthesis networks are StyleGAN2 configs B-D or "
-                                f"StyleGAN2-ADA); supported: {_supported_list()}")
+                                "(other sub-networks are StyleGAN2 configs B-D or "
+                                "StyleGAN2-ADA, not supported)")
         return module, {}
     if func in _UNSUPPORTED:
         raise SnapshotError(f"{where}: unsupported build function {_quote(func)} "

@@ -8,6 +8,7 @@ import re
 import time
 import tracemalloc
 
+import jax
 import numpy as np
 import pytest
 
@@ -24,7 +25,14 @@ def reference():
     return convert.load_snapshot(corpus.REFERENCE)
 
 
+@pytest.fixture(scope="module")
+def tf_reference():
+    return sample.load(corpus.TF_REFERENCE)
+
+
 def _read(case: corpus.Case, path):
+    if case.reader == "tf":
+        return sample.load(path)
     return (convert.load_snapshot(path) if case.reader == "snapshot"
             else torchfile.read_torch_file(path))
 
@@ -52,7 +60,9 @@ def _assert_one_line(error: BaseException | None, path, expect: str) -> None:
 
 
 @pytest.mark.parametrize("case", corpus.CASES, ids=lambda c: c.name)
-def test_case_is_refused_or_loaded_in_bounded_time_and_memory(tmp_path, case, reference):
+def test_case_is_refused_or_loaded_in_bounded_time_and_memory(tmp_path, case, reference,
+                                                               tf_reference):
+    corpus.PAYLOAD_MARKER.unlink(missing_ok=True)
     path = corpus.write(case, tmp_path)
     result, error, seconds, peak = _bounded(lambda p: _read(case, p), path)
     size = path.stat().st_size
@@ -66,6 +76,9 @@ def test_case_is_refused_or_loaded_in_bounded_time_and_memory(tmp_path, case, re
     if case.reader == "torchfile":
         _check_torch_save(case, result)
         return
+    if case.reader == "tf":
+        _check_tf(result, tf_reference)
+        return
     for key in ("G", "D", "G_ema"):
         want, got = reference[key], result[key]
         assert got.class_name == want.class_name and got.init_kwargs == want.init_kwargs
@@ -77,6 +90,16 @@ def test_case_is_refused_or_loaded_in_bounded_time_and_memory(tmp_path, case, re
         extra = result["G_ema"].buffers["synthesis.extra"]
         np.testing.assert_array_equal(extra, np.ones((64, 64), np.float32))
         assert extra.flags.c_contiguous and extra.base is None
+
+
+def _check_tf(loaded: sample.LoadedGenerator, reference: sample.LoadedGenerator) -> None:
+    """A legitimate TF snapshot loads as the reference does; its build source never ran."""
+    assert not corpus.PAYLOAD_MARKER.exists(), "the embedded build source was executed"
+    assert loaded.kwargs == reference.kwargs
+    want, got = (jax.tree_util.tree_leaves_with_path(g.variables) for g in (reference, loaded))
+    assert [p for p, _ in got] == [p for p, _ in want]
+    for (name, a), (_, b) in zip(want, got, strict=True):
+        np.testing.assert_array_equal(np.asarray(b), np.asarray(a), err_msg=str(name))
 
 
 def _check_torch_save(case: corpus.Case, tree: dict) -> None:
