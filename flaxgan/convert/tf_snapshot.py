@@ -361,8 +361,9 @@ def _variables(pairs: Any, where: str) -> dict[str, np.ndarray]:
                                 "not a number")
         if name in out:
             raise SnapshotError(f"{where}: variable {_quote(name)} appears twice")
-        value = value.astype(value.dtype.newbyteorder("="), copy=True)
-        value.flags.writeable = False
+        if not value.dtype.isnative:  # Otherwise kept as unpickled: no second copy.
+            value = value.astype(value.dtype.newbyteorder("="))
+        value.flags.writeable = False  # Records are frozen; copy to modify.
         out[name] = value
     return out
 
