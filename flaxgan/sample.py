@@ -311,18 +311,28 @@ def _load_tf(path: str, key: str) -> LoadedGenerator:
     if record.family == "stylegan2":
         kwargs = tf_snapshot.stylegan2_kwargs(record, source=path)
         parameters, buffers = tf_snapshot.stylegan2_state_dict(record, source=path)
-        return from_state_dict(kwargs, parameters, buffers, source=path)
+        return from_state_dict(kwargs, parameters, buffers, source=path,
+                               _built=_built_from_file(kwargs, path))
     return _stylegan1_generator(record, path)
+
+
+def _built_from_file(kwargs: Mapping[str, Any], source: str) -> tuple[nn.Module, Any]:
+    """`_generator_target` of kwargs read from a file: whatever they make fail is one line."""
+    try:
+        return _generator_target(kwargs)
+    except InvalidArgument as e:
+        raise convert.SnapshotError(f"{source}: {e}") from None
+    except (TypeError, ValueError) as e:  # A value of the wrong kind deep in the module.
+        raise convert.SnapshotError(
+            f"{source}: {kwargs['class_name']}: bad constructor arguments "
+            f"({type(e).__name__}: {str(e)[:200]})") from None
 
 
 def _stylegan1_generator(record: tf_snapshot.TFNetworkRecord, source: str) -> LoadedGenerator:
     """A TF `G_style` record -> `stylegan1.G_style` with its variables, names and shapes
     checked against the module its kwargs build."""
     kwargs = {"class_name": record.class_name, **record.static_kwargs}
-    try:
-        module, target = _generator_target(kwargs)
-    except InvalidArgument as e:
-        raise convert.SnapshotError(f"{source}: {e}") from None
+    module, target = _built_from_file(kwargs, source)
     try:
         variables = tf_stylegan1.to_flax_checked(record.all_variables(), target, source)
     except convert.SnapshotError:

@@ -477,7 +477,7 @@ def _generator_kwargs(record: TFNetworkRecord, source: str) -> dict[str, Any]:
             "num_fp16_res": get("num_fp16_res", 0),
             "conv_clamp": get("conv_clamp"),
             "architecture": get("architecture", "skip"),
-            "resample_filter": list(get("resample_kernel", [1, 3, 3, 1])),
+            "resample_filter": _taps(where, get),
             "use_noise": get("use_noise", True),
             "activation": get("nonlinearity", "lrelu"),
         },
@@ -494,6 +494,20 @@ def _channel_base(where: str, get: Callable[..., Any]) -> int:
     if isinstance(base, bool) or not isinstance(base, int):
         raise SnapshotError(f"{where}: fmap_base={str(base)[:40]} is not an integer")
     return 2 * base
+
+
+_MAX_TAPS = 64
+
+
+def _taps(where: str, get: Callable[..., Any]) -> list[float]:
+    """`resample_kernel`: the FIR filter taps (default [1, 3, 3, 1])."""
+    taps = get("resample_kernel", [1, 3, 3, 1])
+    ok = (isinstance(taps, list | tuple) and 0 < len(taps) <= _MAX_TAPS
+          and all(isinstance(t, int | float) and not isinstance(t, bool) for t in taps))
+    if not ok:
+        raise SnapshotError(f"{where}: resample_kernel={str(taps)[:40]}: expected a list of at "
+                            f"most {_MAX_TAPS} filter taps")
+    return list(taps)
 
 
 def _discriminator_kwargs(record: TFNetworkRecord, source: str) -> dict[str, Any]:
@@ -519,7 +533,7 @@ def _discriminator_kwargs(record: TFNetworkRecord, source: str) -> dict[str, Any
         "cmap_dim": None,
         "block_kwargs": {
             "activation": activation,
-            "resample_filter": list(get("resample_kernel", [1, 3, 3, 1])),
+            "resample_filter": _taps(where, get),
             "freeze_layers": get("freeze_layers", 0),
         },
         "mapping_kwargs": {},
