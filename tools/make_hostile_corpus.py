@@ -532,6 +532,11 @@ def _tf_cycle(tree: tuple) -> None:
     tree[2].state["components"]["synthesis"] = tree[2]
 
 
+def _tf_shared_d(tree: tuple) -> None:
+    tree[1].state["name"] = "G_synthesis"
+    tree[2].state["components"]["synthesis"] = tree[1]
+
+
 def _tf_args_network(tree: tuple) -> tuple:
     return tree[0], tree[1], _ArgsNetwork(tree[2].state)
 
@@ -651,6 +656,9 @@ CASES = [
              "list", s["laughs"]))), "Gs kwargs: lists referencing the previous level twice"),
     Case("tf_network_cycle", "tf", "its own component", _tf(_tf_cycle),
          "Gs is its own synthesis component"),
+    Case("tf_shared_network", "tf", "component is a D_stylegan2, expected "
+         "'G_synthesis_stylegan2'", _tf(_tf_shared_d),
+         "D (renamed G_synthesis) shared as Gs's synthesis network"),
     Case("tf_network_args", "tf", "constructor arguments", _tf(_tf_args_network),
          "a Network record created with arguments"),
     Case("tf_state_not_dict", "tf", "Network state is a list", _tf(_tf_state_list),

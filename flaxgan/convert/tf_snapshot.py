@@ -273,7 +273,11 @@ class _Reader:
             self._open.add(key)
             self._records[key] = self._convert(obj, expected, where, depth)
             self._open.discard(key)
-        return self._records[key]
+        record = self._records[key]
+        if expected is not None and record.build_func_name != expected[2]:  # Shared elsewhere.
+            raise SnapshotError(f"{where}: component is a {record.build_func_name}, expected "
+                                f"{expected[2]!r}")
+        return record
 
     def _convert(self, obj: _NetworkState, expected: tuple[str, str, str] | None, where: str,
                  depth: int) -> TFNetworkRecord:
