@@ -19,16 +19,12 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import io
 import json
 import pathlib
 from collections.abc import Sequence
 
-import numpy as np
-from PIL import Image, ImageOps
-
 from data_pipelines.detection.face import Face
-from flaxgan.errors import UserError
+from flaxgan.images import UnreadableImage, read_image  # the one image reader, re-exported
 
 __all__ = [
     "REASONS",
@@ -45,38 +41,6 @@ __all__ = [
 KEPT = "kept"
 REASONS = ("kept", "unreadable", "too_small", "no_face", "low_score", "multiple_faces")
 MULTIPLE_POLICIES = ("largest", "best", "drop")
-
-
-class UnreadableImage(UserError, ValueError):
-    """A file that does not decode as an image; the message names the file and the cause."""
-
-
-def read_image(source: bytes | str | pathlib.Path, name: str | None = None) -> np.ndarray:
-    """Decodes an image file to uint8 `[H, W, 3]` RGB (EXIF orientation applied).
-
-    Grayscale, palette, CMYK, 16-bit and alpha images are converted to RGB (alpha dropped).
-
-    Args:
-      source: encoded bytes or a path.
-      name: file name for the error message (default: the path).
-
-    Raises:
-      UnreadableImage: one line naming the file and what went wrong.
-    """
-    label = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
-    try:
-        fp = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
-        with fp, Image.open(fp) as pil:
-            pil.load()
-            pil = ImageOps.exif_transpose(pil)
-            if pil.mode == "I;16" or pil.mode == "I":
-                pil = Image.fromarray((np.asarray(pil, np.float64) / 257).astype(np.uint8))
-            rgb = np.asarray(pil.convert("RGB"))
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise UnreadableImage(f"{label}: not a readable image ({type(e).__name__}: {e})") from e
-    if rgb.ndim != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
-        raise UnreadableImage(f"{label}: decoded to an empty image {rgb.shape}")
-    return rgb
 
 
 @dataclasses.dataclass(frozen=True)

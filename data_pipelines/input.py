@@ -58,11 +58,11 @@ import grain
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data_pipelines import crop, filters
-from data_pipelines.builders.recipe import IMAGE_EXTENSIONS
+from data_pipelines import crop
+from flaxgan import images
 
 __all__ = ["DatasetMetadata", "ImageFolderSource", "dataset_metadata", "is_prepared_dir",
-           "make_dataset", "open_source", "source_labels"]
+           "make_dataset", "open_source", "section_kwargs", "source_labels"]
 
 STORED = "stored"  # `source_weights` default: the weights stored with the dataset, if any
 
@@ -94,10 +94,10 @@ class ImageFolderSource:
         self.root = pathlib.Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.root}: expected an image folder")
-        files_all = sorted(p for p in self.root.rglob("*")
-                           if p.is_file() and p.name.lower().endswith(IMAGE_EXTENSIONS))
+        files_all = [pathlib.Path(f) for f in images.list_images(self.root)]
         if not files_all:
-            raise FileNotFoundError(f"{self.root}: no images ({', '.join(IMAGE_EXTENSIONS)})")
+            raise FileNotFoundError(f"{self.root}: no images "
+                                    f"({', '.join(images.IMAGE_EXTENSIONS)})")
         self.files = files = files_all[files]
         if not files:
             raise ValueError(f"{self.root}: the split selects none of its "
@@ -120,7 +120,7 @@ class ImageFolderSource:
         return len(self.files)
 
     def _load(self, index: int) -> np.ndarray:
-        image = filters.read_image(self.files[index])
+        image = images.read_image(self.files[index])
         if self.crop_box is not None:
             h, w = image.shape[:2]
             left, top, right, bottom = self.crop_box
@@ -143,9 +143,9 @@ class ImageFolderSource:
         for i in self._candidates(index):
             try:
                 return {"image": self._load(i), "label": int(self.labels[i])}
-            except filters.UnreadableImage:
+            except images.UnreadableImage:
                 self.unreadable.add(str(self.files[i]))
-        raise filters.UnreadableImage(f"{self.root}: no readable image")
+        raise images.UnreadableImage(f"{self.root}: no readable image")
 
     def __repr__(self) -> str:
         return f"ImageFolderSource({str(self.root)!r}, resolution={self.resolution})"
@@ -286,6 +286,23 @@ def dataset_metadata(name_or_dir: str | pathlib.Path, split: str = "train", *,
     """Resolution, channels, c_dim and size of a dataset, as `make_dataset` will serve it."""
     return open_source(name_or_dir, split, data_dir=data_dir, resolution=resolution,
                        folder_labels=folder_labels, crop_box=crop_box)[1]
+
+
+def section_kwargs(section: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments of `dataset_metadata` and `make_dataset` a `config.data`-like section
+    names, the same for training and evaluation.
+
+    Args:
+      section: `name` (TFDS name, prepared folder or image folder) and optional `split`
+        (default `train`), `data_dir`, `resolution`, `folder_labels`, `crop_box`.
+
+    Returns:
+      `{'name_or_dir', 'split', 'data_dir', 'resolution', 'folder_labels', 'crop_box'}`.
+    """
+    return dict(name_or_dir=section["name"], split=section.get("split", "train"),
+                data_dir=section.get("data_dir"), resolution=section.get("resolution"),
+                folder_labels=section.get("folder_labels", False),
+                crop_box=section.get("crop_box"))
 
 
 def source_labels(name_or_dir: str | pathlib.Path, split: str = "train", *,

@@ -37,7 +37,7 @@ from absl import app, flags, logging
 
 from experiments import cli
 from flaxgan.errors import InvalidArgument, UserError
-from flaxgan.metrics import detectors, features, registry
+from flaxgan.metrics import detectors, evaluation, features, registry
 
 _REAL_DIR = flags.DEFINE_string('real_dir', None, 'Folder of real images.')
 _FAKE_DIR = flags.DEFINE_string('fake_dir', None, 'Folder of generated images.')
@@ -91,28 +91,13 @@ def run_data(workdir: str) -> dict[str, Any]:
         raise RunNotFound(f"{path}: cannot read the run's dataset ({e}); pass --data"
                           ) from None
 
-def real_source(data: str | Mapping[str, Any], data_dir: str | None = None,
-                mirror: bool = False) -> features.ImageSource:
-    """A folder of images, or a dataset (TFDS name / prepared folder / config section)."""
-    from data_pipelines import input as data_input  # noqa: PLC0415 (TFDS import is slow)
-    from flaxgan.train import evaluation  # noqa: PLC0415
-
-    if (isinstance(data, str) and os.path.isdir(data)
-            and not data_input.is_prepared_dir(data)):
-        return features.folder_source(data, xflip=mirror)
-    section = dict(data) if not isinstance(data, str) else {'name': data, 'data_dir': data_dir}
-    source = evaluation.dataset_source(section)
-    return features.mirrored(source) if mirror else source
-
-
 def generator(network: str, seed: int = 0) -> tuple[features.ImageSource, Any]:
     """``(image source, ppl.LatentGenerator)`` of a snapshot, sampled as the official metrics."""
-    from flaxgan import sample  # noqa: PLC0415
-    from flaxgan.train import evaluation  # noqa: PLC0415
+    from flaxgan import sample
 
     g = sample.load(network)
-    source = evaluation.generator_source(g.module, g.variables, g.c_dim, seed,
-                                         name=os.path.basename(network.rstrip('/')))
+    source = evaluation.network_source(g.module, g.variables, g.c_dim, seed,
+                                       name=os.path.basename(network.rstrip('/')))
     return source, evaluation.latent_generator(g.module, g.variables)
 
 
@@ -121,7 +106,8 @@ def run(metrics: Sequence[str], real: features.ImageSource | None, fake: feature
         cache_dir: str | None = None, use_cache: bool = True, seed: int = 0,
         progress: bool = True, extra: dict[str, Any] | None = None,
         **detector_kwargs: Any) -> list[dict[str, Any]]:
-    """Computes ``metrics``, prints one JSON line each and appends them to ``out``.
+    """Computes ``metrics``, prints one JSON line each and appends them to ``out``
+    (:func:`flaxgan.metrics.evaluation.evaluate_context`).
 
     ``extractor`` is the FID Inception; ``detector_kwargs`` any further ``MetricContext``
     fields (``vgg16``, ``lpips``, ``generator``, ...).
@@ -129,30 +115,7 @@ def run(metrics: Sequence[str], real: features.ImageSource | None, fake: feature
     ctx = registry.MetricContext(real=real, fake=fake, inception=extractor, cache_dir=cache_dir,
                                  use_cache=use_cache, progress=progress, seed=seed,
                                  **detector_kwargs)
-    records = []
-    for name in metrics:
-        result = registry.calc_metric(name, ctx)
-        values = result['results']
-        record = dict(metric=name,
-                      value=next(iter(values.values())) if len(values) == 1 else values,
-                      features=detectors.feature_network(name),
-                      num_images=result['num_images'], seconds=round(result['seconds'], 3),
-                      **(extra or {}))
-        skipped = _skipped(real=real, fake=fake)
-        if skipped:  # counted like the dataset builders' unreadable files
-            record['skipped_unreadable'] = skipped
-        line = json.dumps(record)
-        print(line, flush=True)
-        if out:
-            with open(out, 'a') as f:
-                f.write(line + '\n')
-        records.append(record)
-    return records
-
-
-def _skipped(**sources: features.ImageSource | None) -> dict[str, int]:
-    """``{'real': n, ...}``: unreadable files each folder source left out (none: ``{}``)."""
-    return {k: len(s.skipped) for k, s in sources.items() if s is not None and s.skipped}
+    return evaluation.evaluate_context(metrics, ctx, out=out, extra=extra, echo=True)
 
 
 def check_real_dir(path: str | None) -> None:
@@ -207,7 +170,7 @@ def main(argv: Sequence[str]) -> None:
     if _WORKDIR.value:
         network = network or latest_snapshot(_WORKDIR.value)
         data = data or run_data(_WORKDIR.value)
-        out = out or os.path.join(_WORKDIR.value, 'metrics-eval.jsonl')
+        out = out or os.path.join(_WORKDIR.value, evaluation.METRICS_FILE)
     if not (network or _FAKE_DIR.value):
         raise InvalidArgument('nothing to evaluate: give --fake_dir=DIR, --network=PKL or '
                               '--workdir=RUN')
@@ -220,8 +183,8 @@ def main(argv: Sequence[str]) -> None:
         fake, generator_kwargs['generator'] = generator(network, _SEED.value)
     else:
         fake = features.folder_source(_FAKE_DIR.value)
-    real = (real_source(data if isinstance(data, str) else section, _DATA_DIR.value,
-                        _MIRROR.value) if section else None)
+    real = (evaluation.real_source(data if isinstance(data, str) else section,
+                                   _DATA_DIR.value, _MIRROR.value) if section else None)
     warning = feature_warning(_METRICS.value)
     if warning:
         logging.warning(warning)
@@ -231,7 +194,7 @@ def main(argv: Sequence[str]) -> None:
                                       batch_size=_BATCH.value)
     logging.info('devices: %s', jax.devices())
     run(_METRICS.value, real, fake, loaded.pop('inception', None),
-        out=out or 'metrics-eval.jsonl', cache_dir=_CACHE_DIR.value,
+        out=out or evaluation.METRICS_FILE, cache_dir=_CACHE_DIR.value,
         use_cache=not _NO_CACHE.value, seed=_SEED.value, num_gen=_NUM_GEN.value,
         extra=dict(real=section['name'] if section else None,
                    fake=network or _FAKE_DIR.value),

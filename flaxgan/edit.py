@@ -47,7 +47,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from flaxgan import sample
+from flaxgan import files, sample
 from flaxgan.errors import InvalidArgument
 
 __all__ = [
@@ -106,7 +106,7 @@ def resolve_attribute(name: str) -> str:
     Raises:
       InvalidArgument: an unknown name (the line lists the short names).
     """
-    from flaxgan.metrics.attributes import ATTRIBUTES  # noqa: PLC0415
+    from flaxgan.metrics.attributes import ATTRIBUTES
 
     key = str(name).strip().lower()
     if key in ATTRIBUTE_ALIASES:
@@ -137,7 +137,7 @@ class Labeller:
 
 def _load_classifier(classifier: Any) -> Any:
     """An `AttributeClassifier` from itself or a path (errors as `InvalidArgument`)."""
-    from flaxgan.metrics import attributes  # noqa: PLC0415
+    from flaxgan.metrics import attributes
 
     if isinstance(classifier, attributes.AttributeClassifier):
         return classifier
@@ -156,7 +156,7 @@ def classifier_labeller(classifier: Any, names: Sequence[str],
       names: CelebA attributes (short names allowed).
       batch_size: images are padded to a multiple of this (one compiled shape).
     """
-    from flaxgan.metrics import attributes  # noqa: PLC0415
+    from flaxgan.metrics import attributes
 
     clf = _load_classifier(classifier)
     names = tuple(resolve_attribute(n) for n in names)
@@ -202,10 +202,10 @@ def yaw_labeller(detector: Callable[[list[np.ndarray]], list[list[Any]]] | None 
     Args:
       detector: `images -> faces per image` (default `mtcnn.MTCNN().detect_batch`).
     """
-    from data_pipelines import crop  # noqa: PLC0415
+    from data_pipelines import crop
 
     if detector is None:
-        from data_pipelines.detection import mtcnn  # noqa: PLC0415
+        from data_pipelines.detection import mtcnn
         detector = mtcnn.MTCNN().detect_batch
 
     def fn(images: np.ndarray) -> np.ndarray:
@@ -347,8 +347,8 @@ def fit_boundary(latents: np.ndarray, scores: np.ndarray, keep: float = DEFAULT_
     Raises:
       InvalidArgument: too few scored latents, or scores that do not separate the two ends.
     """
-    import sklearn.exceptions  # noqa: PLC0415 (scikit-learn is only needed here)
-    import sklearn.svm  # noqa: PLC0415
+    import sklearn.exceptions  # scikit-learn is only needed here
+    import sklearn.svm
 
     latents, scores = np.asarray(latents, np.float64), np.asarray(scores, np.float64)
     if latents.ndim != 2 or scores.shape != latents.shape[:1]:
@@ -680,7 +680,7 @@ def save_sweep_video(path: str | os.PathLike, g: sample.LoadedGenerator,
     Returns:
       The number of frames written.
     """
-    import imageio  # noqa: PLC0415
+    import imageio
 
     strengths = _strengths(strengths)
     count = 0
@@ -707,9 +707,7 @@ _FILE_KEYS = ("format", "normal", "offset", "scale", "mean", "attribute", "space
 def save_direction(path: str | os.PathLike, direction: Direction) -> str:
     """Writes `direction` as one `.npz` (atomically; the name is kept as given). Returns it."""
     path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
+    with files.atomic_write(path) as f:
         np.savez(f, format=np.str_(FORMAT), normal=direction.normal.astype(np.float32),
                  offset=np.float64(direction.offset), scale=np.float64(direction.scale),
                  mean=direction.mean.astype(np.float32), attribute=np.str_(direction.attribute),
@@ -717,7 +715,6 @@ def save_direction(path: str | os.PathLike, direction: Direction) -> str:
                  num_samples=np.int64(direction.num_samples),
                  accuracy=np.float64(direction.accuracy),
                  metadata=np.str_(json.dumps(dict(direction.metadata), allow_nan=True)))
-    os.replace(tmp, path)
     return path
 
 
@@ -734,7 +731,7 @@ def load_direction(path: str | os.PathLike) -> Direction:
     try:
         with np.load(path, allow_pickle=False) as f:
             data = {k: f[k] for k in f.files}
-    except Exception as e:  # noqa: BLE001 (zip / npy errors of many kinds)
+    except Exception as e:  # zip / npy errors of many kinds
         raise InvalidArgument(f"{path}: not a direction file (not a readable .npz: "
                               f"{type(e).__name__})") from None
     missing = [k for k in _FILE_KEYS if k not in data]

@@ -56,11 +56,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from flaxgan import sample
 from flaxgan.errors import InvalidArgument
+from flaxgan.train import sharding
 
 __all__ = [
     "ALIGN_METHODS",
@@ -265,7 +266,7 @@ def _mse(a: jax.Array, b: jax.Array) -> jax.Array:
 
 
 def _lpips_features(params: Params, images: jax.Array) -> jax.Array:
-    from flaxgan.metrics import vgg16  # noqa: PLC0415
+    from flaxgan.metrics import vgg16
 
     # The official calls vgg16(images, resize_images=False, return_lpips=True); default
     # precision, as torch's (TF32 convolutions on GPUs).
@@ -284,7 +285,7 @@ def _unit_channels(f: jax.Array) -> jax.Array:
 def _inception_features(params: Params, images: jax.Array) -> dict[str, jax.Array]:
     """`{'pixels': [-1, 1] images, tap: unit-normalised [N, h, w, C] map}` (see
     `inception_distance`)."""
-    from flaxgan.metrics import inception  # noqa: PLC0415
+    from flaxgan.metrics import inception
 
     x = (inception.resize_to_299(images) - 128.0) / 128.0  # the FID detector's preprocessing
     taps = set(INCEPTION_TAPS)
@@ -340,13 +341,13 @@ def make_distance(name: str = "inception", *, vgg16: str | os.PathLike | None = 
     if name == "pixel":
         return Distance("pixel", _pixel_features, _mse)
     if name == "lpips":
-        from flaxgan.metrics import vgg16 as vgg16_lib  # noqa: PLC0415
+        from flaxgan.metrics import vgg16 as vgg16_lib
 
         params = vgg16_lib.load_params(vgg16)
         params = {k: v for k, v in params.items() if not k.startswith("fc")}  # LPIPS: convs
         return Distance("lpips", _lpips_features, _squared_l2, sample.replicate(params))
     if name == "inception":
-        from flaxgan.metrics import inception as inception_lib  # noqa: PLC0415
+        from flaxgan.metrics import inception as inception_lib
 
         params = inception_lib.load_params(inception)
         params = {k: v for k, v in params.items() if k != "output"}
@@ -400,7 +401,7 @@ def _optimizer() -> optax.GradientTransformation:
 def _synthesize(module: Any, variables: Mapping[str, Any], ws: jax.Array, noise: Noise
                 ) -> jax.Array:
     """ws `[N, num_ws, w_dim]` with per-target noise maps -> images `[N, H, W, C]` in [-1, 1]."""
-    synth = lambda m, w, **k: m.synthesize(w, **k)  # noqa: E731
+    synth = lambda m, w, **k: m.synthesize(w, **k)
     if not noise:  # StyleGAN3: no noise inputs, one batched call
         return module.apply(variables, ws, method=synth)
 
@@ -462,10 +463,10 @@ def _shardings(n: int) -> tuple[NamedSharding, NamedSharding]:
     """`(rows, whole)`: `n` rows split over a 1-D mesh 'batch' of the local devices when there
     are several and their count divides `n` (else replicated, as `whole`: XLA reports a split
     over one device as replicated, and a sharding that changes between steps recompiles)."""
-    mesh = Mesh(np.array(jax.local_devices()), ("batch",))
+    mesh = sharding.make_mesh(local=True)
     whole = NamedSharding(mesh, PartitionSpec())
     split = mesh.size > 1 and n % mesh.size == 0
-    return (NamedSharding(mesh, PartitionSpec("batch")) if split else whole), whole
+    return (NamedSharding(mesh, PartitionSpec(sharding.BATCH_AXIS)) if split else whole), whole
 
 
 def _place(tree: Any, n: int, shardings: tuple[NamedSharding, NamedSharding],
@@ -604,7 +605,7 @@ def project(
 
     ws = jnp.broadcast_to(state.w, (n, g.num_ws, g.w_dim))
     images = _render(g.module, variables, ws, state.noise)
-    stack = lambda k: np.stack([np.asarray(h[k]) for h in history])  # noqa: E731
+    stack = lambda k: np.stack([np.asarray(h[k]) for h in history])
     trajectory = None
     if keep_trajectory:
         traj = np.moveaxis(stack("w"), 0, 1)  # [N, steps, layers, w_dim]
@@ -653,8 +654,8 @@ def _warp_to_box(image: np.ndarray, affine: np.ndarray, size: tuple[int, int]) -
     """`image` sampled through `affine` (source -> output pixels) into `size` (width, height);
     large shrinks go through a Lanczos pre-shrink first so that the
     cubic warp does not alias."""
-    import cv2  # noqa: PLC0415
-    from PIL import Image  # noqa: PLC0415
+    import cv2
+    from PIL import Image
 
     scale = math.sqrt(abs(np.linalg.det(affine[:, :2])))
     if scale < 0.5:
@@ -688,8 +689,8 @@ def align_target(image: np.ndarray, resolution: int, method: str = "celeba",
     Raises:
       InvalidArgument: unknown method, bad box, or no face found (one line naming `name`).
     """
-    from data_pipelines import crop  # noqa: PLC0415
-    from data_pipelines.detection.face import as_rgb_uint8  # noqa: PLC0415
+    from data_pipelines import crop
+    from data_pipelines.detection.face import as_rgb_uint8
 
     try:
         image = as_rgb_uint8(image)
@@ -704,7 +705,7 @@ def align_target(image: np.ndarray, resolution: int, method: str = "celeba",
     if method != "mtcnn":
         raise InvalidArgument(f"align method must be one of {ALIGN_METHODS}, got {method!r}")
     if detector is None:
-        from data_pipelines.detection import mtcnn  # noqa: PLC0415
+        from data_pipelines.detection import mtcnn
         detector = mtcnn.detect_faces
     faces = [f for f in detector(image) if f.landmarks is not None]
     if not faces:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -26,23 +25,31 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding
 from PIL import Image
 
 from flaxgan import convert
 from flaxgan import pretrained as pretrained_lib
 from flaxgan.convert import tf_snapshot, tf_stylegan1
+from flaxgan.convert.export import NETWORK_JSON, resolve_network
+from flaxgan.convert.export import networks as export_networks
+from flaxgan.convert.export import read_network as read_export
+from flaxgan.convert.export import write_network as export_variables
 from flaxgan.errors import InvalidArgument
+from flaxgan.images import grid, to_pil, to_uint8
 from flaxgan.models import build_generator
+from flaxgan.train import sharding
 
 __all__ = [
     "LoadedGenerator",
+    "NETWORK_JSON",
     "load",
     "pretrained",
     "resolve_network",
     "read_export",
     "export_networks",
     "export",
+    "export_variables",
     "from_state_dict",
     "seeds_to_z",
     "labels",
@@ -61,7 +68,6 @@ __all__ = [
     "replicate",
 ]
 
-NETWORK_JSON = "network.json"
 DEFAULT_BATCH = 16
 STYLEGAN1_GENERATOR = "training.networks_stylegan.G_style"
 
@@ -188,81 +194,10 @@ def from_state_dict(kwargs: Mapping[str, Any], parameters: Mapping[str, np.ndarr
                            source=source)
 
 
-def export_networks(directory: str) -> dict[str, Any]:
-    """`{network key: official kwargs}` of an export folder's `network.json`.
-
-    Raises:
-      convert.SnapshotError: one line naming the file: missing, not JSON, or not an object.
-    """
-    meta_path = os.path.join(directory, NETWORK_JSON)
-    if not os.path.isfile(meta_path):
-        name = os.path.basename(directory.rstrip("/")) or directory
-        raise convert.SnapshotError(f"{name}: not a flaxgan export (no {NETWORK_JSON})")
-    try:
-        with open(meta_path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise convert.SnapshotError(f"{meta_path}: not readable as JSON ({e})") from None
-    if not isinstance(meta, dict):
-        raise convert.SnapshotError(f"{meta_path}: expected an object of networks "
-                                    '{"G_ema": {"class_name": ...}}, got '
-                                    f"{type(meta).__name__}")
-    return meta
-
-
-def _export_kwargs(directory: str, key: str) -> dict[str, Any]:
-    """Network `key`'s official kwargs (with `class_name`) from an export's `network.json`.
-
-    Raises:
-      convert.SnapshotError: one line naming the file: missing, not JSON, or not the
-        `{key: {"class_name": ..., ...}}` that `export` writes.
-    """
-    meta = export_networks(directory)
-    meta_path = os.path.join(directory, NETWORK_JSON)
-    if key not in meta:
-        raise convert.SnapshotError(f"{meta_path}: has no network {key!r} (has "
-                                    f"{sorted(map(str, meta))[:10]})")
-    kwargs = meta[key]
-    if not isinstance(kwargs, dict) or not isinstance(kwargs.get("class_name"), str):
-        raise convert.SnapshotError(f"{meta_path}: network {key!r} must be an object of "
-                                    "constructor arguments with a string 'class_name'")
-    return kwargs
-
-
 def pretrained() -> list[pretrained_lib.PretrainedModel]:
     """The models bundled with flaxgan (name, resolution, training data, kimg, metrics), each
     loadable offline with `load(name)`."""
     return pretrained_lib.available()
-
-
-def resolve_network(path: str | os.PathLike) -> str:
-    """`path` itself when it exists, else the folder of the bundled model of that name (else
-    `path` unchanged, so that loading it reports the missing file)."""
-    path = os.fspath(path)
-    if os.path.exists(path):
-        return path
-    model = pretrained_lib.find(path)
-    return str(model.path) if model else path
-
-
-def read_export(directory: str, key: str) -> tuple[dict[str, Any], dict[str, np.ndarray],
-                                                   dict[str, np.ndarray]]:
-    """Network `key` of an export folder: `(kwargs with class_name, parameters, buffers)`,
-    floating-point arrays as float32 (bundled models store parameters in float16).
-
-    Raises:
-      convert.SnapshotError: one line naming the file and the problem.
-    """
-    kwargs = _export_kwargs(directory, key)
-    npz = os.path.join(directory, f"{key}.npz")
-    if not os.path.isfile(npz):
-        raise convert.SnapshotError(f"{npz}: missing ({NETWORK_JSON} lists network {key!r})")
-    parameters, buffers = convert.load_state_dict_npz(npz)
-    return kwargs, _float16_to_32(parameters), _float16_to_32(buffers)
-
-
-def _float16_to_32(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in arrays.items()}
 
 
 def load(path: str | os.PathLike, key: str = "G_ema") -> LoadedGenerator:
@@ -352,42 +287,6 @@ def export(g: LoadedGenerator, directory: str | os.PathLike, key: str = "G_ema")
     return export_variables(directory, key, g.kwargs, g.variables)
 
 
-def export_variables(directory: str | os.PathLike, key: str, kwargs: Mapping[str, Any],
-                     variables: Mapping[str, Any], param_dtype: Any = None) -> str:
-    """Adds network `key` (official kwargs with `class_name`, Flax variables of a generator or
-    a discriminator) to the export `directory`: `<key>.npz` + its entry in `network.json`.
-    `param_dtype` (e.g. `np.float16`) stores the parameters in that precision (buffers keep
-    theirs); `load` restores float32."""
-    directory = os.fspath(directory)
-    os.makedirs(directory, exist_ok=True)
-    parameters, buffers = convert.from_flax(jax.tree.map(np.asarray, dict(variables)))
-    if param_dtype is not None:
-        parameters = {k: v.astype(param_dtype) if np.issubdtype(v.dtype, np.floating) else v
-                      for k, v in parameters.items()}
-    convert.save_state_dict_npz(os.path.join(directory, f"{key}.npz"), parameters, buffers)
-    meta_path = os.path.join(directory, NETWORK_JSON)
-    meta = {}
-    if os.path.isfile(meta_path):
-        with open(meta_path) as f:
-            meta = json.load(f)
-    meta[key] = _jsonable(kwargs)
-    tmp = meta_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(meta, f, indent=1)
-    os.replace(tmp, meta_path)
-    return directory
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
-
-
 # ----------------------------------------------------------------------------- latents
 
 
@@ -443,13 +342,12 @@ def _synthesize_v1(module, variables, ws, rng, noise_mode="const", noise_layers=
 
 def _batch_sharding() -> NamedSharding:
     """Rows split over a 1-D mesh of every local device (data parallel sampling)."""
-    return NamedSharding(Mesh(np.array(jax.local_devices()), ("batch",)), PartitionSpec("batch"))
+    return sharding.batch_sharded(sharding.make_mesh(local=True))
 
 
 def replicate(tree: Any) -> Any:
     """Places a pytree on every local device (the generator's variables)."""
-    mesh = Mesh(np.array(jax.local_devices()), ("batch",))
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    return sharding.replicate(tree, sharding.make_mesh(local=True))
 
 
 def _batched(fn, *arrays: np.ndarray, batch_size: int) -> np.ndarray:
@@ -561,38 +459,6 @@ def synthesize(
 
 
 # ----------------------------------------------------------------------------- images
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """float images in [-1, 1] -> uint8 (`clip(x * 127.5 + 128, 0, 255)`, as the official)."""
-    return np.clip(np.asarray(images, np.float32) * 127.5 + 128, 0, 255).astype(np.uint8)
-
-
-def to_pil(images: np.ndarray) -> list[Image.Image]:
-    """float `[N, H, W, C]` in [-1, 1] (or uint8) -> PIL images (RGB, or L for C = 1)."""
-    images = np.asarray(images)
-    images = images if images.dtype == np.uint8 else to_uint8(images)
-    return [Image.fromarray(im[..., 0] if im.shape[-1] == 1 else im) for im in images]
-
-
-def grid(images: Sequence[Image.Image] | np.ndarray, cols: int,
-         background: int = 0) -> Image.Image:
-    """Tiles equally sized images row-major into one image; `None` entries stay blank."""
-    if isinstance(images, np.ndarray):
-        images = to_pil(images)
-    images = list(images)
-    first = next((im for im in images if im is not None), None)
-    if first is None:
-        raise InvalidArgument("grid needs at least one image")
-    if cols < 1:
-        raise InvalidArgument(f"cols must be >= 1, got {cols}")
-    w, h = first.size
-    rows = -(-len(images) // cols)
-    canvas = Image.new(first.mode, (cols * w, rows * h), background)
-    for i, im in enumerate(images):
-        if im is not None:
-            canvas.paste(im, ((i % cols) * w, (i // cols) * h))
-    return canvas
 
 
 def input_transform(translate: tuple[float, float] = (0.0, 0.0),

@@ -30,20 +30,24 @@ def read_jsonl(path: pathlib.Path) -> list[dict]:
 
 
 def series(records: list[dict]) -> dict[str, list[tuple[float, float]]]:
-    """`{metric: [(kimg, value), ...]}` sorted by kimg (a re-evaluated kimg keeps the last)."""
+    """`{metric: [(kimg, value), ...]}` sorted by kimg (a re-evaluated kimg keeps the last); a
+    record of several values (`{"pr50k3_full_precision": ..., ...}`) gives a series each."""
     by_metric: dict[str, dict[float, float]] = collections.defaultdict(dict)
     for r in records:
         if r.get("kimg") is not None and "metric" in r:
-            by_metric[r["metric"]][float(r["kimg"])] = float(r["value"])
+            value = r["value"]
+            named = value if isinstance(value, dict) else {r["metric"]: value}
+            for name, v in named.items():
+                by_metric[name][float(r["kimg"])] = float(v)
     return {m: sorted(points.items()) for m, points in by_metric.items()}
 
 
 def main(argv: list[str]) -> None:
     del argv
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     workdir = pathlib.Path(_WORKDIR.value)
     hook = series(read_jsonl(workdir / "metrics-eval.jsonl"))

@@ -30,10 +30,10 @@ from tqdm import tqdm
 
 from data_pipelines import crop, filters
 from data_pipelines.detection.face import Face
+from flaxgan import images
 from flaxgan.errors import UserError
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
     "Recipe",
     "RecipeConfig",
     "STANDARD_RECIPES",
@@ -49,7 +49,6 @@ __all__ = [
     "image_feature",
 ]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 DETECTORS = (None, "mtcnn", "haar")
 CROPS = ("margin", "haar", "align", "resize", "none")
 
@@ -185,11 +184,6 @@ def face_record(face: Face | None) -> dict[str, np.ndarray]:
             "score": np.float32(face.score if face else 0.0)}
 
 
-def _is_image(name: str) -> bool:
-    base = pathlib.PurePath(name).name
-    return base.lower().endswith(IMAGE_EXTENSIONS) and not base.startswith(".")
-
-
 def safe_name(name: str) -> str:
     """`name` as valid UTF-8 text: the bytes of a file name that are not UTF-8 (which Python
     keeps as lone surrogates, unwritable to a dataset or JSON) become `\\xNN` escapes."""
@@ -199,7 +193,7 @@ def safe_name(name: str) -> str:
 def _listed(path: pathlib.Path) -> bool:
     """An image file, or an image-named symlink that resolves to nothing (a loop, a dangling
     link): listed so that reading it fails and the report counts it as unreadable."""
-    return _is_image(path.name) and (path.is_file() or (path.is_symlink()
+    return images.is_image_file(path.name) and (path.is_file() or (path.is_symlink()
                                                         and not path.exists()))
 
 
@@ -212,7 +206,8 @@ def _folder_images(folder: pathlib.Path) -> list[ImageSource]:
 def _zip_images(path: pathlib.Path, folder: str | None) -> list[ImageSource]:
     """Images of a zip; when every member sits under `folder/`, that prefix is dropped."""
     with zipfile.ZipFile(path) as zf:
-        names = sorted(n for n in zf.namelist() if not n.endswith("/") and _is_image(n))
+        names = sorted(n for n in zf.namelist()
+                       if not n.endswith("/") and images.is_image_file(n))
     prefix = f"{folder}/" if folder and names and all(n.startswith(f"{folder}/")
                                                       for n in names) else ""
 

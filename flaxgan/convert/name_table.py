@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from flaxgan import files
 from flaxgan.convert.snapshot import SnapshotError
 
 __all__ = [
@@ -273,15 +273,7 @@ def save_state_dict_npz(path: str | os.PathLike, parameters: Mapping[str, Any],
         raise ValueError(f"{_BUFFER_LIST!r} is a reserved name")
     arrays = {name: np.asarray(v) for name, v in {**parameters, **buffers}.items()}
     arrays[_BUFFER_LIST] = np.array(list(buffers), dtype=np.str_)
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, allow_pickle=False, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    files.save_npz(path, arrays, allow_pickle=False)
 
 
 def load_state_dict_npz(

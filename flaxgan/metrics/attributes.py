@@ -31,16 +31,22 @@ import dataclasses
 import functools
 import json
 import pathlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
+from flaxgan import files
+from flaxgan.metrics import features
 from flaxgan.models.stylegan2 import DiscriminatorBlock, _channels
 from flaxgan.nn.layers import Conv2dLayer, FullyConnectedLayer
+from flaxgan.train.sharding import BATCH_AXIS
 
 __all__ = [
     'ATTRIBUTES',
@@ -50,9 +56,12 @@ __all__ = [
     'AttributeNet',
     'ClassifierConfig',
     'classify',
+    'heldout_accuracy',
     'init_params',
+    'init_with_priors',
     'load_classifier',
     'logits_fn',
+    'make_train_step',
     'save_classifier',
     'to_classifier_input',
 ]
@@ -227,25 +236,106 @@ class AttributeClassifier:
 
 
 # ---------------------------------------------------------------------------------------------
-# Files.
+# Training (experiments.train_attributes).
 # ---------------------------------------------------------------------------------------------
 
 
-def _flatten(params: Any) -> dict[str, Any]:
-    """``{'b64/conv0/weight': leaf, ...}``."""
-    return {'/'.join(str(getattr(k, 'key', k)) for k in path): leaf
-            for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
+def init_with_priors(config: ClassifierConfig, key: jax.Array, rates: np.ndarray) -> Any:
+    """Fresh parameters whose outputs start at each attribute's log-odds.
+
+    Args:
+      config: the network.
+      key: initialisation key.
+      rates: float ``[num_attributes]``, the training part's fraction of positives.
+    """
+    params = init_params(config, key)
+    r = np.clip(np.asarray(rates, np.float64), 1e-3, 1 - 1e-3)
+    params['b4']['out']['bias'] = jnp.asarray(np.log(r / (1 - r)), jnp.float32)
+    return params
 
 
-def _unflatten(flat: Mapping[str, np.ndarray]) -> dict:
-    tree: dict = {}
-    for key, value in flat.items():
-        node = tree
-        *parents, leaf = key.split('/')
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return tree
+def make_train_step(config: ClassifierConfig, optimizer: optax.GradientTransformation,
+                    mesh: Mesh, xflip: bool, seed: int) -> Callable:
+    """``step(params, opt_state, images, labels, step_index) -> (params, opt_state, loss,
+    accuracy)``: binary cross-entropy per attribute, jitted ``shard_map`` over ``mesh``'s
+    batch axis, the gradient of the global mean loss (params donated).
+
+    Args:
+      config: the network.
+      optimizer: e.g. ``optax.adam``.
+      mesh: 1-D mesh (``flaxgan.train.sharding.make_mesh``); images and labels are split
+        over it.
+      xflip: random horizontal flips (per example, from ``seed``, the step and the device).
+      seed: the flips' seed.
+
+    The step takes images uint8 ``[B, H, W, 3]``, labels float32 ``[B, num_attributes]`` in
+    {0, 1} and an int32 step index; loss and accuracy are scalars of the whole batch.
+    """
+
+    def local(params, opt_state, images, labels, step):
+        key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), step),
+                                 jax.lax.axis_index(BATCH_AXIS))
+        x = to_classifier_input(images, config.resolution)
+        if xflip:
+            flip = jax.random.bernoulli(key, 0.5, (x.shape[0], 1, 1, 1))
+            x = jnp.where(flip, x[:, :, ::-1], x)
+
+        def loss_fn(p):
+            logits = logits_fn(p, x, config)
+            loss = jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels))
+            return jax.lax.pmean(loss, BATCH_AXIS), logits
+
+        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        acc = jax.lax.pmean(jnp.mean(((logits > 0) == (labels > 0.5)).astype(jnp.float32)),
+                            BATCH_AXIS)
+        return params, opt_state, loss, acc
+
+    mapped = jax.shard_map(local, mesh=mesh,
+                           in_specs=(P(), P(), P(BATCH_AXIS), P(BATCH_AXIS), P()),
+                           out_specs=(P(), P(), P(), P()))
+    return jax.jit(mapped, donate_argnums=(0, 1))
+
+
+def heldout_accuracy(classifier: AttributeClassifier, batches: Iterable[Mapping[str, Any]],
+                     train_positive_rate: np.ndarray, batch_size: int = 64) -> dict[str, Any]:
+    """Per-attribute accuracy on held-out batches, next to the majority-class baseline (the
+    training part's more frequent value).
+
+    Args:
+      classifier: the trained classifier.
+      batches: ``{'image': uint8 [B, H, W, 3], 'attributes': float32 [B, num_attributes]}``.
+      train_positive_rate: float ``[num_attributes]`` of the training part.
+      batch_size: images per (sharded) classifier call.
+
+    Returns:
+      ``{'num_heldout', 'mean_accuracy', 'mean_majority_baseline',
+      'attributes_above_baseline', 'per_attribute': {name: {'accuracy',
+      'majority_baseline', 'positive_rate_train', 'positive_rate_heldout'}}}``.
+    """
+    extract = features.make_extractor(classifier.detector, classifier.params,
+                                      batch_size=batch_size, name='attributes')
+    probs, labels = [], []
+    for batch in batches:
+        probs.append(extract(batch['image']))
+        labels.append(batch['attributes'])
+    probs, labels = np.concatenate(probs), np.concatenate(labels) > 0.5
+    accuracy = np.mean((probs > 0.5) == labels, axis=0)
+    majority = np.asarray(train_positive_rate) >= 0.5
+    baseline = np.mean(labels == majority[None], axis=0)
+    per = {name: dict(accuracy=float(a), majority_baseline=float(b),
+                      positive_rate_train=float(t), positive_rate_heldout=float(h))
+           for name, a, b, t, h in zip(classifier.attributes, accuracy, baseline,
+                                       train_positive_rate, labels.mean(0), strict=True)}
+    return dict(num_heldout=int(len(labels)), mean_accuracy=float(accuracy.mean()),
+                mean_majority_baseline=float(baseline.mean()),
+                attributes_above_baseline=int(np.sum(accuracy > baseline)), per_attribute=per)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files.
+# ---------------------------------------------------------------------------------------------
 
 
 def save_classifier(directory: str | pathlib.Path, config: ClassifierConfig, params: Any,
@@ -256,14 +346,11 @@ def save_classifier(directory: str | pathlib.Path, config: ClassifierConfig, par
     if len(attributes) != config.num_attributes:
         raise ValueError(f'{len(attributes)} attribute names for {config.num_attributes} outputs')
     directory = pathlib.Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    weights = directory / WEIGHTS_FILE
-    tmp = directory / (WEIGHTS_FILE + '.tmp.npz')
-    np.savez(tmp, **{k: np.asarray(v) for k, v in _flatten(params).items()})
-    tmp.replace(weights)
+    files.save_npz(directory / WEIGHTS_FILE,
+                   {k: np.asarray(v) for k, v in files.flatten_tree(params).items()})
     info = dict(format=FORMAT, config=dataclasses.asdict(config), attributes=list(attributes),
                 metadata=dict(metadata or {}))
-    (directory / CONFIG_FILE).write_text(json.dumps(info, indent=2) + '\n')
+    files.write_text(directory / CONFIG_FILE, json.dumps(info, indent=2) + '\n')
     return directory
 
 
@@ -297,10 +384,10 @@ def load_classifier(path: str | pathlib.Path) -> AttributeClassifier:
     try:
         with np.load(w_path, allow_pickle=False) as z:
             flat = {k: z[k] for k in z.files}
-    except Exception as e:  # noqa: BLE001 (zip/npy errors of many kinds)
+    except Exception as e:  # zip/npy errors of many kinds
         raise ValueError(f'{w_path}: unreadable weights ({type(e).__name__}: {e})') from None
     r = config.resolution
-    want = _flatten(jax.eval_shape(lambda: AttributeNet(config).init(
+    want = files.flatten_tree(jax.eval_shape(lambda: AttributeNet(config).init(
         jax.random.key(0), jnp.zeros((1, r, r, 3)))['params']))
     missing = sorted(set(want) - set(flat))
     extra = sorted(set(flat) - set(want))
@@ -311,5 +398,5 @@ def load_classifier(path: str | pathlib.Path) -> AttributeClassifier:
         if flat[k].shape != spec.shape:
             raise ValueError(f'{w_path}: {k} has shape {flat[k].shape}, {CONFIG_FILE} implies '
                              f'{spec.shape}')
-    params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), _unflatten(flat))
+    params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), files.unflatten_tree(flat))
     return AttributeClassifier(config, params, attributes, info.get('metadata') or {})

@@ -13,7 +13,7 @@ import functools
 from collections.abc import Iterable
 from typing import Any
 
-import jax
+from flaxgan.train import sharding
 
 __all__ = ['DETECTORS', 'feature_network', 'load_detectors', 'needed_detectors']
 
@@ -89,17 +89,12 @@ def load_detectors(metrics: Iterable[str], *, inception: str | None = None,
 def _on_devices(params: Any) -> Any:
     """Replicated once over the local devices: every extractor of one network (and the LPIPS
     closure inside PPL's jitted step) then shares this copy instead of sending its own."""
-    from jax.sharding import NamedSharding  # noqa: PLC0415
-    from jax.sharding import PartitionSpec as P  # noqa: PLC0415
-
-    from flaxgan.metrics import features  # noqa: PLC0415
-
-    return jax.device_put(params, NamedSharding(features.batch_mesh(), P()))
+    return sharding.replicate(params, sharding.make_mesh(local=True))
 
 
 @functools.cache
 def _inception(path: str | None, batch_size: int, with_probs: bool) -> dict[str, Any]:
-    from flaxgan.metrics import features, inception  # noqa: PLC0415
+    from flaxgan.metrics import features, inception
 
     params = _on_devices(inception.load_params(path))
     out = {'inception': features.make_extractor(inception.inception_features, params,
@@ -116,7 +111,7 @@ def _inception(path: str | None, batch_size: int, with_probs: bool) -> dict[str,
 @functools.cache
 def _vgg16(path: str | None, batch_size: int, with_features: bool, with_lpips: bool
            ) -> dict[str, Any]:
-    from flaxgan.metrics import features, vgg16  # noqa: PLC0415
+    from flaxgan.metrics import features, vgg16
 
     params = _on_devices(vgg16.load_params(path))
     out: dict[str, Any] = {}
@@ -131,7 +126,7 @@ def _vgg16(path: str | None, batch_size: int, with_features: bool, with_lpips: b
 
 @functools.cache
 def _attribute_classifier(path: str | None) -> Any:
-    from flaxgan.metrics import attributes  # noqa: PLC0415
+    from flaxgan.metrics import attributes
 
     if not path:
         raise FileNotFoundError(

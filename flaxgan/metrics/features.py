@@ -22,23 +22,21 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-from PIL import Image
 from tqdm.auto import tqdm
 
+from flaxgan import images
 from flaxgan.errors import UserError
+from flaxgan.train import sharding
+from flaxgan.train.sharding import BATCH_AXIS
 
 __all__ = [
-    'BATCH_AXIS',
-    'IMAGE_EXTENSIONS',
     'Extractor',
     'ImageSource',
     'array_source',
-    'batch_mesh',
     'folder_source',
     'generator_source',
     'iterate_features',
@@ -46,12 +44,9 @@ __all__ = [
     'make_extractor',
     'mirrored',
     'NoImages',
-    'to_uint8_rgb',
     'uniform_labels',
 ]
 
-BATCH_AXIS = 'batch'
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.ppm', '.tif', '.tiff')
 
 Detector = Callable[[Any, jax.Array], jax.Array]
 
@@ -78,12 +73,6 @@ class Extractor:
         return self.fn(images)
 
 
-def batch_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """1-D mesh ``('batch',)`` over ``devices`` (default: all local devices)."""
-    devices = list(jax.local_devices() if devices is None else devices)
-    return Mesh(np.asarray(devices), (BATCH_AXIS,))
-
-
 def make_extractor(detector: Detector, params: Any, *, mesh: Mesh | None = None,
                    batch_size: int = 64, name: str = 'detector',
                    input_size: int | None = None) -> Extractor:
@@ -96,12 +85,13 @@ def make_extractor(detector: Detector, params: Any, *, mesh: Mesh | None = None,
     Args:
       detector: pure ``(params, images [b, H, W, 3]) -> [b, D]``.
       params: the detector's parameter pytree (numpy or jax arrays).
-      mesh: a 1-D mesh with axis ``'batch'``; default :func:`batch_mesh` of all local devices.
+      mesh: a 1-D mesh with axis ``'batch'``; default all local devices
+        (:func:`flaxgan.train.sharding.make_mesh`).
       batch_size: images per device step (all devices together).
       name: the detector's name (cache keys, logs).
       input_size: the side ``detector`` resizes its input to, if it does (see :class:`Extractor`).
     """
-    mesh = batch_mesh() if mesh is None else mesh
+    mesh = sharding.make_mesh(local=True) if mesh is None else mesh
     n_dev = mesh.shape[BATCH_AXIS]
     step = -(-batch_size // n_dev) * n_dev
     replicated = jax.device_put(params, NamedSharding(mesh, P()))
@@ -164,44 +154,15 @@ class ImageSource:
     skipped: list[str] = dataclasses.field(default_factory=list, compare=False)
 
 
-def _to_rgb(img: np.ndarray) -> np.ndarray:
-    """HW / HW1 / HW3 / HW4 uint8 -> HW3 (gray repeated, as the official; alpha dropped)."""
-    if img.ndim == 2:
-        img = img[..., None]
-    if img.shape[-1] == 1:
-        img = np.repeat(img, 3, axis=-1)
-    return img[..., :3]
-
-
-def _load_image(path: str) -> np.ndarray:
-    with Image.open(path) as im:
-        if im.mode not in ('L', 'RGB'):
-            im = im.convert('RGB')
-        return _to_rgb(np.asarray(im, dtype=np.uint8))
-
-
-# What a damaged or non-image file raises in PIL (UnidentifiedImageError is an OSError).
-_DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
-
-
-def _image_size(path: str) -> tuple[int, int] | None:
-    """``(H, W)`` from the file's header (nothing decoded), or None when PIL cannot open it."""
-    try:
-        with Image.open(path) as im:
-            return im.height, im.width
-    except _DECODE_ERRORS:
-        return None
-
-
 def _readable_images(files: Sequence[str], skipped: list[str]) -> Iterator[np.ndarray]:
     """Decoded images of ``files``; each that fails to decode is logged, listed in
     ``skipped`` and left out (the dataset builders' rule: skip and count, never abort)."""
     for f in files:
         try:
-            yield _load_image(f)
-        except _DECODE_ERRORS as e:
-            logging.warning('skipping %s: not a readable image (%s)', f, e)
-            skipped.append(f'{f}: {type(e).__name__}: {e}')
+            yield images.read_image(f)
+        except images.UnreadableImage as e:  # its message names the file and the cause
+            logging.warning('skipping %s', e)
+            skipped.append(str(e))
 
 
 def _same_shape_batches(arrays: Iterator[np.ndarray], batch_size: int) -> Iterator[np.ndarray]:
@@ -217,13 +178,15 @@ def _same_shape_batches(arrays: Iterator[np.ndarray], batch_size: int) -> Iterat
 
 
 def list_images(directory: str | os.PathLike) -> list[str]:
-    """Image files under ``directory`` (recursive), sorted by relative path."""
-    directory = os.fspath(directory)
-    if not os.path.isdir(directory):
-        raise NoImages(f'{directory}: image folder not found')
-    files = [os.path.join(root, f) for root, _, names in os.walk(directory) for f in names
-             if f.lower().endswith(IMAGE_EXTENSIONS)]
-    return sorted(files, key=lambda f: os.path.relpath(f, directory))
+    """Image files under ``directory`` (recursive, sorted): :func:`flaxgan.images.list_images`.
+
+    Raises:
+      NoImages: ``directory`` is not a folder.
+    """
+    try:
+        return images.list_images(directory)
+    except FileNotFoundError as e:
+        raise NoImages(str(e)) from None
 
 
 def mirrored(source: ImageSource) -> ImageSource:
@@ -253,11 +216,11 @@ def folder_source(directory: str | os.PathLike, max_images: int | None = None,
     files = files[:max_images] if max_images is not None else files
     if not files:
         raise NoImages(f'{os.fspath(directory)}: no image files found (expected '
-                       f'{", ".join(IMAGE_EXTENSIONS)})')
+                       f'{", ".join(images.IMAGE_EXTENSIONS)})')
     skipped: list[str] = []
     sizes = {}
     for f in files:  # Headers only: drops non-images up front, finds the sizes.
-        size = _image_size(f)
+        size = images.image_size(f)
         if size is None:
             logging.warning('skipping %s: not a readable image', f)
             skipped.append(f'{f}: not a readable image')
@@ -274,7 +237,7 @@ def folder_source(directory: str | os.PathLike, max_images: int | None = None,
             'utf-8', 'surrogateescape'))  # a file name need not be UTF-8
     name = f'{os.path.basename(os.path.abspath(directory))}-{digest.hexdigest()[:12]}'
 
-    def images() -> Iterator[np.ndarray]:
+    def decoded() -> Iterator[np.ndarray]:
         skipped[num_unopenable:] = []  # each pass lists its own decode failures
         yield from _readable_images(files, skipped)
         if xflip:
@@ -283,16 +246,9 @@ def folder_source(directory: str | os.PathLike, max_images: int | None = None,
     num_unopenable = len(skipped)
     mixed = len(set(sizes.values())) > 1
     return ImageSource(name=name, num_images=len(files) * (2 if xflip else 1),
-                       batches=lambda bs: _same_shape_batches(images(), bs),
+                       batches=lambda bs: _same_shape_batches(decoded(), bs),
                        resolution=None if mixed else sizes[files[0]], xflip=xflip,
                        mixed_sizes=mixed, skipped=skipped)
-
-
-def to_uint8_rgb(images: jax.Array) -> jax.Array:
-    """Generator output ``[B, H, W, C]`` in [-1, 1] -> uint8 ``[B, H, W, 3]`` as the official
-    metrics see it: ``clip(x * 127.5 + 128, 0, 255)``, grayscale repeated to RGB."""
-    u8 = jnp.clip(images * 127.5 + 128, 0, 255).astype(jnp.uint8)
-    return jnp.repeat(u8, 3, axis=-1) if u8.shape[-1] == 1 else u8
 
 
 def uniform_labels(key: jax.Array, n: int, c_dim: int) -> jax.Array:
@@ -337,7 +293,7 @@ def _resized_batches(batches: Iterator[np.ndarray], size: int, batch_size: int
                      ) -> Iterator[np.ndarray]:
     """Batches of any image sizes -> full float32 ``[batch_size, size, size, 3]`` batches, each
     image resized once on the host with the detectors' own bilinear scheme."""
-    from flaxgan.metrics import torchfile  # noqa: PLC0415 (numpy-only resize)
+    from flaxgan.metrics import torchfile  # numpy-only resize
 
     buf: list[np.ndarray] = []
     for batch in batches:

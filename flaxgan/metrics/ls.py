@@ -37,8 +37,10 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
+from flaxgan.images import to_uint8
 from flaxgan.metrics import ppl
-from flaxgan.metrics.features import BATCH_AXIS, batch_mesh, to_uint8_rgb, uniform_labels
+from flaxgan.metrics.features import uniform_labels
+from flaxgan.train.sharding import BATCH_AXIS, make_mesh
 
 __all__ = [
     'attribute_entropies',
@@ -106,8 +108,8 @@ def keep_most_confident(prob: np.ndarray, num_keep: int) -> tuple[np.ndarray, np
 def svm_predictions(inputs: np.ndarray, labels: np.ndarray, seed: int = 0) -> np.ndarray:
     """Fits ``LinearSVC`` to ``(inputs, labels)`` and predicts ``inputs``; ``labels`` itself
     when the fit fails (a single class), as the official."""
-    import sklearn.exceptions  # noqa: PLC0415 (scikit-learn is only needed here)
-    import sklearn.svm  # noqa: PLC0415
+    import sklearn.exceptions  # scikit-learn is only needed here
+    import sklearn.svm
 
     svm = sklearn.svm.LinearSVC(C=1.0, loss='squared_hinge', penalty='l2', dual=True,
                                 tol=1e-4, max_iter=1000, random_state=seed)
@@ -165,13 +167,13 @@ def sample_attributes(generator: ppl.LatentGenerator,
     then run data-parallel over ``mesh`` (default: all local devices), so the samples do not
     depend on the device count.
     """
-    mesh = batch_mesh() if mesh is None else mesh
+    mesh = make_mesh(local=True) if mesh is None else mesh
     batch_size = -(-batch_size // mesh.size) * mesh.size
     c_dim = getattr(generator, 'c_dim', 0)
 
     def local(z, c, noise_key):
         ws = generator.mapping(z, c)
-        probs = classify_fn(to_uint8_rgb(generator.synthesis(ws, noise_key)))
+        probs = classify_fn(to_uint8(generator.synthesis(ws, noise_key), rgb=True))
         return ws[:, -1], probs.astype(jnp.float32)
 
     @jax.jit

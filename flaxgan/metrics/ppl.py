@@ -30,7 +30,8 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-from flaxgan.metrics.features import BATCH_AXIS, batch_mesh, uniform_labels
+from flaxgan.metrics.features import uniform_labels
+from flaxgan.train.sharding import BATCH_AXIS, make_mesh
 
 __all__ = ['LatentGenerator', 'crop_and_scale', 'filtered_mean', 'pair_distances',
            'pair_latents', 'ppl', 'ppl_distances', 'slerp']
@@ -144,7 +145,7 @@ def ppl(mapping: Callable, synthesis: Callable, lpips_features: Callable, z_dim:
     then synthesis and LPIPS run data-parallel over ``mesh`` (default: all local devices), so
     the value does not depend on the device count.
     """
-    mesh = batch_mesh() if mesh is None else mesh
+    mesh = make_mesh(local=True) if mesh is None else mesh
     batch_size = -(-batch_size // mesh.size) * mesh.size
     local = lambda ws0, ws1, k: pair_distances(ws0, ws1, k, synthesis, lpips_features, epsilon,
                                                crop)

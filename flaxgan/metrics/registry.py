@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -52,7 +52,6 @@ from flaxgan.metrics.features import Extractor, ImageSource, iterate_features
 __all__ = [
     'MetricContext',
     'calc_metric',
-    'evaluate_all',
     'higher_is_better',
     'is_valid_metric',
     'list_metrics',
@@ -80,6 +79,9 @@ class MetricContext:
       use_cache: cache real (and folder) statistics on disk.
       progress: show tqdm bars.
       seed: seed of KID's subset draws.
+      keep_generated_features: keep the generated images' features for the next metric of
+        this context (FID then KID: one pass over the generator); False: FID streams their
+        moments instead of holding every feature vector.
       generated_features: memo of the generated images' features within this context (not an
         argument; `dataclasses.replace` starts a new one), so that the metrics of one
         evaluation (FID and KID) share one pass over the generator.
@@ -98,6 +100,7 @@ class MetricContext:
     use_cache: bool = True
     progress: bool = True
     seed: int = 0
+    keep_generated_features: bool = True
     generated_features: dict[tuple[str, int | None], np.ndarray] = dataclasses.field(
         default_factory=dict, init=False, compare=False, repr=False)
 
@@ -196,8 +199,11 @@ def compute_fid(ctx: MetricContext, max_real: int | None, num_gen: int | None
     """FID of ``num_gen`` generated vs ``max_real`` real images (``None`` = all)."""
     ex = _need(ctx.inception, 'FID Inception')
     real = _moments(ctx, _need_real(ctx), ex, max_real)
-    gen_features = _fake_features(ctx, ex, num_gen)
-    gen = stats.moments_update(stats.moments_init(gen_features.shape[1]), gen_features)
+    if ctx.keep_generated_features or (ex.name, num_gen) in ctx.generated_features:
+        gen_features = _fake_features(ctx, ex, num_gen)
+        gen = stats.moments_update(stats.moments_init(gen_features.shape[1]), gen_features)
+    else:
+        gen = _moments(ctx, ctx.fake, ex, num_gen)
     counts = _enough('FID', ctx, dict(real=int(real.num_items), fake=int(gen.num_items)))
     return fid_lib.fid_from_moments(gen, real), counts
 
@@ -320,7 +326,3 @@ def _ls(ctx: MetricContext):
                                         progress=ctx.progress)
     return values, dict(fake=n)
 
-
-def evaluate_all(names: Sequence[str], ctx: MetricContext) -> list[dict[str, Any]]:
-    """Runs several metrics in order (the training loop's hook); see :func:`calc_metric`."""
-    return [calc_metric(n, ctx) for n in names]

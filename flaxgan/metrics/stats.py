@@ -15,12 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from collections.abc import Callable
 
 import flax.struct
 import numpy as np
 
+from flaxgan import files
 from flaxgan.metrics.features import Extractor, ImageSource, iterate_features
 from flaxgan.metrics.inception import default_cache_dir
 
@@ -110,10 +110,7 @@ def cached(path: str | None, compute: Callable[[], dict[str, np.ndarray]]
             return {k: f[k] for k in f.files}
     arrays = compute()
     if path is not None:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f'{path}.{uuid.uuid4().hex}.npz'
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
+        files.save_npz(path, arrays)
     return arrays
 
 

@@ -35,6 +35,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from flaxgan import files
 from flaxgan.convert import torch_io
 from flaxgan.convert.torch_io import Budget, TensorView
 
@@ -43,12 +44,10 @@ __all__ = [
     'default_cache_dir',
     'drop_legacy_copies',
     'file_sha256',
-    'load_npz_tree',
     'read_torch_file',
     'read_torchscript',
     'resize_bilinear',
     'sample_positions',
-    'save_npz_tree',
     'sha256_file',
 ]
 
@@ -325,15 +324,8 @@ def _write_digests(index: str, digests: dict[str, list]) -> None:
     """Writes the index atomically, dropping files that no longer exist; a read-only cache
     only costs hashing again next time."""
     kept = {k: v for k, v in digests.items() if os.path.exists(k)}
-    tmp = f'{index}.{os.getpid()}.tmp'
-    try:
-        os.makedirs(os.path.dirname(index), exist_ok=True)
-        with open(tmp, 'w') as f:
-            json.dump(kept, f, indent=0, sort_keys=True)
-        os.replace(tmp, index)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
+    with contextlib.suppress(OSError):
+        files.write_json(index, kept, indent=0, sort_keys=True)
 
 
 def file_sha256(path: str | os.PathLike, cache_dir: str | None = None) -> str:
@@ -391,31 +383,3 @@ def drop_legacy_copies(cache: str, digest: str) -> list[str]:
         except (OSError, ValueError, EOFError, zipfile.BadZipFile):
             continue
     return removed
-
-
-def save_npz_tree(path: str, tree: dict[str, Any], **meta: str) -> None:
-    """Writes a nested dict of arrays as ``'a/b/c'`` keys (atomically); ``meta`` as ``__k__``."""
-    flat = {'/'.join(k.key for k in p): np.asarray(v)
-            for p, v in jax.tree_util.tree_leaves_with_path(tree)}
-    flat.update({f'__{k}__': np.array(v) for k, v in meta.items()})
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f'{path}.{os.getpid()}.tmp.npz'
-    np.savez(tmp, **flat)
-    os.replace(tmp, path)
-
-
-def load_npz_tree(path: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """Inverse of :func:`save_npz_tree`: ``(tree, meta)``."""
-    tree: dict[str, Any] = {}
-    meta: dict[str, str] = {}
-    with np.load(path) as flat:
-        for key in flat.files:
-            if key.startswith('__') and key.endswith('__'):
-                meta[key[2:-2]] = str(flat[key])
-                continue
-            *parents, leaf = key.split('/')
-            node = tree
-            for p in parents:
-                node = node.setdefault(p, {})
-            node[leaf] = np.asarray(flat[key])
-    return tree, meta

@@ -68,6 +68,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flaxgan import files
 from flaxgan.errors import UserError
 from flaxgan.metrics import torchfile
 from flaxgan.metrics.torchfile import default_cache_dir
@@ -344,7 +345,7 @@ def _convert_file(path: str) -> tuple[Params, str]:
 
 def save_params(params: Params, path: str, **meta: str) -> None:
     """Writes ``params`` as a converted ``.npz`` that :func:`load_params` reads."""
-    torchfile.save_npz_tree(path, params, **meta)
+    files.save_npz_tree(path, params, **meta)
 
 
 def load_params(path: str | os.PathLike | None = None, cache_dir: str | None = None) -> Params:
@@ -370,7 +371,7 @@ def load_params(path: str | os.PathLike | None = None, cache_dir: str | None = N
             'FLAXGAN_VGG16')
     if path.endswith('.npz'):
         try:
-            params, _ = torchfile.load_npz_tree(path)
+            params, _ = files.load_npz_tree(path)
         except (OSError, ValueError, EOFError) as e:
             raise ValueError(f'{path}: not a readable .npz ({type(e).__name__})') from None
         missing = [k for k in ('conv1', 'conv13', 'fc1', 'fc2', 'normalize', 'lpips4')
@@ -380,7 +381,7 @@ def load_params(path: str | os.PathLike | None = None, cache_dir: str | None = N
         return params
     cache = torchfile.cache_path(path, cache_dir, 'vgg16')
     if os.path.isfile(cache):
-        return torchfile.load_npz_tree(cache)[0]
+        return files.load_npz_tree(cache)[0]
     params, source = _convert_file(path)
     save_params(params, cache, source=source, file=os.path.basename(path),
                 sha256=torchfile.file_sha256(path, cache_dir))

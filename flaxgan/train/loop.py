@@ -48,7 +48,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from flaxgan import sample
+from flaxgan import files, images
+from flaxgan.convert import export
 from flaxgan.models import registry
 from flaxgan.train import checkpoint as ckpt
 from flaxgan.train import sharding
@@ -129,12 +130,10 @@ _train_steps = functools.cache(step_lib.make_train_steps)
 
 
 def _open_data(data: Mapping[str, Any], batch_size: int, seed: int):
-    from data_pipelines import input as data_input  # noqa: PLC0415 (keeps TFDS import lazy)
-    kwargs = dict(data_dir=data.get("data_dir"), resolution=data.get("resolution"),
-                  folder_labels=data.get("folder_labels", False),
-                  crop_box=data.get("crop_box"))
+    from data_pipelines import input as data_input  # keeps the TFDS import lazy
+    kwargs = data_input.section_kwargs(data)
     try:
-        meta = data_input.dataset_metadata(data["name"], data.get("split", "train"), **kwargs)
+        meta = data_input.dataset_metadata(**kwargs)
     except (FileNotFoundError, ValueError) as e:
         hint = data.get("prepare")
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -142,9 +141,8 @@ def _open_data(data: Mapping[str, Any], batch_size: int, seed: int):
             raise DatasetNotPrepared(f"dataset {data['name']!r} is not available ({message}); "
                                      f"prepare it with: {hint}") from None
         raise
-    iterator = data_input.make_dataset(
-        data["name"], data.get("split", "train"), batch_size, shuffle=True, seed=seed,
-        xflip=data.get("xflip", False), one_hot=True, **kwargs)
+    iterator = data_input.make_dataset(batch_size=batch_size, shuffle=True, seed=seed,
+                                       xflip=data.get("xflip", False), one_hot=True, **kwargs)
     return meta, iterator
 
 
@@ -223,20 +221,13 @@ def _grid_latents(G, grid_size: tuple[int, int], labels: np.ndarray, seed: int):
 
 
 def _save_grid(path: str, images_uint8: np.ndarray, cols: int) -> np.ndarray:
-    image = sample.grid(images_uint8, cols)
-    tmp = path + ".tmp.png"
-    image.save(tmp)
-    os.replace(tmp, path)
+    image = images.grid(images_uint8, cols)
+    with files.atomic_write(path) as f:
+        image.save(f, format="PNG")
     return np.asarray(image)
 
 
 # --------------------------------------------------------------------------------- the loop
-
-
-def _write_text(path: str, text: str) -> None:
-    with open(path + ".tmp", "w") as f:
-        f.write(text + "\n")
-    os.replace(path + ".tmp", path)
 
 
 def _data_state(iterator) -> dict[str, Any]:
@@ -315,7 +306,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             logging.info("starting from the networks of %s", config.resume_pkl)
         state = sharding.replicate(new_state(g_vars, d_vars, ema_vars), mesh)
     if is_chief:  # what `experiments.eval --workdir` reads the dataset from
-        _write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
+        files.write_text(os.path.join(workdir, "config.json"),
+                         config.to_json_best_effort(indent=2) + "\n")
         _drop_records_after(os.path.join(workdir, "metrics.jsonl"), tick)
     cur_nimg, step = int(state.nimg), int(state.step)
 
@@ -415,9 +407,9 @@ def _grid_renderer(G, z: np.ndarray, c: np.ndarray, truncation_psi: float):
     """`ema_variables -> uint8 [N, H, W, C]` at fixed latents (const noise)."""
     @jax.jit
     def render(variables):
-        images = G.apply(variables, jnp.asarray(z), jnp.asarray(c), noise_mode="const",
-                         truncation_psi=truncation_psi)
-        return jnp.clip(images * 127.5 + 128, 0, 255).astype(jnp.uint8)
+        out = G.apply(variables, jnp.asarray(z), jnp.asarray(c), noise_mode="const",
+                      truncation_psi=truncation_psi)
+        return images.to_uint8(out)
     return lambda variables: np.asarray(render(variables))
 
 
@@ -473,7 +465,7 @@ def _export_snapshot(root: str, nimg: int, networks: Mapping[str, tuple[dict, di
     tmp = directory + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     for key, (kwargs, variables) in networks.items():
-        sample.export_variables(tmp, key, kwargs, variables)
+        export.write_network(tmp, key, kwargs, variables)
     if os.path.islink(directory):  # a whole-kimg name that was a link (re-run after a resume)
         os.unlink(directory)
     shutil.rmtree(directory, ignore_errors=True)  # the same images seen, exported again
@@ -508,9 +500,8 @@ def _drop_records_after(path: str, tick: int) -> None:
             if _record_tick(line) is not None and _record_tick(line) <= tick]
     if len(keep) == len(lines):
         return
-    with open(path + ".tmp", "w") as f:
+    with files.atomic_write(path, "w") as f:
         f.writelines(keep)
-    os.replace(path + ".tmp", path)
     logging.info("%s: dropped %d line(s) after tick %d (logged, not checkpointed)", path,
                  len(lines) - len(keep), tick)
 
@@ -564,11 +555,11 @@ def _import_snapshot(path: str, g_vars, d_vars):
     export folder or a bundled model's name (`celeba32`): each must match this run's networks;
     G_ema falls back to G when the snapshot has none, and G to G_ema (bundled models ship
     G_ema and D only)."""
-    from flaxgan import convert, sample  # noqa: PLC0415
-    path = sample.resolve_network(path)
+    from flaxgan import convert
+    path = export.resolve_network(path)
     if os.path.isdir(path):
-        present = set(sample.export_networks(path))
-        read = lambda key: sample.read_export(path, key)[1:]  # noqa: E731
+        present = set(export.networks(path))
+        read = lambda key: export.read_network(path, key)[1:]
     else:
         snapshot = convert.load_snapshot(path)
         present = {k for k, v in snapshot.items() if isinstance(v, convert.ModuleRecord)}
@@ -589,7 +580,7 @@ def _import_snapshot(path: str, g_vars, d_vars):
 
 def _evaluate(metrics, G, ema_variables, config, workdir: str, kimg: float) -> dict[str, float]:
     """Runs the metric hook on G_ema; returns `{metric: value}` (first value of each)."""
-    from flaxgan.train import evaluation  # noqa: PLC0415
+    from flaxgan.metrics import evaluation  # imports the metrics only when asked for
     data = _plain(config.data)
     if config.log.get("metrics_split"):  # e.g. held-out images instead of the training split
         data["split"] = config.log.metrics_split

@@ -9,7 +9,7 @@ its own slice of the batch (`process_batch_size`) and `global_batch` assembles t
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -44,10 +44,18 @@ def initialize_distributed() -> None:
         jax.distributed.initialize()
 
 
-def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
-    """A 1-D mesh named `batch` over `devices` (default: all devices of all processes)."""
-    devices = jax.devices() if devices is None else devices
-    return Mesh(np.asarray(devices), (BATCH_AXIS,))
+def make_mesh(devices: Sequence[jax.Device] | None = None, *, local: bool = False) -> Mesh:
+    """The one mesh flaxgan shards over: 1-D, axis `BATCH_AXIS` (`'batch'`).
+
+    Args:
+      devices: the devices, in order; default all devices of all processes (training), or
+        this process's devices with `local=True` (evaluation, sampling, projection: work each
+        process feeds from host arrays on its own).
+      local: default to `jax.local_devices()` instead of `jax.devices()`.
+    """
+    if devices is None:
+        devices = jax.local_devices() if local else jax.devices()
+    return Mesh(np.asarray(list(devices)), (BATCH_AXIS,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -11,8 +11,8 @@ from absl import flags
 
 from experiments import eval as eval_main
 from flaxgan import sample
-from flaxgan.metrics import features, registry
-from flaxgan.train import evaluation
+from flaxgan.metrics import evaluation, registry
+from flaxgan.train.sharding import make_mesh
 from tests.conftest import TEST_DATA
 
 PKL = TEST_DATA / "reference" / "sg2_uncond32.pkl"
@@ -61,11 +61,11 @@ def _main(argv):
 
 def test_tfds_source_reads_the_prepared_faces_and_mirrors(tfds_faces):
     name, data_dir = tfds_faces
-    plain = eval_main.real_source(name, data_dir)
+    plain = evaluation.real_source(name, data_dir)
     assert plain.num_images == NUM and plain.resolution == (64, 64)
     images = np.concatenate(list(plain.batches(5)))
     assert images.shape == (NUM, 64, 64, 3) and images.dtype == np.uint8
-    mirrored = eval_main.real_source(name, data_dir, mirror=True)
+    mirrored = evaluation.real_source(name, data_dir, mirror=True)
     both = np.concatenate(list(mirrored.batches(5)))
     assert mirrored.num_images == 2 * NUM and mirrored.xflip
     np.testing.assert_array_equal(both[NUM:], images[:, :, ::-1])
@@ -104,9 +104,9 @@ def test_generator_source_is_the_same_on_one_and_all_devices():
     g = sample.load(PKL)
     # Latents come from the batch key; the noise is drawn per device: compare without noise.
     variables = _with_noise_strength(g.variables, 0.0)
-    one = evaluation.generator_source(g.module, variables, g.c_dim, seed=3,
-                                      mesh=features.batch_mesh(jax.local_devices()[:1]))
-    many = evaluation.generator_source(g.module, variables, g.c_dim, seed=3)
+    one = evaluation.network_source(g.module, variables, g.c_dim, seed=3,
+                                    mesh=make_mesh(jax.local_devices()[:1]))
+    many = evaluation.network_source(g.module, variables, g.c_dim, seed=3)
     a, b = next(one.batches(8)), next(many.batches(8))
     assert a.shape == (8, 32, 32, 3) and a.dtype == np.uint8
     assert np.max(np.abs(a.astype(int) - b.astype(int))) <= 1

@@ -10,8 +10,9 @@ import numpy as np
 import optax
 import pytest
 
-from experiments import train_attributes as ta
-from flaxgan.metrics import attributes, features
+from data_pipelines import attributes as attr_data
+from flaxgan.metrics import attributes
+from flaxgan.train.sharding import make_mesh
 from tests.conftest import REPO_ROOT, TEST_DATA
 
 CELEBA = TEST_DATA / 'celeba_small'
@@ -19,7 +20,7 @@ TINY = attributes.ClassifierConfig(resolution=8, channel_base=64, channel_max=8)
 
 
 def test_folder_records_follow_the_attribute_table(tmp_path):
-    src = ta.FolderAttributes(CELEBA, None, 8)
+    src = attr_data.FolderAttributes(CELEBA, None, 8)
     assert len(src) == 512 and src.missing == 0
     row = (CELEBA / 'list_attr_celeba.txt').read_text().splitlines()[2].split()
     assert row[0] == '001001.jpg' and src.files[0].name == '001001.jpg'
@@ -32,21 +33,21 @@ def test_folder_records_follow_the_attribute_table(tmp_path):
     for name in ('001001.jpg', '001002.jpg'):
         shutil.copy(CELEBA / name, tmp_path / name)
     (tmp_path / 'list_attr_celeba.txt').write_text('\n'.join(['3', *lines[1:5]]) + '\n')
-    src = ta.FolderAttributes(tmp_path, None, 8)
+    src = attr_data.FolderAttributes(tmp_path, None, 8)
     assert len(src) == 2 and src.missing == 1
 
 
 def test_holdout_split():
-    train, held = ta.open_data(str(CELEBA), 8, holdout=0.25, max_images=40)
+    train, held = attr_data.open_data(str(CELEBA), 8, holdout=0.25, max_images=40)
     assert (len(train), len(held)) == (30, 10)
     np.testing.assert_array_equal(held[0]['attributes'], train.source[30]['attributes'])
     with pytest.raises(FileNotFoundError, match='list_attr_celeba.txt'):
-        ta.open_data(str(REPO_ROOT / 'tests' / 'data' / 'augment'), 8)
+        attr_data.open_data(str(REPO_ROOT / 'tests' / 'data' / 'augment'), 8)
 
 
 def test_tfds_celeba_faces_records(tmp_path):
     """A `celeba_faces` dataset (the `raw` recipe: no detector, fast to build) as input."""
-    from data_pipelines import build  # noqa: PLC0415 (TFDS builders only for this test)
+    from data_pipelines import build  # TFDS builders only for this test
 
     manual = tmp_path / 'manual'
     (manual / 'img_align_celeba').mkdir(parents=True)
@@ -56,7 +57,7 @@ def test_tfds_celeba_faces_records(tmp_path):
         shutil.copy(CELEBA / name, manual / 'img_align_celeba' / name)
     (manual / 'list_attr_celeba.txt').write_text('\n'.join(['10', *lines[1:12]]) + '\n')
     build.build('celeba_faces', manual, 'raw', tmp_path / 'tfds')
-    train, held = ta.open_data('celeba_faces/raw', 8, data_dir=str(tmp_path / 'tfds'),
+    train, held = attr_data.open_data('celeba_faces/raw', 8, data_dir=str(tmp_path / 'tfds'),
                                holdout=0.2)
     assert (len(train), len(held)) == (8, 2)
     for i in range(len(train)):
@@ -76,8 +77,8 @@ def test_sharded_step_is_the_global_batch_gradient():
     sgd = optax.sgd(0.1)
     out = []
     for devices in (jax.local_devices()[:1], jax.local_devices()):
-        mesh = features.batch_mesh(devices)
-        step = ta.make_train_step(TINY, sgd, mesh, xflip=False, seed=0)
+        mesh = make_mesh(devices)
+        step = attributes.make_train_step(TINY, sgd, mesh, xflip=False, seed=0)
         p = jax.tree.map(np.array, params)
         new, _, loss, _ = step(p, sgd.init(p), images, labels, np.int32(0))
         out.append((jax.tree.map(np.asarray, new), float(loss)))

@@ -5,6 +5,7 @@ import pathlib
 import numpy as np
 import pytest
 
+from flaxgan.images import read_image
 from flaxgan.metrics import features, inception
 
 DATA = pathlib.Path(__file__).resolve().parents[2] / 'data' / 'inception'
@@ -14,7 +15,7 @@ DATA = pathlib.Path(__file__).resolve().parents[2] / 'data' / 'inception'
 def inception_data() -> tuple[np.ndarray, np.ndarray]:
     """The 64 vendored CelebA faces (uint8 [64, 109, 89, 3]) and their official features."""
     ref = np.load(DATA / 'features_ref.npz')
-    images = np.stack([features._load_image(str(DATA / 'images' / f)) for f in ref['files']])
+    images = np.stack([read_image(str(DATA / 'images' / f)) for f in ref['files']])
     return images, ref['features']
 
 

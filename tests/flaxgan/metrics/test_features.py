@@ -16,6 +16,7 @@ from flaxgan.metrics import features
 _SHARDING_CHECK = textwrap.dedent('''
     import jax, jax.numpy as jnp, numpy as np
     from flaxgan.metrics import features
+    from flaxgan.train.sharding import make_mesh
     assert jax.device_count() == 8, jax.devices()
 
     def detector(params, images):  # cheap stand-in with a cross-pixel reduction
@@ -25,7 +26,7 @@ _SHARDING_CHECK = textwrap.dedent('''
     params = {'w': np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32)}
     images = np.random.default_rng(1).integers(0, 256, (21, 9, 7, 3)).astype(np.uint8)
     one = features.make_extractor(detector, params, batch_size=8,
-                                  mesh=features.batch_mesh(jax.devices()[:1]))(images)
+                                  mesh=make_mesh(jax.devices()[:1]))(images)
     eight = features.make_extractor(detector, params, batch_size=8)(images)
     assert eight.shape == (21, 5), eight.shape
     # 63-term float32 sums vectorised for another per-device batch: ~1e-7; features of the

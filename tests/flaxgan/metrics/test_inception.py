@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from flaxgan.metrics import features, fid, inception, kid, stats
+from flaxgan.train.sharding import make_mesh
 
 MAX_ABS_FEATURE_ERROR = 1e-4  # measured 1.6e-5 on CPU (features up to ~5)
 
@@ -94,7 +95,7 @@ def test_sharded_inception_equals_one_device(inception_data, inception_params,
     """All local devices (8 fake CPU devices under `make test`) vs a 1-device mesh."""
     images = inception_data[0][:8]
     one = features.make_extractor(inception.inception_features, inception_params, batch_size=8,
-                                  mesh=features.batch_mesh(jax.devices()[:1]))(images)
+                                  mesh=make_mesh(jax.devices()[:1]))(images)
     # Another per-device batch vectorises the float32 convs differently; bound it as the
     # difference to the official features, far below a shard or padding mix-up (O(1)).
     np.testing.assert_allclose(inception_extractor(images), one, atol=MAX_ABS_FEATURE_ERROR)

@@ -6,8 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flaxgan.metrics import attributes, features, ls, ppl, registry
+from flaxgan.metrics import attributes, ls, ppl, registry
 from flaxgan.models import stylegan2
+from flaxgan.train.sharding import make_mesh
 
 Z = 12  # the toy synthesis writes z / 3 into a 2x2x3 image
 
@@ -118,7 +119,7 @@ def test_w_is_scored_on_the_mapped_latent():
 def test_samples_do_not_depend_on_the_device_count():
     gen = _toy_generator()
     one = ls.sample_attributes(gen, linear_classifier, 40, 16, seed=3, progress=False,
-                               mesh=features.batch_mesh(jax.local_devices()[:1]))
+                               mesh=make_mesh(jax.local_devices()[:1]))
     every = ls.sample_attributes(gen, linear_classifier, 40, 16, seed=3, progress=False)
     for a, b in zip(one, every, strict=True):
         assert a.shape == b.shape and a.shape[0] == 40

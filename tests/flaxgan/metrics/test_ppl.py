@@ -73,7 +73,7 @@ def test_end_sampling_starts_at_w0_and_ppl_runs():
 
 
 def test_value_does_not_depend_on_the_device_count():
-    from flaxgan.metrics.features import batch_mesh
+    from flaxgan.train.sharding import make_mesh
 
     # epsilon 1e-2, not the metric's 1e-4: the finite difference of float32 pixels rounds 100x
     # less (1 vs 8 devices: 2e-7 relative here; at 1e-4, 4e-6 here and 3e-5 on another CPU),
@@ -81,7 +81,7 @@ def test_value_does_not_depend_on_the_device_count():
     kwargs = dict(num_samples=48, space='z', sampling='full', crop=False, batch_size=16,
                   progress=False, seed=5, epsilon=1e-2)
     one = ppl.ppl(mapping, synthesis, identity_lpips, Z,
-                  mesh=batch_mesh(jax.local_devices()[:1]), **kwargs)
+                  mesh=make_mesh(jax.local_devices()[:1]), **kwargs)
     every = ppl.ppl(mapping, synthesis, identity_lpips, Z, **kwargs)
     assert len(jax.local_devices()) > 1 or pytest.skip('needs several devices')
     assert every == pytest.approx(one, rel=1e-4)

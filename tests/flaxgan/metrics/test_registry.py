@@ -108,3 +108,11 @@ def test_fid_and_kid_of_one_context_share_the_generated_features(ctx):
     assert not fresh.generated_features
     assert registry.calc_metric('fid', fresh)['results']['fid'] == pytest.approx(fid_value)
     assert registry.calc_metric('kid', fresh)['results']['kid'] == pytest.approx(kid_value)
+
+
+def test_lone_fid_streams_the_generated_moments(ctx):
+    """Without a KID to share them with, FID keeps no generated features, same value."""
+    streamed = dataclasses.replace(ctx, keep_generated_features=False)
+    value = registry.calc_metric('fid', streamed)['results']['fid']
+    assert not streamed.generated_features
+    assert value == pytest.approx(registry.calc_metric('fid', ctx)['results']['fid'], rel=1e-9)

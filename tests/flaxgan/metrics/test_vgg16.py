@@ -21,8 +21,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from flaxgan import files
 from flaxgan.metrics import features, ppl, torchfile, vgg16
 from flaxgan.models import stylegan2
+from flaxgan.train.sharding import make_mesh
 from tools.make_vgg16_reference import TORCHVISION_CONV, lpips_pairs, seeded_state_dict
 
 DATA = pathlib.Path(__file__).resolve().parents[2] / 'data'
@@ -113,7 +115,7 @@ def test_features_match_torchvision(our_features, ref):
 
 
 def test_features_through_a_sharded_extractor(params, meta, our_features):
-    mesh = features.batch_mesh(jax.local_devices()[:2])
+    mesh = make_mesh(jax.local_devices()[:2])
     extract = features.make_extractor(vgg16.vgg16_features, params, mesh=mesh, batch_size=2,
                                       name='vgg16')
     got = extract(load_faces(meta['pr_files']))  # 2 + 1 padded
@@ -307,7 +309,7 @@ def test_conversion_is_cached_as_npz(state, params, monkeypatch, tmp_path):
     second = vgg16.load_params(fake, cache_dir=str(tmp_path / 'cache'))
     assert len(calls) == 1
     (cache,) = (tmp_path / 'cache').glob('vgg16-*.npz')
-    _, meta = torchfile.load_npz_tree(str(cache))
+    _, meta = files.load_npz_tree(str(cache))
     assert meta['source'] == 'torchvision' and meta['file'] == fake.name
     direct = vgg16.load_params(cache)
     for tree in (first, second, direct):
@@ -339,7 +341,7 @@ def test_ppl_end_to_end_with_lpips(conv_params):
     run = lambda mesh: ppl.ppl(mapping, synthesis, lpips, 8, num_samples=16, space='w',
                                sampling='end', crop=True, batch_size=16, seed=0,
                                progress=False, mesh=mesh)
-    one_device = features.batch_mesh(jax.local_devices()[:1])
+    one_device = make_mesh(jax.local_devices()[:1])
     value = run(one_device)
     assert np.isfinite(value) and value > 0
     assert run(one_device) == value  # deterministic: the same program on the same machine

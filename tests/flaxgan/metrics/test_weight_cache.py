@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pytest
 
+from flaxgan import files
 from flaxgan.metrics import inception, torchfile, vgg16
 
 
@@ -71,7 +72,7 @@ def test_copies_share_one_converted_vgg16(tmp_path, monkeypatch):
         np.testing.assert_array_equal(loaded["conv1"]["weight"], params["conv1"]["weight"])
     assert len(converted) == 1
     (npz,) = cache.glob("vgg16-*.npz")
-    _, meta = torchfile.load_npz_tree(str(npz))
+    _, meta = files.load_npz_tree(str(npz))
     assert meta["sha256"] == torchfile.sha256_file(converted[0])
     assert meta["sha256"].startswith(npz.stem.split("-")[-1])
 
@@ -95,8 +96,8 @@ def test_legacy_copies_of_the_same_content_are_dropped(tmp_path):
     cache = tmp_path / "cache"
     digest = torchfile.file_sha256(path, str(cache))
     same, other = cache / "vgg16-0123456789ab.npz", cache / "vgg16-ba9876543210.npz"
-    torchfile.save_npz_tree(str(same), {"w": np.zeros(1)}, sha256=digest)
-    torchfile.save_npz_tree(str(other), {"w": np.zeros(1)}, sha256="f" * 64)
+    files.save_npz_tree(str(same), {"w": np.zeros(1)}, sha256=digest)
+    files.save_npz_tree(str(other), {"w": np.zeros(1)}, sha256="f" * 64)
     garbage = cache / "vgg16-00000000000a.npz"
     garbage.write_bytes(b"not a zip")
     target = torchfile.cache_path(path, str(cache), "vgg16")
