@@ -60,10 +60,10 @@ FACES = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "celeb
 def prepare_faces(outdir: str, resolution: int = 32) -> int:
     """The celeba_small faces cut and resized as the celeba32 training data
     (`experiments/configs/celeba32.py`), as PNGs beside their `list_attr_celeba.txt` rows."""
-    from PIL import Image  # noqa: PLC0415
+    from PIL import Image
 
-    from data_pipelines import input as data_input  # noqa: PLC0415
-    from experiments.configs.celeba32 import CELEBA_FACE_BOX  # noqa: PLC0415
+    from data_pipelines import input as data_input
+    from experiments.configs.celeba32 import CELEBA_FACE_BOX
 
     out = pathlib.Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
@@ -158,7 +158,7 @@ def main(argv) -> None:
     print("| direction | space | counted | success | monotone | delta | "
           + " | ".join(f"|d {a}|" for a in CELEBA) + " |")
     print("|---|---|---|---|---|---|" + "---|" * len(CELEBA))
-    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"
     for name, r in results.items():
         others = [fmt(r["other"].get(a)) if a != r["attribute"] else "(target)" for a in CELEBA]
         print(f"| {name} | {r['space']} | {r['counted']} | {fmt(r['success'])} | "

@@ -91,8 +91,8 @@ def flaxgan_step(kwargs: dict, zs: np.ndarray, fused: bool | None) -> Callable[[
 
 def official_step(repo: str, kwargs: dict, zs: np.ndarray) -> tuple[Callable, str]:
     sys.path.insert(0, repo)
-    import dnnlib  # noqa: PLC0415 (from the official repository)
-    import torch  # noqa: PLC0415 (optional, benchmark only)
+    import dnnlib  # from the official repository
+    import torch  # optional, benchmark only
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     G = dnnlib.util.construct_class_by_name(**kwargs).eval().requires_grad_(False).to(device)

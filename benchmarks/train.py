@@ -86,7 +86,7 @@ def cifar_preset(batch: int, fmaps: float, channel_max: int, p: float,
                  precision: str = "fp32"):
     """The official `--cfg=cifar` preset as a flaxgan config (fixed-p `bgc` augmentation);
     `precision='fp32'` sets `num_fp16_res=0` in both networks (the official `--fp32`)."""
-    from experiments.configs import common  # noqa: PLC0415
+    from experiments.configs import common
 
     config = common.stylegan2_config(
         batch_size=batch, gamma=0.01, ema_kimg=500.0, ema_rampup=0.05, mbstd=32, fmaps=fmaps,
@@ -121,7 +121,7 @@ def _peak_rss_bytes() -> int:
 
 
 def _real_batches(n: int, batch: int, resolution: int):
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     rng = np.random.RandomState(123)
     return [rng.randint(0, 256, (batch, resolution, resolution, 3), dtype=np.uint8)
@@ -151,13 +151,13 @@ def _time_cycles(iterate, sync, cycles: int) -> tuple[float, list[float]]:
 
 def run_flaxgan(resolution: int, batch: int, cycles: int, fmaps: float, channel_max: int,
                 p: float, precision: str) -> dict:
-    import jax  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
+    import jax
+    import numpy as np
 
-    from flaxgan.augment import make_augment_fn  # noqa: PLC0415
-    from flaxgan.train import loop, sharding  # noqa: PLC0415
-    from flaxgan.train import state as state_lib  # noqa: PLC0415
-    from flaxgan.train import step as step_lib  # noqa: PLC0415
+    from flaxgan.augment import make_augment_fn
+    from flaxgan.train import loop, sharding
+    from flaxgan.train import state as state_lib
+    from flaxgan.train import step as step_lib
 
     config = cifar_preset(batch, fmaps, channel_max, p, precision)
     base_rss = _rss_bytes()
@@ -198,14 +198,14 @@ def run_flaxgan(resolution: int, batch: int, cycles: int, fmaps: float, channel_
 
 def run_official(repo: str, resolution: int, batch: int, cycles: int, fmaps: float,
                  channel_max: int, p: float, threads: int, precision: str) -> dict:
-    import copy  # noqa: PLC0415
+    import copy
 
-    import torch  # noqa: PLC0415
+    import torch
 
     sys.path.insert(0, os.path.abspath(repo))
-    import dnnlib  # noqa: PLC0415 (official repository)
-    from torch_utils import misc, training_stats  # noqa: PLC0415
-    from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix  # noqa: PLC0415
+    import dnnlib  # official repository
+    from torch_utils import misc, training_stats
+    from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix
 
     torch.set_num_threads(threads)
     config = cifar_preset(batch, fmaps, channel_max, p, precision)

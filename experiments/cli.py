@@ -167,7 +167,7 @@ def _loaded_config(name: str, argv: Sequence[str]) -> Any:
     values = [a.split("=", 1)[1] for a in argv if re.match(rf"--?{re.escape(name)}=", a)]
     try:
         return flag.parser.parse(values[-1]) if values else flag.value
-    except Exception:  # noqa: BLE001 (the original error is reported instead)
+    except Exception:  # the original error is reported instead
         return None
 
 
@@ -203,7 +203,7 @@ class DatasetNotFound(UserError, FileNotFoundError):
 def prepare_command(name: str) -> str | None:
     """`python -m data_pipelines.build BUILDER --manual_dir=DIR [--config=C]` for a TFDS name
     of one of flaxgan's builders (`celeba_faces/mtcnn_256`), else None."""
-    from data_pipelines import build  # noqa: PLC0415 (imports TFDS)
+    from data_pipelines import build  # imports TFDS
 
     builder, _, config = name.partition(":")[0].partition("/")
     if builder not in build.BUILDERS:
@@ -230,7 +230,7 @@ def check_dataset(data: Mapping[str, Any], data_dir_flag: str) -> None:
         return  # a folder: read (and checked) by the loader itself
     if name.startswith(("/", ".", "~")):
         raise DatasetNotFound(f"{name}: no such folder (nor a TFDS dataset name)")
-    from data_pipelines import input as data_input  # noqa: PLC0415 (imports TFDS)
+    from data_pipelines import input as data_input  # imports TFDS
 
     data_dir = data.get("data_dir")
     try:

@@ -132,7 +132,7 @@ def read_projected_w(path: str, g: sample.LoadedGenerator
             noise = {k[len("noise/"):]: f[k] for k in f.files if k.startswith("noise/")}
     except InvalidArgument:
         raise
-    except Exception as e:  # noqa: BLE001 (zip / npy errors of many kinds)
+    except Exception as e:  # zip / npy errors of many kinds
         raise InvalidArgument(f"{path}: not a readable .npz ({type(e).__name__})") from None
     ws = ws[None] if ws.ndim == 2 else ws
     if ws.ndim != 3 or ws.shape[1:] != (g.num_ws, g.w_dim) or not len(ws):

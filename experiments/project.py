@@ -91,7 +91,7 @@ def check_flags() -> tuple[tuple[float, ...], str]:
 
 def read_target(path: str) -> np.ndarray:
     """The target photo as uint8 `[H, W, 3]`; one line naming the file when it is not one."""
-    from data_pipelines import filters  # noqa: PLC0415
+    from data_pipelines import filters
 
     if not os.path.isfile(path):
         raise InvalidArgument(f"--target={path}: no such file")
@@ -101,7 +101,7 @@ def read_target(path: str) -> np.ndarray:
 def write_video(path: str, g: sample.LoadedGenerator, result: project_lib.Projection,
                 target: np.ndarray) -> None:
     """`proj.mp4`: target | projection of w after every step (with the final noise maps)."""
-    import imageio  # noqa: PLC0415
+    import imageio
 
     g_noise = project_lib.with_noise(g, result.noise_of(0))
     trajectory = result.trajectory[0]
@@ -138,7 +138,7 @@ def main(argv: list[str]) -> None:
                                  keep_trajectory=_SAVE_VIDEO.value)
     elapsed = time.perf_counter() - start
 
-    from PIL import Image  # noqa: PLC0415
+    from PIL import Image
 
     outdir = _OUTDIR.value
     os.makedirs(outdir, exist_ok=True)

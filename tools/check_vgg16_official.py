@@ -23,7 +23,6 @@ import pathlib
 import sys
 
 import numpy as np
-from PIL import Image
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -36,13 +35,14 @@ def main() -> int:
     ap.add_argument('--num', type=int, default=8)
     args = ap.parse_args()
 
-    import jax  # noqa: PLC0415
-    import torch  # noqa: PLC0415
+    import jax
+    import torch
 
-    from flaxgan.metrics import vgg16  # noqa: PLC0415
+    from flaxgan.images import read_image
+    from flaxgan.metrics import vgg16
 
     files = sorted(pathlib.Path(args.faces).glob('*.jpg'))[: args.num]
-    faces = np.stack([np.asarray(Image.open(f).convert('RGB')) for f in files])
+    faces = np.stack([read_image(f) for f in files])
     official = torch.jit.load(args.weights).eval()
     params = vgg16.load_params(args.weights)
 

@@ -78,7 +78,7 @@ def record_calls(torch, draws: list, pads: list):
             return out
         return recorded
 
-    def recorded_pad(input, pad, mode="constant", value=None):  # noqa: A002 (torch's names)
+    def recorded_pad(input, pad, mode="constant", value=None):  # torch's names
         if mode == "reflect":
             pads.append([int(v) for v in pad])
         return pad_fn(input, pad, mode=mode) if value is None else pad_fn(input, pad, mode, value)

@@ -95,12 +95,12 @@ def main() -> None:
     out, faces_dir = pathlib.Path(args.out), pathlib.Path(args.faces)
     out.mkdir(parents=True, exist_ok=True)
 
-    import torch  # noqa: PLC0415
-    import torch.nn.functional as F  # noqa: PLC0415
+    import torch
+    import torch.nn.functional as F
     sys.modules.setdefault('torchvision._meta_registrations',
                            types.ModuleType('torchvision._meta_registrations'))
-    import lpips  # noqa: PLC0415
-    import torchvision  # noqa: PLC0415
+    import lpips
+    import torchvision
     torch.set_grad_enabled(False)
 
     state = seeded_state_dict()

@@ -23,8 +23,7 @@ from flaxgan.models import stylegan1, stylegan2, stylegan3
 # the module as a static argument.
 freeze_kwargs = stylegan2.freeze_kwargs
 
-__all__ = ["build_generator", "build_discriminator", "GENERATORS", "DISCRIMINATORS",
-           "register_generator"]
+__all__ = ["build_generator", "build_discriminator", "GENERATORS", "DISCRIMINATORS"]
 
 Builder = Callable[[Mapping[str, Any]], nn.Module]
 
@@ -127,11 +126,6 @@ DISCRIMINATORS: dict[str, Builder] = {
     "training.networks_stylegan2.Discriminator": _sg3_repo_sg2_discriminator,
     "training.networks_stylegan.D_basic": stylegan1.build_D_basic,
 }
-
-
-def register_generator(class_name: str, builder: Builder) -> None:
-    """Adds a generator family (e.g. StyleGAN3) under its official class name."""
-    GENERATORS[class_name] = builder
 
 
 def _build(table: Mapping[str, Builder], what: str, class_name: str,

@@ -37,7 +37,7 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be restored into this run's state."""
 
 
-class _Damaged(Exception):  # noqa: N818 (internal signal, never escapes this module)
+class _Damaged(Exception):  # internal signal, never escapes this module
     """A checkpoint of this run's layout whose files do not restore; `str()` is the reason."""
 
 
@@ -196,7 +196,7 @@ class Checkpointer:
             if saved is None:
                 raise FileNotFoundError("state/ holds no readable metadata")
             saved = _layout(saved)
-        except Exception as e:  # noqa: BLE001 (Orbax/TensorStore/JSON raise many types)
+        except Exception as e:  # Orbax/TensorStore/JSON raise many types
             raise _Damaged(f"state metadata: {_reason(e, directory)}") from None
         difference = _layout_difference(saved, _layout(target))
         if difference is not None:
@@ -209,7 +209,7 @@ class Checkpointer:
                 meta=ocp.args.JsonRestore()))
             if restored["meta"] is None:
                 raise FileNotFoundError("meta/ holds nothing")
-        except Exception as e:  # noqa: BLE001 (layout matched: what fails now is the files)
+        except Exception as e:  # layout matched: what fails now is the files
             raise _Damaged(_reason(e, directory)) from None
         return restored["state"], dict(restored["data"] or {}), dict(restored["meta"])
 
@@ -226,7 +226,7 @@ class Checkpointer:
                             "checkpoint %d", root, step, reason, os.path.basename(kept),
                             restored_step)
         if jax.process_count() > 1:
-            from jax.experimental import multihost_utils  # noqa: PLC0415
+            from jax.experimental import multihost_utils
             multihost_utils.sync_global_devices("flaxgan checkpoints set aside")
         self._last.reload()  # forget the renamed steps (latest_step, keep-last-N, re-saves)
 

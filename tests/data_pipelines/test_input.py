@@ -105,7 +105,7 @@ def test_image_folder_with_labels(folder):
 
 def test_split_slices_select_fixed_files(folder, celeba_mtcnn, tfds_dir):
     faces = folder / "faces"
-    names = lambda split: [p.name for p in dp_input.open_source(faces, split)[0].files]  # noqa: E731
+    names = lambda split: [p.name for p in dp_input.open_source(faces, split)[0].files]
     every = names("train")
     assert len(every) == 10 and every == sorted(every)
     held_out, rest = names("holdout[-3:]"), names("train[:-3]")

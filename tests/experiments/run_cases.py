@@ -51,7 +51,7 @@ def run_case(module, argv: list[str]) -> dict:
             if isinstance(code, str):  # sys.exit("message") prints it and exits 1
                 print(code, file=sys.stderr)
                 code = 1
-        except Exception:  # noqa: BLE001 (recorded: the test asserts there is none)
+        except Exception:  # recorded: the test asserts there is none
             code = "traceback"
             traceback.print_exc()
     return {"argv": argv, "code": code, "stderr": err.getvalue()[-3000:]}

@@ -241,7 +241,7 @@ def test_inception_distance_grows_with_the_difference():
     feats = project._target_features(d.features, d.params, jnp.asarray(np.concatenate(
         [x, *others])))
     parts = jax.tree.map(lambda f: np.split(np.asarray(f), 5), feats)
-    part = lambda i: {k: v[i] for k, v in parts.items()}  # noqa: E731
+    part = lambda i: {k: v[i] for k, v in parts.items()}
     same, weak, strong, other = (np.asarray(d.compare(part(0), part(i))) for i in range(1, 5))
     np.testing.assert_allclose(same, 0, atol=1e-6)
     assert np.all(0 < weak) and np.all(weak < strong) and np.all(weak < other / 2), (
