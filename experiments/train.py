@@ -62,9 +62,13 @@ def _known_keys() -> dict[str, set[str]]:
 
     base = common.stylegan2_config(batch_size=8, gamma=1.0, ema_kimg=1.0, ema_rampup=None,
                                    mbstd=4, fmaps=0.5, mapping_layers=2, total_kimg=1.0)
-    known = {name: set(section) for name, section in base.items()
-             if isinstance(section, ml_collections.ConfigDict)}
-    return {"": set(base), **known}
+    known = {"": set()}
+    for preset in (base, common.stylegan1_config()):  # StyleGAN v1 adds `schedule`
+        known[""] |= set(preset)
+        for name, section in preset.items():
+            if isinstance(section, ml_collections.ConfigDict):
+                known.setdefault(name, set()).update(section)
+    return known
 
 
 def check_config(config: ml_collections.ConfigDict, num_devices: int) -> None:

@@ -95,12 +95,18 @@ def path_length_penalty(
 
 
 def mix_styles(key: jax.Array, ws: jax.Array, ws_other: jax.Array,
-               prob: float = 0.9) -> jax.Array:
+               prob: float = 0.9, num_active: int | jax.Array | None = None) -> jax.Array:
     """Style-mixing regularisation: with probability `prob`, ws from a random layer cutoff
-    in [1, num_ws) on come from `ws_other` (one cutoff for the whole batch, as the official)."""
+    in [1, num_active) on come from `ws_other` (one cutoff for the whole batch, as the official).
+
+    `num_active` (default `num_ws`) bounds the crossover: StyleGAN v1 draws it among the layers
+    in use at the current level of detail (`progressive.active_layers`), so that mixing is not
+    diluted by layers that do not reach the image yet.
+    """
     num_ws = ws.shape[1]
+    high = num_ws if num_active is None else jnp.maximum(num_active, 2)
     k_cut, k_mix = jax.random.split(key)
-    cutoff = jax.random.randint(k_cut, (), 1, num_ws)
+    cutoff = jax.random.randint(k_cut, (), 1, high)
     cutoff = jnp.where(jax.random.uniform(k_mix) < prob, cutoff, num_ws)
     take_other = jnp.arange(num_ws)[None, :, None] >= cutoff
     return jnp.where(take_other, ws_other, ws)

@@ -4,7 +4,8 @@
     python -m experiments.train --config=casia256.py --workdir=runs/casia256
 
 DIR holds CASIA-WebFace's identity sub-folders (or a zip of them). Official `paper256` preset;
-the study reports FID50k ≈ 4.6 after the full schedule. Variants: `casia256.py:short`.
+the study reports FID50k ≈ 4.6 after the full schedule. Variants: `casia256.py:short`,
+`casia256.py:stylegan1` (the official StyleGAN v1 recipe, as `celeba256.py:stylegan1`).
 """
 
 from experiments.configs import celeba256

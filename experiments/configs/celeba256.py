@@ -13,6 +13,17 @@ half-width channels, 8 mapping layers, ADA `bgc` with target 0.6, x-flips):
 Expect the study's FID50k ≈ 4.8 after about 25,000 kimg (paper256 schedule) on 8 GPUs; on a
 single accelerator the same run takes proportionally longer. FID50k is computed every 50 ticks
 and the best checkpoint kept under `best/`. Variants: `celeba256.py:short` (5,000 kimg).
+
+`celeba256.py:stylegan1` trains StyleGAN (v1) instead, the official NVlabs/stylegan recipe
+(`common.stylegan1_config`: progressive growing from 8² with 600 + 600 kimg per resolution,
+minibatch 512 → 32 and learning rates per resolution, R1 γ = 10, G EMA 10 kimg, x-flips,
+25,000 kimg, FID50k at every snapshot tick):
+
+    python -m experiments.train --config=celeba256.py:stylegan1 --workdir=runs/celeba256_v1
+
+Full resolution is reached at 6,600 kimg; each new resolution compiles new steps once (its
+minibatch differs). The schedule is a function of kimg, so a resumed run continues at the same
+level of detail.
 """
 
 from experiments.configs import common
@@ -26,8 +37,17 @@ def get_config(arg=None):
     config.data.xflip = True
     config.data.prepare = ("python -m data_pipelines.build celeba_faces --manual_dir=DIR "
                            "--config=mtcnn_256")
-    if arg == "short":
+    if arg == "stylegan1":
+        config = stylegan1(config.data)
+    elif arg == "short":
         config.train.total_kimg = 5000
     elif arg:
-        raise ValueError(f"unknown variant {arg!r} (known: short)")
+        raise ValueError(f"unknown variant {arg!r} (known: short, stylegan1)")
+    return config
+
+
+def stylegan1(data):
+    """The official StyleGAN (v1) recipe on the same data (mirror augment on)."""
+    config = common.stylegan1_config(total_kimg=25000)
+    config.data = data
     return config

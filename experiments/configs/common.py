@@ -12,7 +12,10 @@ Every config file in this folder is `get_config(arg=None) -> ConfigDict` with se
            (resume a checkpoint with another batch_size; off: that is an error).
   augment: pipe (ADA preset name, '' = off), p (initial / fixed p), ada_target (None = fixed p),
            ada_interval, ada_kimg.
-  log:     kimg_per_tick, image_every_ticks, snapshot_every_ticks, metrics_every_ticks, metrics,
+  schedule: (StyleGAN v1 only) the official `training_schedule` arguments of progressive
+           growing (`flaxgan.train.progressive.Schedule`; resolution keys as strings).
+  log:     kimg_per_tick (None: the schedule's tick lengths), image_every_ticks,
+           snapshot_every_ticks, metrics_every_ticks, metrics,
            metrics_split (real images of the metrics, e.g. a held-out slice; default: the
            training split), metrics_cache_dir (dataset statistics; default ~/.cache/flaxgan),
            metrics_weights
@@ -30,7 +33,8 @@ import ml_collections
 
 from flaxgan.train.step import Hyperparameters
 
-__all__ = ["stylegan2_config", "stylegan3_config", "REPO_ROOT"]
+__all__ = ["stylegan2_config", "stylegan3_config", "stylegan1_config", "official_schedule",
+           "REPO_ROOT"]
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -118,4 +122,56 @@ def stylegan3_config(*, cfg: str, batch_size: int, gamma: float, total_kimg: flo
         D_kwargs=dict(architecture="orig", channel_base=cbase, channel_max=cmax,
                       num_fp16_res=4, conv_clamp=256,
                       epilogue_kwargs=dict(mbstd_group_size=mbstd))))
+    return config
+
+
+def official_schedule(**overrides) -> ml_collections.ConfigDict:
+    """The official StyleGAN `train.py` schedule (its 8-GPU setting, the paper's): start at 8²,
+    600 kimg stable + 600 kimg fade-in per resolution, global minibatch 512 at 4²–8² halving
+    to 32 from 64², learning rate 0.001 (0.0015 at 128², 0.002 at 256², 0.003 above), ticks of
+    `tick_kimg_dict`. Dict keys are resolutions as strings (ConfigDict keys)."""
+    lrates = {"128": 0.0015, "256": 0.002, "512": 0.003, "1024": 0.003}
+    schedule = dict(
+        lod_initial_resolution=8, lod_training_kimg=600.0, lod_transition_kimg=600.0,
+        minibatch_base=32, minibatch_dict={"4": 512, "8": 256, "16": 128, "32": 64, "64": 32},
+        max_minibatch_per_gpu={}, G_lrate_base=0.001, G_lrate_dict=dict(lrates),
+        D_lrate_base=0.001, D_lrate_dict=dict(lrates), lrate_rampup_kimg=0.0,
+        tick_kimg_base=160.0, tick_kimg_dict={"4": 160.0, "8": 140.0, "16": 120.0, "32": 100.0,
+                                              "64": 80.0, "128": 60.0, "256": 40.0,
+                                              "512": 30.0, "1024": 20.0})
+    schedule.update(overrides)
+    return ml_collections.ConfigDict(schedule)
+
+
+def stylegan1_config(*, total_kimg: float = 25000, schedule: ml_collections.ConfigDict | None
+                     = None, fmap_base: int = 8192, fmap_max: int = 512, latent_size: int = 512,
+                     mapping_layers: int = 8, mapping_fmaps: int = 512,
+                     mbstd_group_size: int = 4) -> ml_collections.ConfigDict:
+    """The official StyleGAN (v1) recipe (NVlabs/stylegan `train.py`, 'sgan'): `G_style` +
+    `D_basic` with their defaults, progressive growing (`official_schedule`), non-saturating
+    logistic loss with R1 γ = 10 every minibatch (`D_logistic_simplegp`), no path length, style
+    mixing 0.9 among the layers in use, Adam β = (0, 0.99), ε = 1e-8, a D step then a G step,
+    G EMA half-life 10 kimg without ramp-up (`G_smoothing_kimg`), no augmentation (mirror
+    augment is `data.xflip`). `train.batch_size` is unused: each stage's minibatch comes from the
+    schedule."""
+    schedule = schedule if schedule is not None else official_schedule()
+    config = _base(batch_size=int(schedule.minibatch_base), gamma=10.0, ema_kimg=10.0,
+                   ema_rampup=None, total_kimg=total_kimg)
+    config.train.update(dict(progressive=True, d_first=True, g_reg_interval=None,
+                             d_reg_interval=None, pl_weight=0.0, style_mixing_prob=0.9,
+                             g_lr=float(schedule.G_lrate_base),
+                             d_lr=float(schedule.D_lrate_base)))
+    config.augment.pipe = ""
+    config.augment.ada_target = None
+    config.schedule = schedule
+    config.log.kimg_per_tick = None
+    config.log.metrics = ("fid50k",)  # the official v1 training metric
+    g_kwargs = dict(latent_size=latent_size, dlatent_size=latent_size,
+                    mapping_layers=mapping_layers, mapping_fmaps=mapping_fmaps,
+                    fmap_base=fmap_base, fmap_max=fmap_max, style_mixing_prob=0.9)
+    config.model = ml_collections.ConfigDict(dict(
+        G_class="training.networks_stylegan.G_style", G_kwargs=g_kwargs,
+        D_class="training.networks_stylegan.D_basic",
+        D_kwargs=dict(fmap_base=fmap_base, fmap_max=fmap_max,
+                      mbstd_group_size=mbstd_group_size)))
     return config

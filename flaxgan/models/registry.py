@@ -23,7 +23,8 @@ from flaxgan.models import stylegan1, stylegan2, stylegan3
 # the module as a static argument.
 freeze_kwargs = stylegan2.freeze_kwargs
 
-__all__ = ["build_generator", "build_discriminator", "GENERATORS", "DISCRIMINATORS"]
+__all__ = ["build_generator", "build_discriminator", "GENERATORS", "DISCRIMINATORS",
+           "dataset_kwargs"]
 
 Builder = Callable[[Mapping[str, Any]], nn.Module]
 
@@ -148,3 +149,17 @@ def build_generator(class_name: str, kwargs: Mapping[str, Any]) -> nn.Module:
 def build_discriminator(class_name: str, kwargs: Mapping[str, Any]) -> nn.Module:
     """The Flax discriminator for an official class name and its constructor kwargs."""
     return _build(DISCRIMINATORS, "discriminator", class_name, kwargs)
+
+
+# The constructor arguments the dataset fixes, by code base: the TF StyleGAN networks take
+# `tflib.Network(..., num_channels=, resolution=, label_size=)`, the PyTorch ones
+# `img_resolution=, img_channels=, c_dim=`.
+_TF_STYLEGAN_PREFIX = "training.networks_stylegan."
+
+
+def dataset_kwargs(class_name: str, resolution: int, channels: int, c_dim: int
+                   ) -> dict[str, int]:
+    """Resolution, channels and label size under the official names of `class_name`."""
+    if class_name.startswith(_TF_STYLEGAN_PREFIX):
+        return dict(resolution=resolution, num_channels=channels, label_size=c_dim)
+    return dict(img_resolution=resolution, img_channels=channels, c_dim=c_dim)

@@ -774,12 +774,16 @@ class G_style(nn.Module):  # noqa: N801 (official name)
 
     def synthesize(self, ws: jax.Array, noise_mode: str = "random",
                    noise_layers: Sequence[int] | None = None,
-                   lod: float | jax.Array | None = None, update_emas: bool = False) -> jax.Array:
+                   lod: float | jax.Array | None = None, update_emas: bool = False,
+                   fused_modconv: bool | None = None) -> jax.Array:
         """ws `[N, num_ws, w_dim]` -> images `[N, R, R, C]` (NHWC, raw).
 
         `noise_mode` 'random' needs the 'noise' rng; `lod` defaults to the `lod` buffer.
+        `update_emas` and `fused_modconv` are accepted for the StyleGAN2 generator API (the
+        training step calls both families alike); they change nothing here (no statistics in
+        the synthesis network, no modulated convolutions).
         """
-        del update_emas  # No statistics in the synthesis network; for a common API.
+        del update_emas, fused_modconv
         return self.G_synthesis(ws, self._lod(lod), noise_mode=noise_mode,
                                 noise_layers=noise_layers)
 

@@ -52,7 +52,7 @@ from flaxgan import files, images
 from flaxgan.convert import export
 from flaxgan.models import registry
 from flaxgan.train import checkpoint as ckpt
-from flaxgan.train import sharding
+from flaxgan.train import progressive, sharding
 from flaxgan.train import state as state_lib
 from flaxgan.train import step as step_lib
 
@@ -73,9 +73,10 @@ class DatasetNotPrepared(FileNotFoundError):
 
 def build_networks(model: Mapping[str, Any], resolution: int, channels: int, c_dim: int):
     """Generator and discriminator kwargs (official names, with `class_name`) and modules."""
-    common = dict(img_resolution=resolution, img_channels=channels, c_dim=c_dim)
-    g_kwargs = {"class_name": model["G_class"], **_plain(model["G_kwargs"]), **common}
-    d_kwargs = {"class_name": model["D_class"], **_plain(model["D_kwargs"]), **common}
+    g_kwargs = {"class_name": model["G_class"], **_plain(model["G_kwargs"]),
+                **registry.dataset_kwargs(model["G_class"], resolution, channels, c_dim)}
+    d_kwargs = {"class_name": model["D_class"], **_plain(model["D_kwargs"]),
+                **registry.dataset_kwargs(model["D_class"], resolution, channels, c_dim)}
     G = registry.build_generator(g_kwargs["class_name"], g_kwargs)
     D = registry.build_discriminator(d_kwargs["class_name"], d_kwargs)
     return g_kwargs, d_kwargs, G, D
@@ -259,15 +260,20 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     train_cfg = _plain(config.train)
     hp = hyperparameters(config.train, config.augment)
     total_nimg = int(train_cfg["total_kimg"] * 1000)
+    # The stage (minibatch, tick length; StyleGAN v1: lod, learning rates) at any kimg.
+    schedule = _plain(config.get("schedule")) or None
+    data_batch = (progressive.data_batch_size(progressive.Schedule.from_config(schedule),
+                                              mesh.size) if schedule else hp.batch_size)
 
     meta_data, iterator = _open_data(
-        _plain(config.data), sharding.process_batch_size(hp.batch_size, mesh),
+        _plain(config.data), sharding.process_batch_size(data_batch, mesh),
         seed + jax.process_index())
     c_dim = meta_data.c_dim if config.data.get("use_labels", False) else 0
     g_kwargs, d_kwargs, G, D = build_networks(
         config.model, meta_data.resolution, meta_data.channels, c_dim)
     augment = _make_augment(config.augment)
-    steps = _train_steps(G, D, hp, mesh, augment)
+    plan = progressive.make_plan(schedule, hp, meta_data.resolution, mesh.size,
+                                 log.get("kimg_per_tick", 4))
     g_opt, d_opt = step_lib.make_optimizers(hp)
 
     ada_p = float(_plain(config.augment).get("p", 0.0))
@@ -285,13 +291,14 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         best_metric=(log.get("metrics") or [None])[0],
         higher_is_better=_higher_is_better((log.get("metrics") or [None])[0]))
     tick = 0
-    if checkpointer.latest_step() is not None:
+    resumed = checkpointer.latest_step() is not None
+    if resumed:
         # The restore target is shapes, dtypes and shardings only: nothing is initialised.
         abstract = jax.tree.map(
             lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding.replicated(mesh)),
             jax.eval_shape(lambda: new_state(*init_variables())))
         state, data_state, meta = checkpointer.restore_latest(abstract)
-        data_state = _resume_batch_size(meta, data_state, hp.batch_size,
+        data_state = _resume_batch_size(meta, data_state, data_batch,
                                         bool(train_cfg.get("allow_batch_size_change")), workdir)
         state = sharding.replicate(state, mesh)
         if data_state.get("iterator") is not None and hasattr(iterator, "set_state"):
@@ -305,6 +312,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             g_vars, d_vars, ema_vars = _import_snapshot(config.resume_pkl, g_vars, d_vars)
             logging.info("starting from the networks of %s", config.resume_pkl)
         state = sharding.replicate(new_state(g_vars, d_vars, ema_vars), mesh)
+    plan.start(state, resumed=resumed)
     if is_chief:  # what `experiments.eval --workdir` reads the dataset from
         files.write_text(os.path.join(workdir, "config.json"),
                          config.to_json_best_effort(indent=2) + "\n")
@@ -318,6 +326,14 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         batch = next(iterator)
         return {"image": batch["image"], "label": np.asarray(batch["label"])[:, :c_dim]}
 
+    def minibatch(first_batch, size: int):
+        """`size // data_batch` iterator batches (the first one given, if any), joined."""
+        parts = [first_batch] if first_batch is not None else []
+        parts += [next_batch() for _ in range(size // data_batch - len(parts))]
+        if len(parts) == 1:
+            return parts[0]
+        return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
+
     first = next_batch()
     grid_z, grid_c = _grid_latents(G, (grid_cols, grid_rows), np.asarray(first["label"]), seed)
     render = _grid_renderer(G, grid_z, grid_c, float(log.get("grid_truncation_psi", 1.0)))
@@ -327,7 +343,6 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         _save_grid(os.path.join(workdir, "samples", "fakes_init.png"),
                    render(state.ema_variables), grid_cols)
 
-    kimg_per_tick = float(log.get("kimg_per_tick", 4))
     progress = _progress(log.get("progress", True) and is_chief, total_nimg, cur_nimg)
     tick_start_nimg, tick_start = cur_nimg, time.time()
     tick_metrics: list[dict[str, jax.Array]] = []
@@ -335,21 +350,26 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     pending = first
     try:
         while cur_nimg < total_nimg:
-            batch = sharding.global_batch(pending if pending is not None else next_batch(), mesh)
+            stage = plan.stage(cur_nimg)
+            # Cached per hyperparameters: one compilation per minibatch size (per resolution).
+            steps = _train_steps(G, D, plan.hyperparameters(stage), mesh, augment)
+            state = plan.configure(state, stage)
+            batch = sharding.global_batch(minibatch(pending, stage.minibatch), mesh)
             pending = None
             state, metrics = steps.iteration(state, batch, step)
             tick_metrics.append(metrics)
             step += 1
-            cur_nimg += hp.batch_size
-            progress.update(hp.batch_size)
+            cur_nimg += stage.minibatch
+            progress.update(stage.minibatch)
             done = cur_nimg >= total_nimg
-            if not done and cur_nimg < tick_start_nimg + kimg_per_tick * 1000:
+            if not done and cur_nimg < tick_start_nimg + stage.tick_kimg * 1000:
                 continue
 
             # ---- tick: statistics, divergence check, grids, checkpoints, metrics.
             tick += 1
             seconds = time.time() - tick_start
             record = _tick_record(tick, cur_nimg, tick_start_nimg, seconds, tick_metrics, state)
+            record.update(plan.record(stage))
             tick_metrics = []
             nonfinite = [k for k, v in record.items() if isinstance(v, float) and not
                          math.isfinite(v)]
@@ -371,7 +391,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 record.update(evaluated)
             writers.scalars(record, kimg)
             if tick % log.get("snapshot_every_ticks", 10) == 0 or done or evaluated:
-                meta = {"tick": tick, "kimg": kimg, "batch_size": hp.batch_size,
+                meta = {"tick": tick, "kimg": kimg, "batch_size": data_batch,
                         "config": config.to_json_best_effort()}
                 checkpointer.save(step, state, _data_state(iterator), meta,
                                   metrics=evaluated or None)

@@ -30,6 +30,7 @@ from jax.sharding import PartitionSpec as P
 
 from flaxgan import augment as augment_lib
 from flaxgan import losses
+from flaxgan.train import progressive
 from flaxgan.train.sharding import BATCH_AXIS
 from flaxgan.train.state import GanState
 
@@ -50,6 +51,10 @@ class Hyperparameters:
     `ema_update_phases` are the phases whose generator pass updates the generator's EMA
     buffers (`w_avg`, StyleGAN3 `magnitude_ema`): every pass for StyleGAN2-ADA, only D main for
     StyleGAN3.
+    `progressive` (StyleGAN v1, `flaxgan.train.progressive`): D sees the reals faded to its
+    `lod` buffer, style mixing draws its crossover among the layers in use at that `lod`, and
+    the learning rates are injected (set per stage). `d_first` runs the D phases before the G
+    phases (the official StyleGAN v1 iteration: D step, then G step).
     """
 
     batch_size: int = 32
@@ -72,6 +77,8 @@ class Hyperparameters:
     ada_kimg: float = 500.0
     blur_init_sigma: float = 0.0
     blur_fade_kimg: float = 0.0
+    progressive: bool = False
+    d_first: bool = False
 
 
 class Phase(NamedTuple):
@@ -102,11 +109,14 @@ class Phase(NamedTuple):
 
 def phases(hp: Hyperparameters) -> tuple[Phase, ...]:
     """The phases of one iteration in the official order; a regulariser with weight 0 (e.g.
-    StyleGAN3's disabled path length) runs no phase, but still scales the optimizer."""
+    StyleGAN3's disabled path length) runs no phase, but still scales the optimizer (a
+    weight-0 regulariser folded into the main phase, StyleGAN v1's G, leaves the main phase)."""
     out = []
-    for net, interval, weight in (("G", hp.g_reg_interval, hp.pl_weight),
-                                  ("D", hp.d_reg_interval, hp.r1_gamma)):
-        if interval is None:
+    nets = (("G", hp.g_reg_interval, hp.pl_weight), ("D", hp.d_reg_interval, hp.r1_gamma))
+    for net, interval, weight in reversed(nets) if hp.d_first else nets:
+        if interval is None and weight == 0:
+            out.append(Phase(net + "main", 1))
+        elif interval is None:
             out.append(Phase(net + "both", 1))
         else:
             out.append(Phase(net + "main", 1))
@@ -117,9 +127,14 @@ def phases(hp: Hyperparameters) -> tuple[Phase, ...]:
 
 def make_optimizers(hp: Hyperparameters) -> tuple[optax.GradientTransformation,
                                                   optax.GradientTransformation]:
-    """Adam for G and D with the lazy-regularisation correction of lr and betas."""
+    """Adam for G and D with the lazy-regularisation correction of lr and betas; with
+    `hp.progressive` the learning rate is an injected hyperparameter (the official per-stage
+    `lrate_in`, set by `progressive.ProgressivePlan.configure` without recompiling)."""
     def adam(lr, interval):
         lr, (b1, b2) = losses.lazy_regularization(lr, hp.betas, interval)
+        if hp.progressive:
+            return optax.inject_hyperparams(optax.adam)(learning_rate=lr, b1=b1, b2=b2,
+                                                        eps=hp.eps)
         return optax.adam(lr, b1=b1, b2=b2, eps=hp.eps)
     return adam(hp.g_lr, hp.g_reg_interval), adam(hp.d_lr, hp.d_reg_interval)
 
@@ -200,7 +215,10 @@ def make_train_steps(G: nn.Module, D: nn.Module, hp: Hyperparameters, mesh: Mesh
         variables = {"params": g_params, "buffers": mutated["buffers"]}
         if hp.style_mixing_prob > 0:
             ws_other = G.apply(variables, jax.random.normal(k_other, z.shape), c, method=G.map)
-            ws = losses.mix_styles(k_mix, ws, ws_other, hp.style_mixing_prob)
+            # v1: the crossover among the layers in use at this lod (official `cur_layers`).
+            active = (progressive.active_layers(ws.shape[1], g_buffers["lod"])
+                      if hp.progressive else None)
+            ws = losses.mix_styles(k_mix, ws, ws_other, hp.style_mixing_prob, active)
 
         def synthesis(ws_in):
             return G.apply(variables, ws_in, noise_mode="random", fused_modconv=False,
@@ -272,6 +290,8 @@ def make_train_steps(G: nn.Module, D: nn.Module, hp: Hyperparameters, mesh: Mesh
         key = device_key(state, phase_index)
         k_z, k_c, k_gen, k_aug_fake, k_aug_real = jax.random.split(key, 5)
         real = batch["image"].astype(jnp.float32) / 127.5 - 1.0
+        if hp.progressive:  # the official `process_reals`: reals at D's level of detail
+            real = progressive.fade_reals(real, state.d_buffers["lod"])
         real_c = batch["label"]
         g_buffers = state.g_buffers
         fake = fake_c = None
