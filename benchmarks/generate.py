@@ -29,10 +29,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from flaxgan import sample
 from flaxgan.models import build_generator
+from flaxgan.train import sharding
 
 _OFFICIAL = flags.DEFINE_string("official_repo", None,
                                 "Clone of NVlabs/stylegan2-ada-pytorch (or stylegan3 for "
@@ -81,8 +81,7 @@ def flaxgan_step(kwargs: dict, zs: np.ndarray, fused: bool | None) -> Callable[[
     G = build_generator(kwargs["class_name"], kwargs)
     variables = sample.replicate(G.init({"params": jax.random.key(0)}, jnp.zeros([1, G.z_dim]),
                                         noise_mode="const"))
-    mesh = Mesh(np.array(jax.local_devices()), ("batch",))
-    rows = NamedSharding(mesh, PartitionSpec("batch"))
+    rows = sharding.batch_sharded(sharding.make_mesh(local=True))
     run = jax.jit(lambda v, z: G.apply(v, z, noise_mode="const", fused_modconv=fused),
                   out_shardings=rows)
     z_dev = [jax.device_put(z, rows) for z in zs]
