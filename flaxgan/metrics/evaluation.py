@@ -128,7 +128,10 @@ def network_source(G, variables, c_dim: int, seed: int = 0, mesh: Mesh | None = 
 
     def local(variables, z, c, key):
         key = jax.random.fold_in(key, jax.lax.axis_index(sharding.BATCH_AXIS))
-        images = G.apply(variables, z, c, noise_mode="random", rngs={"noise": key})
+        # ψ = 1 given: StyleGAN v1's `G_style` truncates by default (ψ 0.7, the official
+        # `truncation_psi`); its metrics run `is_validation`, untruncated.
+        images = G.apply(variables, z, c, truncation_psi=1.0, noise_mode="random",
+                         rngs={"noise": key})
         return to_uint8(images, rgb=True)
 
     @functools.partial(jax.jit, static_argnums=2)
@@ -149,9 +152,10 @@ def network_source(G, variables, c_dim: int, seed: int = 0, mesh: Mesh | None = 
 def latent_generator(G, variables) -> ppl.LatentGenerator:
     """`G` as path-length and separability metrics see it: separate mapping and synthesis.
 
-    `synthesis(ws, key)` draws every `noise_const` buffer from `key` and synthesises with
-    `noise_mode='const'`: one noise for the whole batch, so both ends of a PPL pair see the
-    same noise (the official randomises the buffers per batch in the same way).
+    `synthesis(ws, key)` draws every stored noise buffer (`noise_const`; StyleGAN v1's
+    `noise<i>`) from `key` and synthesises with `noise_mode='const'`: one noise for the whole
+    batch, so both ends of a PPL pair see the same noise (the official randomises the buffers
+    per batch in the same way).
     """
     def mapping(z: jax.Array, c: jax.Array) -> jax.Array:
         return G.apply(variables, z, c, method=lambda m, z, c: m.map(z, c))
@@ -169,8 +173,11 @@ def latent_generator(G, variables) -> ppl.LatentGenerator:
                                c_dim=int(G.c_dim))
 
 
+_NOISE_BUFFER = re.compile(r"noise_const|noise\d+")  # StyleGAN2 / StyleGAN v1
+
+
 def _is_noise(path) -> bool:
-    return any(getattr(p, "key", None) == "noise_const" for p in path)
+    return any(_NOISE_BUFFER.fullmatch(str(getattr(p, "key", ""))) for p in path)
 
 
 # ------------------------------------------------------------------------------ records
