@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -10,7 +11,7 @@ import pytest
 
 from experiments.configs import smoke
 from flaxgan import sample
-from flaxgan.train import loop, progressive
+from flaxgan.train import loop, progressive, sharding
 
 TICK_KIMG = 0.128
 FULL_KIMG = 0.64  # 4² stable to 0.25, 8² fades in to 0.5, 8² stable after
@@ -70,6 +71,18 @@ def test_trains_through_a_lod_transition(full_run):
     g = sample.load(snapshot)
     assert float(np.asarray(g.buffers["lod"])) == 1.0
     assert sample.generate(g, [0, 1])[0].size == (16, 16)
+
+
+def test_lod_changes_do_not_recompile_each_minibatch_compiles_once(full_run):
+    """lod moved through 2 -> 1.0 in many steps: one compilation per phase and minibatch."""
+    config = _config(FULL_KIMG)
+    _, _, G, D = loop.build_networks(config.model, 16, 3, 0)
+    hp = loop.hyperparameters(config.train, config.augment)
+    for minibatch in (32, 16):
+        steps = loop._train_steps(G, D, dataclasses.replace(hp, batch_size=minibatch),
+                                  sharding.make_mesh(), None)  # the run's, from the cache
+        assert [p.name for p in steps.phases] == ["Dboth", "Gmain"]
+        assert all(fn._cache_size() == 1 for fn in steps.run_phase.values()), minibatch
 
 
 def _snapshot_arrays(workdir, name):
