@@ -165,7 +165,9 @@ def stylegan1_config(*, total_kimg: float = 25000, schedule: ml_collections.Conf
     config.augment.ada_target = None
     config.schedule = schedule
     config.log.kimg_per_tick = None
-    config.log.metrics = ("fid50k",)  # the official v1 training metric
+    # Official: an image grid every tick, a snapshot and its metric (FID50k) every 10 ticks.
+    config.log.update(dict(image_every_ticks=1, snapshot_every_ticks=10, metrics_every_ticks=10,
+                           metrics=("fid50k",)))
     g_kwargs = dict(latent_size=latent_size, dlatent_size=latent_size,
                     mapping_layers=mapping_layers, mapping_fmaps=mapping_fmaps,
                     fmap_base=fmap_base, fmap_max=fmap_max, style_mixing_prob=0.9)
