@@ -896,6 +896,19 @@ class D_basic(nn.Module):  # noqa: N801 (official name)
     def _nf(self, stage: int) -> int:
         return nf(stage, self.fmap_base, self.fmap_decay, self.fmap_max)
 
+    # flaxgan discriminator API (as the StyleGAN2 `Discriminator`).
+    @property
+    def img_resolution(self) -> int:
+        return self.resolution
+
+    @property
+    def img_channels(self) -> int:
+        return self.num_channels
+
+    @property
+    def c_dim(self) -> int:
+        return self.label_size
+
     @nn.compact
     def __call__(self, images_in: jax.Array, labels_in: jax.Array | None = None,
                  lod: float | jax.Array | None = None) -> jax.Array:

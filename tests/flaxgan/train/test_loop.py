@@ -171,7 +171,8 @@ def test_cli_resolves_bare_config_names_variants_and_overrides(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["smoke", "celeba256", "casia256", "ffhq256",
-                                  "arcane_celeba64", "arcane_celeba64:r"])
+                                  "arcane_celeba64", "arcane_celeba64:r", "smoke:stylegan1",
+                                  "celeba256:stylegan1", "casia256:stylegan1"])
 def test_every_config_builds_its_networks_and_hyperparameters(name):
     module, _, variant = name.partition(":")
     config = __import__(f"experiments.configs.{module}", fromlist=["get_config"]).get_config(
