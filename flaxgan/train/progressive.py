@@ -20,9 +20,12 @@ How the loop uses it (`flaxgan.train.loop`, through a `Plan`):
     data iterator of `data_batch_size` images (the gcd of every minibatch), so the data position
     is the same unit whatever the stage.
 
-Deviation: the official loop evaluates the schedule every `minibatch_repeats = 4` minibatches;
-here every minibatch (the same schedule, sampled 4x finer), which keeps the stage a function of
-`nimg` only, whatever iteration a checkpoint falls on.
+Deviations from the official loop, all small: it evaluates the schedule every
+`minibatch_repeats = 4` minibatches, here every minibatch (the same schedule, sampled 4x finer),
+which keeps the stage a function of `nimg` only, whatever iteration a checkpoint falls on; its
+`Gs` update runs with the D step (before that iteration's G step), here after both steps (as
+StyleGAN2-ADA); TF's Adam adds epsilon to the bias-uncorrected `sqrt(v)` (optax: corrected);
+its lower-resolution reals are rounded to uint8 per level (here averaged in float).
 """
 
 from __future__ import annotations
