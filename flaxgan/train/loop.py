@@ -571,25 +571,36 @@ def _resume_batch_size(meta: Mapping[str, Any], data_state: dict[str, Any], batc
 
 
 def _import_snapshot(path: str, g_vars, d_vars):
-    """`(G, D, G_ema)` variables of an official snapshot (the official `--resume`), a flaxgan
-    export folder or a bundled model's name (`celeba32`): each must match this run's networks;
-    G_ema falls back to G when the snapshot has none, and G to G_ema (bundled models ship
-    G_ema and D only)."""
+    """`(G, D, G_ema)` variables of an official snapshot (the official `--resume`; PyTorch, or
+    TensorFlow StyleGAN / StyleGAN2), a flaxgan export folder or a bundled model's name
+    (`celeba32`): each must match this run's networks; G_ema falls back to G when the snapshot
+    has none, and G to G_ema (bundled models ship G_ema and D only)."""
     from flaxgan import convert
+    from flaxgan.convert import tf_snapshot, tf_stylegan1
     path = export.resolve_network(path)
     if os.path.isdir(path):
         present = set(export.networks(path))
-        read = lambda key: export.read_network(path, key)[1:]
+        read = lambda key: convert.to_flax(*export.read_network(path, key)[1:])
+    elif tf_snapshot.is_tf_snapshot(path):
+        records = tf_snapshot.load_tf_snapshot(path)
+        present = set(records)
+
+        def read(key: str):  # v1 keeps its TF names; TF StyleGAN2 as legacy.py converts it
+            record = records[key]
+            if record.family == "stylegan1":
+                return tf_stylegan1.to_flax(record.all_variables())
+            return convert.to_flax(*tf_snapshot.stylegan2_state_dict(record, source=path))
     else:
         snapshot = convert.load_snapshot(path)
         present = {k for k, v in snapshot.items() if isinstance(v, convert.ModuleRecord)}
-        read = lambda key: (snapshot[key].parameters, snapshot[key].buffers)  # noqa: E731
+        read = lambda key: convert.to_flax(snapshot[key].parameters,  # noqa: E731
+                                           snapshot[key].buffers)
 
     def imported(key: str, target):
         if key not in present:
             raise convert.SnapshotError(
                 f"{os.path.basename(path)}: snapshot has no network {key!r}")
-        variables = convert.to_flax(*read(key))
+        variables = read(key)
         convert.check_against(target, variables, source=path)
         return jax.tree.map(jnp.asarray, variables)
 

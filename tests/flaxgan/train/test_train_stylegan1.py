@@ -6,12 +6,16 @@ import dataclasses
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 
 from experiments.configs import smoke
 from flaxgan import sample
+from flaxgan.convert import tf_snapshot, tf_stylegan1
 from flaxgan.train import loop, progressive, sharding
+from flaxgan.train import state as state_lib
+from tests.conftest import reference_files
 
 TICK_KIMG = 0.128
 FULL_KIMG = 0.64  # 4² stable to 0.25, 8² fades in to 0.5, 8² stable after
@@ -110,3 +114,24 @@ def test_resume_mid_transition_continues_the_schedule_bit_for_bit(full_run, tmp_
     for key in want:
         np.testing.assert_array_equal(got[key], want[key], err_msg=key)
     assert records[-1]["Loss/G/loss"] == _records(full_run)[-1]["Loss/G/loss"]
+
+
+def test_resume_pkl_takes_an_official_tf_stylegan_snapshot():
+    """The official `--resume` of a TF StyleGAN (v1) snapshot: G, D and Gs as they are."""
+
+    pkl = next(p.with_suffix(".pkl") for p in reference_files("stylegan1")
+               if p.stem == "sg1_32")
+    meta = json.loads(pkl.with_suffix(".json").read_text())
+    model = {"G_class": meta["G_kwargs"]["class_name"], "D_class": meta["D_kwargs"]["class_name"],
+             **{f"{n}_kwargs": {k: v for k, v in meta[f"{n}_kwargs"].items() if k not in (
+                 "class_name", "num_channels", "resolution", "label_size")} for n in "GD"}}
+    _, _, G, D = loop.build_networks(model, 32, 3, 0)
+    g_vars, d_vars = state_lib.init_variables(G, D, jax.random.key(0), 32, 3, 0)
+    g, d, ema = loop._import_snapshot(str(pkl), g_vars, d_vars)
+    records = tf_snapshot.load_tf_snapshot(pkl)
+    for variables, key in ((g, "G"), (d, "D"), (ema, "G_ema")):
+        want = tf_stylegan1.to_flax(records[key].all_variables())
+        for (path, got), (_, value) in zip(jax.tree_util.tree_leaves_with_path(variables),
+                                           jax.tree_util.tree_leaves_with_path(want),
+                                           strict=True):
+            np.testing.assert_array_equal(np.asarray(got), value, err_msg=f"{key}{path}")
