@@ -85,7 +85,8 @@ def test_condition_makes_directions_orthogonal():
 
 
 FAKE_G = types.SimpleNamespace(num_ws=8, img_resolution=32,  # StyleGAN2 32²: 4,8,8,16,16,32,32,32
-                               kwargs={"class_name": "training.networks.Generator"})
+                               kwargs={"class_name": "training.networks.Generator"},
+                               is_stylegan1=False)
 
 
 def test_strength_zero_is_the_identity_and_only_chosen_layers_move():
