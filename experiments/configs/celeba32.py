@@ -7,8 +7,9 @@ Data: the face box of aligned CelebA (centre (89, 121), side 128 on the 178×218
 box of the progressive-GAN CelebA crops) cut from each image and resized to 32² (Lanczos);
 files 001001–004500 (3,500, sorted names) train with x-flips, the last 500 (004501–005000) are
 held out for the metric hook (`fid1k_full`, `kid1k_full`: 1,000 generated vs the 500 held-out
-faces; FID of so few images is biased high, KID is not). Final figures are computed with
-`experiments.eval` (FID10k, see the docstring of `flaxgan/pretrained/README.md`).
+faces; FID of so few images is biased high, KID is not). Final figures (FID/KID of 10k generated
+images against the held-out 500 and against all 4,000) come from `tools/eval_splits.py`; the
+record is in `docs/training/celeba32/`.
 
 Recipe (the official `--cfg=auto` rules at 32² unless said): batch 32, Adam lr 0.0025, R1 γ =
 0.0002·res²/batch ≈ 0.0064, EMA 10 kimg with ramp-up 0.05, 2 mapping layers, minibatch-std
