@@ -16,14 +16,14 @@ and the best checkpoint kept under `best/`. Variants: `celeba256.py:short` (5,00
 
 `celeba256.py:stylegan1` trains StyleGAN (v1) instead, the official NVlabs/stylegan recipe
 (`common.stylegan1_config`: progressive growing from 8² with 600 + 600 kimg per resolution,
-minibatch 512 → 32 and learning rates per resolution, R1 γ = 10, G EMA 10 kimg, x-flips,
-25,000 kimg, FID50k at every snapshot tick):
+minibatch 256 at 8² halving to 32 from 64², learning rates per resolution, R1 γ = 10, G EMA
+10 kimg, x-flips, 25,000 kimg, FID50k every 10 ticks as the official snapshots):
 
     python -m experiments.train --config=celeba256.py:stylegan1 --workdir=runs/celeba256_v1
 
-Full resolution is reached at 6,600 kimg; each new resolution compiles new steps once (its
-minibatch differs). The schedule is a function of kimg, so a resumed run continues at the same
-level of detail.
+256² fades in from 5,400 kimg and is alone from 6,000 kimg; each new resolution compiles new
+steps once (its minibatch differs). The schedule is a function of kimg, so a resumed run
+continues at the same level of detail.
 """
 
 from experiments.configs import common

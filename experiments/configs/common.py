@@ -127,9 +127,9 @@ def stylegan3_config(*, cfg: str, batch_size: int, gamma: float, total_kimg: flo
 
 def official_schedule(**overrides) -> ml_collections.ConfigDict:
     """The official StyleGAN `train.py` schedule (its 8-GPU setting, the paper's): start at 8²,
-    600 kimg stable + 600 kimg fade-in per resolution, global minibatch 512 at 4²–8² halving
-    to 32 from 64², learning rate 0.001 (0.0015 at 128², 0.002 at 256², 0.003 above), ticks of
-    `tick_kimg_dict`. Dict keys are resolutions as strings (ConfigDict keys)."""
+    600 kimg stable + 600 kimg fade-in per resolution, global minibatch 512 at 4², halving
+    per resolution to 32 from 64², learning rate 0.001 (0.0015 at 128², 0.002 at 256², 0.003
+    above), ticks of `tick_kimg_dict`. Dict keys are resolutions as strings (ConfigDict keys)."""
     lrates = {"128": 0.0015, "256": 0.002, "512": 0.003, "1024": 0.003}
     schedule = dict(
         lod_initial_resolution=8, lod_training_kimg=600.0, lod_transition_kimg=600.0,
