@@ -89,7 +89,7 @@ def check_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
     batch = config.train.batch_size
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise InvalidArgument(f"config.train.batch_size={batch!r}: expected a positive integer")
-    if batch % num_devices:
+    if batch % num_devices and not config.get("schedule"):  # v1: rounded per stage
         fit = num_devices * -(-batch // num_devices)
         raise InvalidArgument(f"config.train.batch_size={batch}: must be a multiple of the "
                               f"{num_devices} devices (e.g. {fit})")
