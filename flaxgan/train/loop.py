@@ -384,22 +384,29 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                     image = _save_grid(os.path.join(workdir, "samples", f"fakes{kimg:010.3f}.png"),
                                        grid, grid_cols)
                     writers.image("fakes", image, kimg)
-            evaluated = {}
-            if log.get("metrics") and (tick % log.get("metrics_every_ticks", 10) == 0 or done):
-                evaluated = _evaluate(log["metrics"], G, state.ema_variables, config, workdir,
-                                      kimg)
-                record.update(evaluated)
-            writers.scalars(record, kimg)
-            if tick % log.get("snapshot_every_ticks", 10) == 0 or done or evaluated:
+
+            def save(metrics: dict[str, float] | None) -> None:
                 meta = {"tick": tick, "kimg": kimg, "batch_size": data_batch,
                         "config": config.to_json_best_effort()}
-                checkpointer.save(step, state, _data_state(iterator), meta,
-                                  metrics=evaluated or None)
+                checkpointer.save(step, state, _data_state(iterator), meta, metrics=metrics)
                 if is_chief:
                     _export_snapshot(os.path.join(workdir, "snapshots"), cur_nimg,
                                      {"G": (g_kwargs, state.g_variables),
                                       "D": (d_kwargs, state.d_variables),
                                       "G_ema": (g_kwargs, state.ema_variables)})
+
+            evaluated = {}
+            if log.get("metrics") and (tick % log.get("metrics_every_ticks", 10) == 0 or done):
+                try:
+                    evaluated = _evaluate(log["metrics"], G, state.ema_variables, config,
+                                          workdir, kimg)
+                except BaseException:
+                    save(None)  # a failed evaluation never costs the training since the last one
+                    raise
+                record.update(evaluated)
+            writers.scalars(record, kimg)
+            if tick % log.get("snapshot_every_ticks", 10) == 0 or done or evaluated:
+                save(evaluated or None)
             if is_chief:
                 logging.info("tick %d kimg %.1f %s", tick, kimg, _summary(record))
             tick_start_nimg, tick_start = cur_nimg, time.time()

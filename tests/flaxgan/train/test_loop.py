@@ -268,6 +268,26 @@ def test_metric_hook_keeps_the_best_checkpoint(tmp_path):
     assert checkpoint.Checkpointer(workdir, best_metric="fid_tiny").best_step() == 2 * (best + 1)
 
 
+def test_a_failing_metric_keeps_the_training_it_interrupts(tmp_path):
+    """The metric hook runs before the tick's checkpoint (which records the value); when it
+    fails, that checkpoint is still written before the error propagates."""
+    from flaxgan.metrics import registry
+
+    if not registry.is_valid_metric("broken_metric"):
+        def broken_metric(ctx):
+            raise RuntimeError("metric exploded")
+        registry.register_metric("broken_metric")(broken_metric)
+    config = _config(total_kimg=BATCH * 4 / 1000)
+    config.log.metrics = ("broken_metric",)
+    config.log.metrics_every_ticks = 1
+    config.log.metrics_cache_dir = str(tmp_path / "cache")
+    workdir = str(tmp_path / "run")
+    with pytest.raises(RuntimeError, match="metric exploded"):
+        loop.train(config, workdir)
+    assert checkpoint.Checkpointer(workdir).latest_step() == 2  # the first tick's iterations
+    assert os.listdir(os.path.join(workdir, "snapshots"))
+
+
 def _official_config(reference: str) -> ml_collections.ConfigDict:
     """`_config` with the networks of an official reference snapshot (its json kwargs)."""
     with open(TEST_DATA / "reference" / f"{reference}.json") as f:
