@@ -98,24 +98,39 @@ def load_snapshot(path: str | os.PathLike, expected_shapes: ExpectedShapes | Non
         truncated, a global outside the official set, bad tensor storage, wrong structure,
         more memory or work than the file's size allows, a shape its kwargs do not imply).
     """
+    return read_pickle_file(
+        path, _SnapshotUnpickler,
+        lambda raw, budget: _Interpreter(budget, expected_shapes).snapshot(raw),
+        what="snapshot pickle")
+
+
+def read_pickle_file(path: str | os.PathLike, unpickler: Callable[[Any, Budget], Any],
+                     interpret: Callable[[Any, Budget], Any], what: str) -> Any:
+    """One pickle file through a restricted `unpickler(file, budget)` and `interpret(raw,
+    budget)`, with the file's size as the work budget and every failure as one line.
+
+    Raises:
+      SnapshotError: `<path>: <problem>` (empty, trailing data, unreadable, out of memory,
+        anything a corrupt or hostile stream provokes, or what `interpret` refuses).
+    """
     name = os.fspath(path)
     try:
         with open(name, "rb") as f:
             budget = Budget(os.fstat(f.fileno()).st_size)
             if not budget.file_bytes:
                 raise SnapshotError("empty file")
-            raw = _SnapshotUnpickler(f, budget).load()
+            raw = unpickler(f, budget).load()
             if f.read(1):
                 raise SnapshotError("unexpected data after the pickle")
-        return _Interpreter(budget, expected_shapes).snapshot(raw)
+        return interpret(raw, budget)
     except FormatError as e:
         raise SnapshotError(_one_line(f"{name}: {e}")) from None
     except OSError as e:
         raise SnapshotError(_one_line(f"{name}: cannot read ({e.strerror or e})")) from None
     except MemoryError:
-        raise SnapshotError(f"{name}: not a readable snapshot pickle (out of memory)") from None
+        raise SnapshotError(f"{name}: not a readable {what} (out of memory)") from None
     except Exception as e:  # Anything a corrupt or hostile stream provokes in the unpickler.
-        raise SnapshotError(_one_line(f"{name}: not a readable snapshot pickle ({_describe(e)})")
+        raise SnapshotError(_one_line(f"{name}: not a readable {what} ({_describe(e)})")
                             ) from None
 
 

@@ -41,7 +41,7 @@ import numpy as np
 from flaxgan.convert import snapshot as torch_snapshot
 from flaxgan.convert import torch_io
 from flaxgan.convert.snapshot import SnapshotError
-from flaxgan.convert.torch_io import Budget, FormatError
+from flaxgan.convert.torch_io import Budget
 
 __all__ = [
     "TFNetworkRecord",
@@ -137,25 +137,9 @@ def load_tf_snapshot(path: str | os.PathLike) -> dict[str, TFNetworkRecord]:
         the Network / numpy records, a malformed Network state, an unknown or unsupported build
         function, more memory or work than the file's size allows.
     """
-    name = os.fspath(path)
-    try:
-        with open(name, "rb") as f:
-            budget = Budget(os.fstat(f.fileno()).st_size)
-            if not budget.file_bytes:
-                raise SnapshotError("empty file")
-            raw = _TFUnpickler(f, budget).load()
-            if f.read(1):
-                raise SnapshotError("unexpected data after the pickle")
-        return _Reader(budget).snapshot(raw)
-    except FormatError as e:
-        raise SnapshotError(_one_line(f"{name}: {e}")) from None
-    except OSError as e:
-        raise SnapshotError(_one_line(f"{name}: cannot read ({e.strerror or e})")) from None
-    except MemoryError:
-        raise SnapshotError(f"{name}: not a readable TF snapshot (out of memory)") from None
-    except Exception as e:  # Anything a corrupt or hostile stream provokes in the unpickler.
-        raise SnapshotError(_one_line(f"{name}: not a readable TF snapshot pickle "
-                                      f"({_describe(e)})")) from None
+    return torch_snapshot.read_pickle_file(
+        path, _TFUnpickler, lambda raw, budget: _Reader(budget).snapshot(raw),
+        what="TF snapshot pickle")
 
 
 _one_line, _describe, _quote = (torch_snapshot._one_line, torch_snapshot._describe,
