@@ -4,7 +4,8 @@ r"""Plots a training run's record: the metric hook's FID / KID and sec/kimg agai
 
 Reads `metrics-eval.jsonl` (the metric hook: `{"metric", "value", "kimg"}` lines) and
 `metrics.jsonl` (one line per tick) of `--workdir`; extra evaluation files (`--extra`, e.g. the
-final `experiments.eval` FID10k, whose lines carry `kimg`) are drawn as separate markers. Needs
+final FID10k of `tools/eval_splits.py`, or the hook's protocol re-run on every snapshot; lines
+carrying `kimg`) are drawn as their own series, "(evaluated)". Needs
 matplotlib (`pip install flaxgan[plot]`).
 """
 
@@ -55,10 +56,10 @@ def main(argv: list[str]) -> None:
     ticks = read_jsonl(workdir / "metrics.jsonl")
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for ax, prefix in zip(axes[:2], ("fid", "kid"), strict=True):
-        for name, points in {**hook, **{f"{k} (final)": v for k, v in extra.items()}}.items():
+        for name, points in {**hook, **{f"{k} (evaluated)": v for k, v in extra.items()}}.items():
             if name.startswith(prefix):
                 kimg, value = zip(*points, strict=True)
-                style = "s" if name.endswith("(final)") else "o-"
+                style = "s" if name.endswith("(evaluated)") and len(points) == 1 else "o-"
                 ax.plot(kimg, value, style, label=name)
         ax.set_xlabel("kimg")
         ax.set_ylabel(prefix.upper())

@@ -245,12 +245,13 @@ def test_sigkill_mid_run_keeps_finished_checkpoints_and_resumes(first_run, tmp_p
     assert ticks[-1] == 4 and sorted(set(ticks)) == [1, 2, 3, 4]
 
 
-def _config_with_metric(name: str, evaluator, tmp_path) -> ml_collections.ConfigDict:
-    """`_config` (two ticks) evaluating the metric `name` (registered once) every tick."""
+def _config_with_metric(name: str, evaluator, tmp_path, monkeypatch
+                        ) -> ml_collections.ConfigDict:
+    """`_config` (two ticks) evaluating the metric `name` every tick; `name` is registered for
+    this test only (other tests in the worker list the registry's names)."""
     from flaxgan.metrics import registry
 
-    if not registry.is_valid_metric(name):
-        registry.register_metric(name)(evaluator)
+    monkeypatch.setitem(registry._METRICS, name, evaluator)
     config = _config(total_kimg=BATCH * 4 / 1000)
     config.log.metrics = (name,)
     config.log.metrics_every_ticks = 1
@@ -258,14 +259,14 @@ def _config_with_metric(name: str, evaluator, tmp_path) -> ml_collections.Config
     return config
 
 
-def test_metric_hook_keeps_the_best_checkpoint(tmp_path):
+def test_metric_hook_keeps_the_best_checkpoint(tmp_path, monkeypatch):
     from flaxgan.metrics import registry
 
     def fid_tiny(ctx):
         value, counts = registry.compute_fid(ctx, max_real=16, num_gen=16)
         return {"fid_tiny": value}, counts
 
-    config = _config_with_metric("fid_tiny", fid_tiny, tmp_path)
+    config = _config_with_metric("fid_tiny", fid_tiny, tmp_path, monkeypatch)
     workdir = str(tmp_path / "run")
     record = loop.train(config, workdir)
     with open(os.path.join(workdir, "metrics-eval.jsonl")) as f:
@@ -277,13 +278,13 @@ def test_metric_hook_keeps_the_best_checkpoint(tmp_path):
     assert checkpoint.Checkpointer(workdir, best_metric="fid_tiny").best_step() == 2 * (best + 1)
 
 
-def test_a_failing_metric_keeps_the_training_it_interrupts(tmp_path):
+def test_a_failing_metric_keeps_the_training_it_interrupts(tmp_path, monkeypatch):
     """The metric hook runs before the tick's checkpoint (which records the value); when it
     fails, that checkpoint is still written before the error propagates."""
     def broken_metric(ctx):
         raise RuntimeError("metric exploded")
 
-    config = _config_with_metric("broken_metric", broken_metric, tmp_path)
+    config = _config_with_metric("broken_metric", broken_metric, tmp_path, monkeypatch)
     workdir = str(tmp_path / "run")
     with pytest.raises(RuntimeError, match="metric exploded"):
         loop.train(config, workdir)
