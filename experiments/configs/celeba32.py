@@ -23,8 +23,9 @@ kimg near 11 s on 2 CPU cores (float32).
 Time: 13.7 sec/kimg on 2 idle cores (17.7 median over the bundled run, which shared its
 cores), so the 800 kimg take about 3 hours plus the metric evaluations (~5 min each on a CPU).
 The run is resumable: rerunning the command continues from the last checkpoint (every 40 kimg).
-Expect (the bundled model: 480 kimg, 2.6 h of training ticks on shared cores): FID10k 17.3 / KID 0.0090 against
-all 4,000 faces, 36.4 / 0.0092 against the 500 held out; ADA's p stays near 0 (r_t < 0.6).
+Expect (the bundled model: 480 kimg, 2.6 h of training ticks on shared cores): FID10k 17.3 /
+KID 0.0090 against all 4,000 faces, 36.4 / 0.0092 against the 500 held out; ADA's p stays near
+0 (r_t < 0.6).
 `:64` trains the 64² variant (channel_base 2048: 32² at 64 channels, 64² at 32) for when more
 compute exists (a GPU: minutes per 100 kimg).
 """

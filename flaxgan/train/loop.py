@@ -320,6 +320,18 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     cur_nimg, step = int(state.nimg), int(state.step)
 
     writers = _Writers(workdir, is_chief)
+
+    def save(state: state_lib.GanState, step: int, tick: int, nimg: int,
+             metrics: dict[str, float] | None) -> None:
+        """The tick's Orbax checkpoint (with its metric values) and network snapshot."""
+        meta = {"tick": tick, "kimg": nimg / 1e3, "batch_size": data_batch,
+                "config": config.to_json_best_effort()}
+        checkpointer.save(step, state, _data_state(iterator), meta, metrics=metrics)
+        if is_chief:
+            _export_snapshot(os.path.join(workdir, "snapshots"), nimg,
+                             {"G": (g_kwargs, state.g_variables),
+                              "D": (d_kwargs, state.d_variables),
+                              "G_ema": (g_kwargs, state.ema_variables)})
     grid_cols, grid_rows = log.get("grid_size", (8, 4))
 
     def next_batch():
@@ -385,28 +397,19 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                                        grid, grid_cols)
                     writers.image("fakes", image, kimg)
 
-            def save(metrics: dict[str, float] | None) -> None:
-                meta = {"tick": tick, "kimg": kimg, "batch_size": data_batch,
-                        "config": config.to_json_best_effort()}
-                checkpointer.save(step, state, _data_state(iterator), meta, metrics=metrics)
-                if is_chief:
-                    _export_snapshot(os.path.join(workdir, "snapshots"), cur_nimg,
-                                     {"G": (g_kwargs, state.g_variables),
-                                      "D": (d_kwargs, state.d_variables),
-                                      "G_ema": (g_kwargs, state.ema_variables)})
-
             evaluated = {}
             if log.get("metrics") and (tick % log.get("metrics_every_ticks", 10) == 0 or done):
                 try:
                     evaluated = _evaluate(log["metrics"], G, state.ema_variables, config,
                                           workdir, kimg)
                 except BaseException:
-                    save(None)  # a failed evaluation never costs the training since the last one
+                    # A failed evaluation never costs the training since the last checkpoint.
+                    save(state, step, tick, cur_nimg, None)
                     raise
                 record.update(evaluated)
             writers.scalars(record, kimg)
             if tick % log.get("snapshot_every_ticks", 10) == 0 or done or evaluated:
-                save(evaluated or None)
+                save(state, step, tick, cur_nimg, evaluated or None)
             if is_chief:
                 logging.info("tick %d kimg %.1f %s", tick, kimg, _summary(record))
             tick_start_nimg, tick_start = cur_nimg, time.time()
