@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import re
 import shutil
 import sys
 
@@ -101,11 +100,11 @@ def main(argv: list[str]) -> None:
     import numpy as np  # noqa: PLC0415
 
     from flaxgan import convert, pretrained, sample  # noqa: PLC0415
+    from flaxgan.train.loop import snapshot_kimg  # noqa: PLC0415
 
     snapshot = pathlib.Path(_SNAPSHOT.value).resolve()
     networks = sample.export_networks(str(snapshot))
-    match = re.search(r"network-snapshot-(\d+)(?:\.(\d+))?$", snapshot.name)
-    kimg = int(match[1]) + int(match[2] or 0) / 1000 if match else None
+    kimg = snapshot_kimg(snapshot)
     target = pretrained.ROOT / _NAME.value
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -15,7 +15,6 @@ snapshot's name).
 
 from __future__ import annotations
 
-import re
 import sys
 
 from absl import app, flags
@@ -33,16 +32,11 @@ _KIMG = flags.DEFINE_float("kimg", None, "Training progress to record (default: 
 _OUT = flags.DEFINE_string("out", None, "JSON-lines file to append to.")
 
 
-def snapshot_kimg(network: str) -> float | None:
-    """`network-snapshot-000560[.500]` -> 560.5."""
-    match = re.search(r"network-snapshot-(\d+)(?:\.(\d+))?/?$", network)
-    return int(match[1]) + int(match[2] or 0) / 1000 if match else None
-
-
 def main(argv: list[str]) -> None:
     del argv
     from flaxgan import sample  # noqa: PLC0415 (after flag parsing: JAX start-up)
     from flaxgan.metrics import detectors, evaluation, registry  # noqa: PLC0415
+    from flaxgan.train.loop import snapshot_kimg  # noqa: PLC0415
 
     g = sample.load(_NETWORK.value)
     kimg = _KIMG.value if _KIMG.value is not None else snapshot_kimg(_NETWORK.value)

@@ -35,6 +35,7 @@ import functools
 import json
 import math
 import os
+import re
 import resource
 import shutil
 import sys
@@ -484,6 +485,14 @@ def snapshot_name(nimg: int) -> str:
     ticks, and sorted by name is sorted by images seen."""
     kimg, rest = divmod(int(nimg), 1000)
     return f"network-snapshot-{kimg:06d}" + (f".{rest:03d}" if rest else "")
+
+
+def snapshot_kimg(path: str | os.PathLike) -> float | None:
+    """The kimg a `snapshot_name` folder (any parent path, trailing slash allowed) was written
+    at, `network-snapshot-000560.500` -> 560.5; None for any other name."""
+    match = re.fullmatch(r"network-snapshot-(\d+)(?:\.(\d+))?",
+                         os.path.basename(os.fspath(path).rstrip("/")))
+    return int(match[1]) + int(match[2] or 0) / 1000 if match else None
 
 
 def _export_snapshot(root: str, nimg: int, networks: Mapping[str, tuple[dict, dict]]) -> str:

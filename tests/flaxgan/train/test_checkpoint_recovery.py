@@ -187,6 +187,13 @@ def test_batch_size_change_keeps_the_images_seen_of_the_data_position(old, new, 
     assert loop._resume_batch_size({"batch_size": old}, data, old, False, "run") is data
 
 
+def test_snapshot_kimg_reads_snapshot_names_back():
+    for nimg in (16, 1000, 1500, 123456, 560000):
+        assert loop.snapshot_kimg(f"runs/x/snapshots/{loop.snapshot_name(nimg)}/") == nimg / 1000
+    assert loop.snapshot_kimg("celeba32") is None
+    assert loop.snapshot_kimg("network-snapshot-000001.tmp") is None
+
+
 def test_snapshot_names_are_unique_at_fractional_ticks(base_run):
     assert [loop.snapshot_name(n) for n in (16, 1000, 1500, 123456)] == [
         "network-snapshot-000000.016", "network-snapshot-000001", "network-snapshot-000001.500",
