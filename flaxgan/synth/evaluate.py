@@ -79,7 +79,8 @@ def open_labelled(data: str | os.PathLike, *, name: str | None = None, split: st
     Args:
       data: the dataset.
       name: its table column (default: the folder's or dataset's name).
-      split: TFDS split (slices allowed, `train[-500:]`).
+      split: TFDS split (slices allowed, `train[-500:]`; on an image folder the slice of its
+        listed files in sorted order, as training's folder splits).
       data_dir: TFDS data directory for names.
       attr_file, crop_box, resolution: image folders: the attribute table, the face box cut
         first (`(left, top, right, bottom)` fractions, as training's `crop_box`) and the side
@@ -106,7 +107,10 @@ def open_labelled(data: str | os.PathLike, *, name: str | None = None, split: st
         files = [i for i, f in enumerate(source.files) if f.name in rows]
         if not files:
             raise InvalidArgument(f"{path}: none of its images is listed in {table}")
-        files = files[:max_images]
+        try:  # a folder is one split; a slice applies to its listed files in sorted order
+            files = files[data_input.split_slice(split, len(files))][:max_images]
+        except ValueError as e:
+            raise InvalidArgument(str(e)) from None
         get = lambda i: (_rgb(source[files[i]]["image"]),  # noqa: E731
                          np.array([v == "1" for v in rows[source.files[files[i]].name]]))
         return LabelledData(label, tuple(names), len(files), _batched(get, len(files)))
@@ -187,8 +191,11 @@ def evaluate_dataset(data: LabelledData, classifier: Any, *,
 
 def table(reports: Sequence[Mapping[str, Any]]) -> str:
     """A Markdown table: a column per dataset, rows images / no face found / accuracy (%) per
-    attribute (the union over the datasets; `-` where a dataset lacks it)."""
+    attribute: those every dataset has when they share any (side by side), else the union
+    (`-` where a dataset lacks one)."""
     names = list(dict.fromkeys(a for r in reports for a in r["attributes"]))
+    shared = [a for a in names if all(a in r["attributes"] for r in reports)]
+    names = shared or names
     head = "| | " + " | ".join(r["name"] for r in reports) + " |"
     rows = [head, "|---" * (len(reports) + 1) + "|",
             "| images | " + " | ".join(str(r["num_images"]) for r in reports) + " |",
