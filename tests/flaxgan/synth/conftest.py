@@ -17,15 +17,17 @@ FACE_MARKS = np.array([[20, 26], [44, 26], [32, 36], [24, 46], [40, 46]], np.flo
 
 @pytest.fixture(scope="session")
 def tiny_g():
-    """test_sample's tiny generator with random N(0, 0.5²) variables (the equalized-lr
-    weights' own scale; no init to run or compile: eager init costs ~8 s)."""
+    """test_sample's tiny generator, initialised under jit (eager init costs ~8 s), with
+    random w_avg and noise strengths as there."""
     module = build_generator(TINY["class_name"], TINY)
-    shapes = jax.eval_shape(lambda: module.init({"params": jax.random.key(0)},
-                                                jnp.zeros([1, module.z_dim]), jnp.zeros([1, 0]),
-                                                noise_mode="const"))
+    variables = jax.jit(lambda k: module.init({"params": k}, jnp.zeros([1, module.z_dim]),
+                                              jnp.zeros([1, 0]), noise_mode="const"))(
+        jax.random.key(0))
     rng = np.random.RandomState(0)
-    variables = jax.tree.map(lambda s: 0.5 * rng.standard_normal(s.shape).astype(np.float32),
-                             shapes)
+    variables = jax.tree_util.tree_map_with_path(
+        lambda p, x: (x + 0.3 * rng.standard_normal(x.shape).astype(np.float32)
+                      if any(getattr(k, "key", "") in ("w_avg", "noise_strength") for k in p)
+                      else x), variables)
     return sample.LoadedGenerator(module, sample.replicate(variables), dict(TINY), "tiny")
 
 
