@@ -57,6 +57,8 @@ def parse_target(spec: str) -> dict[str, float]:
 
 def fractions(present: np.ndarray, names: Sequence[str]) -> dict[str, float]:
     """`{name: fraction of rows present}` of bool `[N, A]` (NaN for no rows)."""
+    if not names:
+        return {}
     present = np.asarray(present, bool).reshape(-1, len(names))
     mean = present.mean(axis=0) if len(present) else np.full(len(names), np.nan)
     return {n: float(v) for n, v in zip(names, mean, strict=True)}
