@@ -247,12 +247,13 @@ def export_faces(
             on_chunk(k)
     bar.close()
     return _finish(g, store, outdir, k, num, names, report_attributes, quotas, filled,
-                   truncation_psi, c, png_dir)
+                   truncation_psi, c, png_dir, overwrite)
 
 
 def _finish(g, store: ChunkStore, outdir, count: int, num: int, names: tuple[str, ...],
             report_attributes: Sequence[str], quotas: balance.Quotas | None,
-            filled: np.ndarray, psi: float, c: int | None, png_dir) -> ExportResult:
+            filled: np.ndarray, psi: float, c: int | None, png_dir,
+            overwrite: bool) -> ExportResult:
     """The dataset, PNGs and report of the first `count` chunks."""
     from data_pipelines.builders.synthetic_faces import synthetic_faces as builder
 
@@ -288,7 +289,7 @@ def _finish(g, store: ChunkStore, outdir, count: int, num: int, names: tuple[str
     dataset = builder.build(os.path.join(os.fspath(outdir), "tfds"), "export", layout, examples,
                             store.settings)
     if png_dir is not None:
-        write_pngs(png_dir, (ch["images"] for ch in chunks), seeds[taken])
+        write_pngs(png_dir, (ch["images"] for ch in chunks), seeds[taken], replace=overwrite)
     present = logits > 0
     shown = [n for n in report_attributes if n in names] + [
         n for n in (quotas.names if quotas else ()) if n not in report_attributes]
@@ -316,9 +317,11 @@ def _counts_line(codes: np.ndarray) -> str:
     return ", ".join(f"{r} {n}" for r, n in quality.count_reasons(codes).items() if n)
 
 
-def write_pngs(directory: str | os.PathLike, image_chunks, seeds: Sequence[int]) -> int:
-    """Writes `seed%06d.png` per image (atomically; existing files are kept: re-running after
-    an interruption completes the folder). Returns how many were written."""
+def write_pngs(directory: str | os.PathLike, image_chunks, seeds: Sequence[int],
+               replace: bool = False) -> int:
+    """Writes `seed%06d.png` per image, atomically. Existing files are kept (re-running after
+    an interruption completes the folder) unless `replace` (an overwritten export). Returns
+    how many were written."""
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
     seeds = iter(seeds)
@@ -326,7 +329,7 @@ def write_pngs(directory: str | os.PathLike, image_chunks, seeds: Sequence[int])
     for chunk in image_chunks:
         for image in chunk:
             path = os.path.join(directory, f"seed{next(seeds):06d}.png")
-            if os.path.exists(path):
+            if os.path.exists(path) and not replace:
                 continue
             with files.atomic_write(path) as f:
                 Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(
