@@ -9,7 +9,10 @@
   * a prepared dataset folder (the one holding `dataset_info.json`);
   * a plain image folder: images (any depth) resized / centre-cropped to `resolution` (or cut to
     a fixed `crop_box` first, e.g. the face of aligned CelebA); with `folder_labels=True` the
-    first-level sub-folders are the classes (sorted names).
+    first-level sub-folders are the classes (sorted names); with `attribute_labels=("Male",
+    "Young")` the classes are the combinations of binary CelebA attributes read from
+    `attr_file` (default `<folder>/list_attr_celeba.txt`), 2**k of them
+    (`attribute_classes`: the first attribute is the most significant bit).
 
 `split` may carry a TFDS-style slice: `"train[:3500]"`, `"train[-500:]"`, `"train[:90%]"`. On a
 folder the split name itself is free (a folder is one split) and the slice is taken over the
@@ -61,14 +64,61 @@ import tensorflow_datasets as tfds
 from data_pipelines import crop
 from flaxgan import images
 
-__all__ = ["DatasetMetadata", "ImageFolderSource", "dataset_metadata", "is_prepared_dir",
-           "make_dataset", "open_source", "section_kwargs", "source_labels"]
+__all__ = ["DatasetMetadata", "ImageFolderSource", "attribute_class_labels", "attribute_classes",
+           "dataset_metadata", "is_prepared_dir", "make_dataset", "open_source", "section_kwargs",
+           "source_labels"]
 
 STORED = "stored"  # `source_weights` default: the weights stored with the dataset, if any
+ATTR_FILE = "list_attr_celeba.txt"  # `attribute_labels`: a folder's default attribute table
 
 
 # ----------------------------------------------------------------------------------------------
 # Sources.
+
+
+def attribute_classes(attributes: Sequence[str]) -> tuple[str, ...]:
+    """The class names of the 2**k combinations of k binary attributes, in class-index order
+    (the first attribute is the most significant bit): `("Male", "Young")` ->
+    `("not_Male,not_Young", "not_Male,Young", "Male,not_Young", "Male,Young")`."""
+    names = tuple(attributes)
+    return tuple(",".join(n if (code >> (len(names) - 1 - j)) & 1 else f"not_{n}"
+                          for j, n in enumerate(names))
+                 for code in range(2 ** len(names)))
+
+
+def attribute_class_labels(files: Sequence[str | pathlib.Path], attributes: Sequence[str],
+                           table: str | pathlib.Path) -> np.ndarray:
+    """int64 class (`attribute_classes` order) of every file, from a CelebA attribute table.
+
+    Args:
+      files: image paths; each is looked up by its file name.
+      attributes: k attribute names, columns of the table (`Male`, `Young`, ...).
+      table: `list_attr_celeba.txt` (count line, names line, `file v1 v2 ...` rows of +-1).
+
+    Raises:
+      FileNotFoundError / ValueError: one line naming the table and what is wrong (a missing
+        table, an unknown attribute, files it does not list).
+    """
+    # Lazy: the CelebA builder's reader (and TFDS builders) only when labels are asked for.
+    from data_pipelines.builders.celeba_faces.celeba_faces import read_table
+
+    table = pathlib.Path(table)
+    if not table.is_file():
+        raise FileNotFoundError(f"{table}: attribute table not found (attribute_labels need "
+                                f"CelebA's {ATTR_FILE} or attr_file)")
+    names, rows = read_table(table, header_lines=2)
+    unknown = [a for a in attributes if a not in names]
+    if unknown or not attributes:
+        raise ValueError(f"{table}: attribute_labels {list(attributes)} must name columns of "
+                         f"the table (e.g. {names[:3]}); unknown: {unknown}")
+    unlisted = [pathlib.Path(f).name for f in files if pathlib.Path(f).name not in rows]
+    if unlisted:
+        raise ValueError(f"{table} does not list {len(unlisted)} of the {len(files)} images "
+                         f"(e.g. {unlisted[0]})")
+    columns = [names.index(a) for a in attributes]
+    values = np.array([[rows[pathlib.Path(f).name][c] == "1" for c in columns] for f in files],
+                      np.int64).reshape(len(files), len(columns))
+    return values @ (2 ** np.arange(len(columns) - 1, -1, -1))
 
 
 class ImageFolderSource:
@@ -86,11 +136,15 @@ class ImageFolderSource:
       crop_box: `(left, top, right, bottom)` box as fractions of the image's width and height,
         cut before resizing (then centre-cropped to a square if it is not one); None: none.
       files: `slice` of the sorted file list to serve (a split such as the last 500 files).
+      attribute_labels: label = the combination of these binary attributes of `attr_file`
+        (`attribute_class_labels`), instead of sub-folders.
+      attr_file: the attribute table (default `<root>/list_attr_celeba.txt`).
     """
 
     def __init__(self, root: str | pathlib.Path, resolution: int | None = None,
                  folder_labels: bool = False, crop_box: Sequence[float] | None = None,
-                 files: slice = slice(None)):
+                 files: slice = slice(None), attribute_labels: Sequence[str] = (),
+                 attr_file: str | pathlib.Path | None = None):
         self.root = pathlib.Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.root}: expected an image folder")
@@ -114,6 +168,13 @@ class ImageFolderSource:
                 raise ValueError(f"{self.root}: folder_labels=True needs every image in a "
                                  "class sub-folder")
             self.labels = np.array([index[p[0]] for p in parts], np.int64)
+        if attribute_labels:
+            if folder_labels:
+                raise ValueError(f"{self.root}: folder_labels and attribute_labels are two "
+                                 "ways of labelling; pick one")
+            self.class_names = list(attribute_classes(attribute_labels))
+            self.labels = attribute_class_labels(files, attribute_labels,
+                                                 attr_file or self.root / ATTR_FILE)
         self.unreadable: set[str] = set()
 
     def __len__(self) -> int:
@@ -190,13 +251,15 @@ def split_slice(split: str, n: int) -> slice:
 
 
 def _folder_source(path: pathlib.Path, split: str, resolution: int | None = None,
-                   folder_labels: bool = False, crop_box: Sequence[float] | None = None
-                   ) -> ImageFolderSource:
+                   folder_labels: bool = False, crop_box: Sequence[float] | None = None,
+                   attribute_labels: Sequence[str] = (),
+                   attr_file: str | pathlib.Path | None = None) -> ImageFolderSource:
     """The image folder's files selected by `split`'s slice (all of them without one)."""
     files = slice(None)
     if parse_split(split)[1:] != (None, None):
         files = split_slice(split, len(ImageFolderSource(path, folder_labels=folder_labels)))
-    return ImageFolderSource(path, resolution, folder_labels, crop_box, files=files)
+    return ImageFolderSource(path, resolution, folder_labels, crop_box, files=files,
+                             attribute_labels=attribute_labels, attr_file=attr_file)
 
 
 def is_prepared_dir(path: str | pathlib.Path) -> bool:
@@ -213,12 +276,16 @@ def _builder(name_or_dir: str, data_dir: str | None) -> tfds.core.DatasetBuilder
 
 def open_source(name_or_dir: str | pathlib.Path, split: str = "train", *,
                 data_dir: str | None = None, resolution: int | None = None,
-                folder_labels: bool = False, crop_box: Sequence[float] | None = None):
+                folder_labels: bool = False, crop_box: Sequence[float] | None = None,
+                attribute_labels: Sequence[str] = (),
+                attr_file: str | pathlib.Path | None = None):
     """`(random-access source, DatasetMetadata)` for a TFDS name, prepared dir or image folder
-    (`crop_box`: image folders only, see `ImageFolderSource`)."""
+    (`crop_box`, `attribute_labels`, `attr_file`: image folders only, see
+    `ImageFolderSource`)."""
     path = pathlib.Path(name_or_dir).expanduser()
     if path.is_dir() and not is_prepared_dir(path):
-        source = _folder_source(path, split, resolution, folder_labels, crop_box)
+        source = _folder_source(path, split, resolution, folder_labels, crop_box,
+                                tuple(attribute_labels), attr_file)
         first = source[0]["image"]
         meta = DatasetMetadata(resolution=first.shape[0], channels=first.shape[2],
                                c_dim=len(source.class_names), num_examples=len(source),
@@ -227,6 +294,9 @@ def open_source(name_or_dir: str | pathlib.Path, split: str = "train", *,
     if crop_box is not None:
         raise ValueError(f"{name_or_dir}: crop_box applies to image folders; a prepared "
                          "dataset is cropped when it is built")
+    if attribute_labels:
+        raise ValueError(f"{name_or_dir}: attribute_labels apply to image folders with an "
+                         "attribute table; a prepared dataset's classes are its 'label'")
     builder = _builder(str(name_or_dir), data_dir)
     if parse_split(split)[0] not in builder.info.splits:
         raise ValueError(f"{builder.info.full_name}: no split {split!r}; expected one of "
@@ -281,11 +351,13 @@ def _tfds_metadata(builder: tfds.core.DatasetBuilder, split: str,
 
 def dataset_metadata(name_or_dir: str | pathlib.Path, split: str = "train", *,
                      data_dir: str | None = None, resolution: int | None = None,
-                     folder_labels: bool = False, crop_box: Sequence[float] | None = None
-                     ) -> DatasetMetadata:
+                     folder_labels: bool = False, crop_box: Sequence[float] | None = None,
+                     attribute_labels: Sequence[str] = (),
+                     attr_file: str | pathlib.Path | None = None) -> DatasetMetadata:
     """Resolution, channels, c_dim and size of a dataset, as `make_dataset` will serve it."""
     return open_source(name_or_dir, split, data_dir=data_dir, resolution=resolution,
-                       folder_labels=folder_labels, crop_box=crop_box)[1]
+                       folder_labels=folder_labels, crop_box=crop_box,
+                       attribute_labels=attribute_labels, attr_file=attr_file)[1]
 
 
 def section_kwargs(section: Mapping[str, Any]) -> dict[str, Any]:
@@ -294,28 +366,36 @@ def section_kwargs(section: Mapping[str, Any]) -> dict[str, Any]:
 
     Args:
       section: `name` (TFDS name, prepared folder or image folder) and optional `split`
-        (default `train`), `data_dir`, `resolution`, `folder_labels`, `crop_box`.
+        (default `train`), `data_dir`, `resolution`, `folder_labels`, `crop_box`,
+        `attribute_labels`, `attr_file`.
 
     Returns:
-      `{'name_or_dir', 'split', 'data_dir', 'resolution', 'folder_labels', 'crop_box'}`.
+      `{'name_or_dir', 'split', 'data_dir', 'resolution', 'folder_labels', 'crop_box',
+      'attribute_labels', 'attr_file'}`.
     """
     return dict(name_or_dir=section["name"], split=section.get("split", "train"),
                 data_dir=section.get("data_dir"), resolution=section.get("resolution"),
                 folder_labels=section.get("folder_labels", False),
-                crop_box=section.get("crop_box"))
+                crop_box=section.get("crop_box"),
+                attribute_labels=tuple(section.get("attribute_labels") or ()),
+                attr_file=section.get("attr_file"))
 
 
 def source_labels(name_or_dir: str | pathlib.Path, split: str = "train", *,
                   data_dir: str | None = None, folder_labels: bool = False,
+                  attribute_labels: Sequence[str] = (),
+                  attr_file: str | pathlib.Path | None = None,
                   chunk: int = 1024) -> np.ndarray:
     """int64 label (source index) of every example of a split, in source order.
 
-    Image folders: from the sub-folder names. TFDS data: read from the records without decoding
-    the images (one pass over the split's files).
+    Image folders: from the sub-folder names (or the attribute table). TFDS data: read from the
+    records without decoding the images (one pass over the split's files).
     """
     path = pathlib.Path(name_or_dir).expanduser()
     if path.is_dir() and not is_prepared_dir(path):
-        return _folder_source(path, split, folder_labels=folder_labels).labels.copy()
+        return _folder_source(path, split, folder_labels=folder_labels,
+                              attribute_labels=tuple(attribute_labels),
+                              attr_file=attr_file).labels.copy()
     builder = _builder(str(name_or_dir), data_dir)
     if "label" not in builder.info.features:
         raise ValueError(f"{builder.info.full_name}: no 'label' feature to weight sources by")
@@ -451,6 +531,8 @@ def make_dataset(name_or_dir: str | pathlib.Path, split: str = "train", batch_si
                  process_index: int | None = None, process_count: int | None = None,
                  data_dir: str | None = None, one_hot: bool = False,
                  folder_labels: bool = False, crop_box: Sequence[float] | None = None,
+                 attribute_labels: Sequence[str] = (),
+                 attr_file: str | pathlib.Path | None = None,
                  drop_remainder: bool = True,
                  source_weights: str | Mapping[str, float] | None = STORED,
                  num_threads: int = 4, prefetch: int = 64) -> grain.DatasetIterator:
@@ -470,6 +552,9 @@ def make_dataset(name_or_dir: str | pathlib.Path, split: str = "train", batch_si
       one_hot: labels as float32 one-hot `[B, c_dim]` (conditional models) instead of int32.
       folder_labels: image folders only: sub-folders are classes.
       crop_box: image folders only: `(left, top, right, bottom)` fractions cut before resizing.
+      attribute_labels, attr_file: image folders only: classes are the combinations of these
+        binary attributes of the CelebA table `attr_file` (default
+        `<folder>/list_attr_celeba.txt`; `attribute_classes`).
       drop_remainder: drop a last partial batch (only reached with finite `num_epochs`).
       source_weights: sample source (label) i with probability `w_i / sum(w)` (module doc):
         `"stored"` the dataset's stored weights when it has them (`image_mix`), else uniform
@@ -483,7 +568,8 @@ def make_dataset(name_or_dir: str | pathlib.Path, split: str = "train", batch_si
         raise ValueError(f"expected batch_size >= 1, got {batch_size}")
     index, count = _process_defaults(process_index, process_count)
     source, meta = open_source(name_or_dir, split, data_dir=data_dir, resolution=resolution,
-                               folder_labels=folder_labels, crop_box=crop_box)
+                               folder_labels=folder_labels, crop_box=crop_box,
+                               attribute_labels=attribute_labels, attr_file=attr_file)
     if len(source) < count:
         raise ValueError(f"{name_or_dir}: {len(source)} examples cannot be split over "
                          f"{count} processes")
