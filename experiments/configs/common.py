@@ -1,11 +1,16 @@
 """Building blocks of the training configs (official StyleGAN2-ADA / StyleGAN3 presets).
 
-Every config file in this folder is `get_config(arg=None) -> ConfigDict` with sections:
+Every config file in this folder is `get_config(arg=None) -> ConfigDict` with `seed`,
+`resume_pkl` (start from a snapshot, export folder or bundled name: the official `--resume`)
+and `resume_partial` (copy only what matches, e.g. an unconditional model into a conditional
+one: `flaxgan.train.partial_resume`), and sections:
   data:    name (TFDS name, prepared folder or image folder), split (slices allowed:
            `train[:-500]`), resolution, xflip, use_labels (conditional training on the
-           dataset's labels), folder_labels, crop_box (image folders: `(left, top, right,
-           bottom)` fractions cut before resizing), data_dir, prepare (the command that builds
-           the dataset; shown when it is missing).
+           dataset's labels), folder_labels, attribute_labels (image folders: classes are the
+           combinations of these binary CelebA attributes, e.g. `("Male", "Young")` -> 4),
+           attr_file (their table; default `<folder>/list_attr_celeba.txt`), crop_box (image
+           folders: `(left, top, right, bottom)` fractions cut before resizing), data_dir,
+           prepare (the command that builds the dataset; shown when it is missing).
   model:   G_class / G_kwargs, D_class / D_kwargs: the official class names and constructor
            kwargs (resolution, channels and c_dim come from the dataset).
   train:   flaxgan.train.step.Hyperparameters fields + total_kimg, allow_batch_size_change
@@ -44,9 +49,11 @@ def _base(batch_size: int, gamma: float, ema_kimg: float, ema_rampup: float | No
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.resume_pkl = ""
+    config.resume_partial = False
     config.data = ml_collections.ConfigDict(dict(
         name="", split="train", resolution=ml_collections.FieldReference(None, field_type=int),
-        xflip=False, use_labels=False, folder_labels=False,
+        xflip=False, use_labels=False, folder_labels=False, attribute_labels=(),
+        attr_file=ml_collections.FieldReference(None, field_type=str),
         data_dir=ml_collections.FieldReference(None, field_type=str),
         crop_box=ml_collections.FieldReference(None, field_type=tuple), prepare=""))
     # The objective's defaults live once, in Hyperparameters; ADA's fields go to `augment`.

@@ -53,7 +53,7 @@ from flaxgan import files, images
 from flaxgan.convert import export
 from flaxgan.models import registry
 from flaxgan.train import checkpoint as ckpt
-from flaxgan.train import progressive, sharding
+from flaxgan.train import partial_resume, progressive, sharding
 from flaxgan.train import state as state_lib
 from flaxgan.train import step as step_lib
 
@@ -310,7 +310,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         g_vars, d_vars = jax.jit(init_variables)()
         ema_vars = None
         if config.get("resume_pkl"):  # outside jit: snapshot weights are data, not constants
-            g_vars, d_vars, ema_vars = _import_snapshot(config.resume_pkl, g_vars, d_vars)
+            g_vars, d_vars, ema_vars = _import_snapshot(
+                config.resume_pkl, g_vars, d_vars, bool(config.get("resume_partial", False)))
             logging.info("starting from the networks of %s", config.resume_pkl)
         state = sharding.replicate(new_state(g_vars, d_vars, ema_vars), mesh)
     plan.start(state, resumed=resumed)
@@ -589,10 +590,12 @@ def _resume_batch_size(meta: Mapping[str, Any], data_state: dict[str, Any], batc
     return {**data_state, "iterator": iterator}
 
 
-def _import_snapshot(path: str, g_vars, d_vars):
+def _import_snapshot(path: str, g_vars, d_vars, partial: bool = False):
     """`(G, D, G_ema)` variables of an official snapshot (the official `--resume`; PyTorch, or
     TensorFlow StyleGAN / StyleGAN2), a flaxgan export folder or a bundled model's name
-    (`celeba32`): each must match this run's networks; G_ema falls back to G when the snapshot
+    (`celeba32`): each must match this run's networks -- or, with `partial`
+    (`config.resume_partial`), gives what matches and the rest keeps its fresh initialisation
+    (`partial_resume.merge`; one warning line lists it); G_ema falls back to G when the snapshot
     has none, and G to G_ema (bundled models ship G_ema and D only)."""
     from flaxgan import convert
     from flaxgan.convert import tf_snapshot, tf_stylegan1
@@ -615,17 +618,27 @@ def _import_snapshot(path: str, g_vars, d_vars):
         read = lambda key: convert.to_flax(snapshot[key].parameters,  # noqa: E731
                                            snapshot[key].buffers)
 
+    reports = {}
+
     def imported(key: str, target):
         if key not in present:
             raise convert.SnapshotError(
                 f"{os.path.basename(path)}: snapshot has no network {key!r}")
         variables = read(key)
-        convert.check_against(target, variables, source=path)
+        if partial:
+            variables, reports[key] = partial_resume.merge(target, variables)
+        else:
+            convert.check_against(target, variables, source=path)
         return jax.tree.map(jnp.asarray, variables)
 
     d = imported("D", d_vars)
-    g = imported("G" if "G" in present or "G_ema" not in present else "G_ema", g_vars)
-    return g, d, imported("G_ema", g_vars) if "G_ema" in present else g
+    g_key = "G" if "G" in present or "G_ema" not in present else "G_ema"
+    g = imported(g_key, g_vars)
+    ema = imported("G_ema", g_vars) if "G_ema" in present else g
+    if partial:  # G_ema is merged as G is: one report for the generator
+        logging.warning("%s", partial_resume.notice({"G": reports[g_key], "D": reports["D"]},
+                                                    path))
+    return g, d, ema
 
 
 def _evaluate(metrics, G, ema_variables, config, workdir: str, kimg: float) -> dict[str, float]:
