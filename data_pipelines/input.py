@@ -26,7 +26,12 @@ resolution, channels, c_dim and num_examples, to build the model before reading.
 Order and sharding: each process reads the examples `process_index::process_count` (defaults:
 `jax.process_index()`, `jax.process_count()`), shuffled with `seed` (a new order per epoch),
 repeated `num_epochs` times (None: forever), x-flipped with probability 1/2 when `xflip`
-(deterministic per position), batched with `drop_remainder`.
+(deterministic per position), batched with `drop_remainder`. With `split_batches=True` (the
+training loop's input) processes instead share one stream: every process walks the same
+shuffled order (seed `seed` alone), cut into global batches of `batch_size * process_count`,
+and takes the `process_index`-th `batch_size` examples of each; the global batches are then
+those of one process reading `batch_size * process_count` at a time, however many processes
+read them (only this process's examples are decoded).
 
 Mixing sources with weights: when the examples carry a source label (an `image_mix` dataset,
 any TFDS dataset with a ClassLabel `label`, or an image folder with `folder_labels=True`),
@@ -160,6 +165,9 @@ class ImageFolderSource:
         self.crop_box = _check_crop_box(crop_box)
         self.class_names: list[str] = []
         self.labels = np.zeros(len(files), np.int64)
+        if folder_labels and attribute_labels:
+            raise ValueError(f"{self.root}: folder_labels and attribute_labels are two ways of "
+                             "labelling; pick one")
         if folder_labels:
             parts = [p.relative_to(self.root).parts for p in files]
             self.class_names = sorted({p[0] for p in parts if len(p) > 1})
@@ -169,9 +177,6 @@ class ImageFolderSource:
                                  "class sub-folder")
             self.labels = np.array([index[p[0]] for p in parts], np.int64)
         if attribute_labels:
-            if folder_labels:
-                raise ValueError(f"{self.root}: folder_labels and attribute_labels are two "
-                                 "ways of labelling; pick one")
             self.class_names = list(attribute_classes(attribute_labels))
             self.labels = attribute_class_labels(files, attribute_labels,
                                                  attr_file or self.root / ATTR_FILE)
@@ -535,6 +540,7 @@ def make_dataset(name_or_dir: str | pathlib.Path, split: str = "train", batch_si
                  attr_file: str | pathlib.Path | None = None,
                  drop_remainder: bool = True,
                  source_weights: str | Mapping[str, float] | None = STORED,
+                 split_batches: bool = False,
                  num_threads: int = 4, prefetch: int = 64) -> grain.DatasetIterator:
     """A checkpointable iterator of batches `{"image": uint8 [B, H, W, C], "label": ...}`.
 
@@ -547,7 +553,8 @@ def make_dataset(name_or_dir: str | pathlib.Path, split: str = "train", batch_si
       shuffle, seed: shuffle (a new order every epoch) with this seed.
       xflip: mirror half of the images (per-position deterministic given `seed`).
       num_epochs: passes over this process's shard; None repeats forever.
-      process_index, process_count: this process's shard; default from jax.
+      process_index, process_count: this process's shard (or, with `split_batches`, its slice
+        of every global batch); default from jax.
       data_dir: TFDS data dir for names.
       one_hot: labels as float32 one-hot `[B, c_dim]` (conditional models) instead of int32.
       folder_labels: image folders only: sub-folders are classes.
@@ -559,6 +566,9 @@ def make_dataset(name_or_dir: str | pathlib.Path, split: str = "train", batch_si
       source_weights: sample source (label) i with probability `w_i / sum(w)` (module doc):
         `"stored"` the dataset's stored weights when it has them (`image_mix`), else uniform
         over examples; None uniform over examples; `{source name: weight}` override.
+      split_batches: one stream for all processes, each taking its `batch_size` slice of every
+        global batch of `batch_size * process_count` (module doc): the global batches, and the
+        iterator state, do not depend on the number of processes.
       num_threads, prefetch: grain read threads and prefetch buffer.
 
     Returns:
@@ -567,22 +577,24 @@ def make_dataset(name_or_dir: str | pathlib.Path, split: str = "train", batch_si
     if batch_size < 1:
         raise ValueError(f"expected batch_size >= 1, got {batch_size}")
     index, count = _process_defaults(process_index, process_count)
+    # Examples are sharded over processes, or (split_batches) every process reads them all.
+    shard_index, shard_count = (0, 1) if split_batches else (index, count)
     source, meta = open_source(name_or_dir, split, data_dir=data_dir, resolution=resolution,
                                folder_labels=folder_labels, crop_box=crop_box,
                                attribute_labels=attribute_labels, attr_file=attr_file)
-    if len(source) < count:
+    if len(source) < shard_count:
         raise ValueError(f"{name_or_dir}: {len(source)} examples cannot be split over "
                          f"{count} processes")
     weights = _resolve_weights(source_weights, meta, str(name_or_dir))
     if weights is not None:
         labels = source.labels if isinstance(source, ImageFolderSource) else source_labels(
             name_or_dir, split, data_dir=data_dir)
-        ds = _weighted_mix(source, labels, weights, meta.label_names, index, count, shuffle,
-                           seed, num_epochs, str(name_or_dir))
+        ds = _weighted_mix(source, labels, weights, meta.label_names, shard_index, shard_count,
+                           shuffle, seed, num_epochs, str(name_or_dir))
     else:
         ds = grain.MapDataset.source(source)
-        if count > 1:
-            ds = ds.slice(slice(index, None, count))
+        if shard_count > 1:
+            ds = ds.slice(slice(shard_index, None, shard_count))
         if shuffle:
             ds = ds.shuffle(seed=seed)
         ds = ds.repeat(num_epochs)
@@ -592,5 +604,10 @@ def make_dataset(name_or_dir: str | pathlib.Path, split: str = "train", batch_si
         ds = ds.random_map(_flip, seed=seed + 1)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder,
                   batch_fn=functools.partial(_collate, c_dim=meta.c_dim, one_hot=one_hot))
+    if split_batches and count > 1:
+        # Batches i*count .. i*count+count-1 make global batch i; a last incomplete global
+        # batch is dropped so that every process yields as many. Lazy: the other processes'
+        # batches are never read.
+        ds = ds.slice(slice(index, len(ds) // count * count, count))
     options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
     return iter(ds.to_iter_dataset(options))

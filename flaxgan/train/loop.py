@@ -131,7 +131,10 @@ def _augment_fn(pipe: str, overrides: tuple):
 _train_steps = functools.cache(step_lib.make_train_steps)
 
 
-def _open_data(data: Mapping[str, Any], batch_size: int, seed: int):
+def _open_data(data: Mapping[str, Any], batch_size: int, seed: int, process_index: int,
+               process_count: int):
+    """`(metadata, iterator)`: this process's `batch_size` examples (its `process_index`-th
+    slice) of every global batch, the global batches the same for any number of processes."""
     from data_pipelines import input as data_input  # keeps the TFDS import lazy
     kwargs = data_input.section_kwargs(data)
     try:
@@ -144,7 +147,10 @@ def _open_data(data: Mapping[str, Any], batch_size: int, seed: int):
                                      f"prepare it with: {hint}") from None
         raise
     iterator = data_input.make_dataset(batch_size=batch_size, shuffle=True, seed=seed,
-                                       xflip=data.get("xflip", False), one_hot=True, **kwargs)
+                                       xflip=data.get("xflip", False), one_hot=True,
+                                       process_index=process_index,
+                                       process_count=process_count, split_batches=True,
+                                       **kwargs)
     return meta, iterator
 
 
@@ -267,8 +273,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                                               mesh.size) if schedule else hp.batch_size)
 
     meta_data, iterator = _open_data(
-        _plain(config.data), sharding.process_batch_size(data_batch, mesh),
-        seed + jax.process_index())
+        _plain(config.data), sharding.process_batch_size(data_batch, mesh), seed,
+        sharding.process_batch_index(mesh), jax.process_count())
     c_dim = meta_data.c_dim if config.data.get("use_labels", False) else 0
     g_kwargs, d_kwargs, G, D = build_networks(
         config.model, meta_data.resolution, meta_data.channels, c_dim)
@@ -349,13 +355,15 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
 
     first = next_batch()
-    grid_z, grid_c = _grid_latents(G, (grid_cols, grid_rows), np.asarray(first["label"]), seed)
+    grid_z, grid_c = _grid_latents(G, (grid_cols, grid_rows), _global_labels(first["label"]),
+                                   seed)
     render = _grid_renderer(G, grid_z, grid_c, float(log.get("grid_truncation_psi", 1.0)))
-    if is_chief and cur_nimg == 0:
-        reals = np.asarray(first["image"])[: grid_cols * grid_rows]
-        _save_grid(os.path.join(workdir, "samples", "reals.png"), reals, grid_cols)
-        _save_grid(os.path.join(workdir, "samples", "fakes_init.png"),
-                   render(state.ema_variables), grid_cols)
+    if cur_nimg == 0:
+        fakes = render(state.ema_variables)  # on every process: one program over all devices
+        if is_chief:
+            reals = np.asarray(first["image"])[: grid_cols * grid_rows]
+            _save_grid(os.path.join(workdir, "samples", "reals.png"), reals, grid_cols)
+            _save_grid(os.path.join(workdir, "samples", "fakes_init.png"), fakes, grid_cols)
 
     progress = _progress(log.get("progress", True) and is_chief, total_nimg, cur_nimg)
     tick_start_nimg, tick_start = cur_nimg, time.time()
@@ -420,6 +428,16 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         writers.close()
         checkpointer.close()
     return record
+
+
+def _global_labels(local: np.ndarray) -> np.ndarray:
+    """The labels of the whole first global batch (each process's slice, in process order):
+    the grid's labels are constants of a program every process runs, so they must agree."""
+    local = np.asarray(local)
+    if jax.process_count() == 1:
+        return local
+    from jax.experimental import multihost_utils  # noqa: PLC0415
+    return np.asarray(multihost_utils.process_allgather(local, tiled=True))
 
 
 def _higher_is_better(metric: str | None) -> bool:
