@@ -60,6 +60,7 @@ __all__ = [
     "YAW",
     "apply",
     "apply_z",
+    "classifier_fingerprint",
     "classifier_labeller",
     "condition",
     "direction_from_samples",
@@ -67,6 +68,7 @@ __all__ = [
     "fit_boundary",
     "fit_direction",
     "fit_directions",
+    "load_classifier",
     "load_direction",
     "make_labellers",
     "network_fingerprint",
@@ -128,15 +130,20 @@ class Labeller:
       fn: uint8 `[B, H, W, 3]` -> float `[B, len(names)]`; > 0 means present, the larger the
         surer; NaN = no score (e.g. no face found).
       source: what it is, for the files' metadata (a classifier folder, "mtcnn").
+      fingerprint: `classifier_fingerprint` of the classifier behind it ("" for others): a
+        dataset labelled by it records it, so that evaluating the labels with the same
+        classifier can be recognised as circular.
     """
 
     names: tuple[str, ...]
     fn: Callable[[np.ndarray], np.ndarray]
     source: str = ""
+    fingerprint: str = ""
 
 
-def _load_classifier(classifier: Any) -> Any:
-    """An `AttributeClassifier` from itself or a path (errors as `InvalidArgument`)."""
+def load_classifier(classifier: Any) -> Any:
+    """An `attributes.AttributeClassifier` from itself or its folder (errors as
+    `InvalidArgument`: one line naming the file)."""
     from flaxgan.metrics import attributes
 
     if isinstance(classifier, attributes.AttributeClassifier):
@@ -158,7 +165,7 @@ def classifier_labeller(classifier: Any, names: Sequence[str],
     """
     from flaxgan.metrics import attributes
 
-    clf = _load_classifier(classifier)
+    clf = load_classifier(classifier)
     names = tuple(resolve_attribute(n) for n in names)
     missing = [n for n in names if n not in clf.attributes]
     if missing:
@@ -174,7 +181,13 @@ def classifier_labeller(classifier: Any, names: Sequence[str],
         return np.asarray(logits(clf.params, images))[:n, columns].astype(np.float32)
 
     source = str(clf.metadata.get("data", "")) or "attribute classifier"
-    return Labeller(names, fn, f"classifier ({source})")
+    return Labeller(names, fn, f"classifier ({source})", classifier_fingerprint(clf))
+
+
+def classifier_fingerprint(classifier: Any) -> str:
+    """sha256 (hex) of an attribute classifier's parameters (as `network_fingerprint`): the
+    same weights give the same fingerprint wherever the folder lives."""
+    return _tree_fingerprint(load_classifier(classifier).params)
 
 
 def yaw_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
@@ -246,8 +259,14 @@ def make_labellers(attributes: Sequence[str], classifier: Any = None) -> list[La
 def network_fingerprint(g: sample.LoadedGenerator) -> str:
     """sha256 (hex) of the generator's parameters: every leaf's path, dtype, shape and bytes,
     in sorted path order. Directions record it; another network has another W."""
+    return _tree_fingerprint(g.params)
+
+
+def _tree_fingerprint(tree: Mapping[str, Any]) -> str:
+    """sha256 (hex) of a parameter tree: every leaf's path, dtype, shape and bytes, in sorted
+    path order."""
     h = hashlib.sha256()
-    leaves = jax.tree_util.tree_leaves_with_path(dict(g.params))
+    leaves = jax.tree_util.tree_leaves_with_path(dict(tree))
     for path, leaf in sorted(leaves, key=lambda kv: jax.tree_util.keystr(kv[0])):
         a = np.ascontiguousarray(np.asarray(leaf))
         h.update(f"{jax.tree_util.keystr(path)}|{a.dtype}|{a.shape}|".encode())

@@ -13,6 +13,9 @@ with the dataset's labels, per attribute:
 plus `no_face`: how many images MTCNN finds no face in (resized as `quality.best_faces`).
 On a style-mixing set the accuracy says how often the source's label survives the mixing;
 on real CelebA it is the classifier's own accuracy, the reference to read the others against.
+An export whose labels are this very classifier's predictions (its settings record the
+labeller's `edit.classifier_fingerprint`) agrees 100% by construction: its report says
+`circular: true` and `table` flags it in one line instead of passing it off as a measurement.
 `table` prints several datasets (e.g. the sets of several generators) side by side.
 """
 
@@ -45,12 +48,15 @@ class LabelledData:
       names: the label names.
       num_images: how many images one pass yields.
       batches: `batch_size -> iterator of (uint8 [B, H, W, 3], bool [B, len(names)])`.
+      labelled_by: `edit.classifier_fingerprint` of the classifier whose predictions on these
+        very images are the labels (an export's); "" for labels of any other origin.
     """
 
     name: str
     names: tuple[str, ...]
     num_images: int
     batches: Callable[[int], Iterator[tuple[np.ndarray, np.ndarray]]]
+    labelled_by: str = ""
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:
@@ -129,7 +135,23 @@ def open_labelled(data: str | os.PathLike, *, name: str | None = None, split: st
     count = len(source) if max_images is None else min(len(source), max_images)
     get = lambda i: (_rgb(source[i]["image"]),  # noqa: E731
                      np.array([bool(source[i]["attributes"][n]) for n in names]))
-    return LabelledData(label, names, count, _batched(get, count))
+    return LabelledData(label, names, count, _batched(get, count),
+                        labelled_by=_labelled_by(str(data), data_dir))
+
+
+def _labelled_by(data: str, data_dir: str | None) -> str:
+    """The classifier fingerprint an export's settings record for its labels ("" for other
+    datasets: a style-mixing set's labels are its sources', not its images')."""
+    import tensorflow_datasets as tfds
+
+    from data_pipelines import input as data_input
+
+    path = pathlib.Path(data).expanduser()
+    builder = (tfds.builder_from_directory(str(path)) if data_input.is_prepared_dir(path)
+               else tfds.builder(data, data_dir=data_dir))
+    settings = (builder.info.metadata or {}).get("settings") or {}
+    scorers = settings.get("scorers") if isinstance(settings, Mapping) else None
+    return str(scorers.get("classifier") or "") if isinstance(scorers, Mapping) else ""
 
 
 def scores(predicted: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
@@ -157,9 +179,10 @@ def evaluate_dataset(data: LabelledData, classifier: Any, *,
       batch_size: images per step.
     Returns:
       `{"name", "num_images", "no_face" (None without a detector), "attributes": {name:
-      scores(...)}, "not_predicted": [labels the classifier has no output for]}`.
+      scores(...)}, "not_predicted": [labels the classifier has no output for], "circular":
+      the labels are this classifier's own predictions (module doc)}`.
     """
-    clf = edit._load_classifier(classifier)
+    clf = edit.load_classifier(classifier)
     known = [n for n in data.names if n in clf.attributes]
     if attributes is not None:
         wanted = [edit.resolve_attribute(a) for a in attributes]
@@ -186,17 +209,21 @@ def evaluate_dataset(data: LabelledData, classifier: Any, *,
             "no_face": no_face if detector is not None else None,
             "attributes": {n: scores(predicted[:, j], labels[:, j])
                            for j, n in enumerate(known)},
-            "not_predicted": [n for n in data.names if n not in clf.attributes]}
+            "not_predicted": [n for n in data.names if n not in clf.attributes],
+            "circular": bool(data.labelled_by)
+            and data.labelled_by == edit.classifier_fingerprint(clf)}
 
 
 def table(reports: Sequence[Mapping[str, Any]]) -> str:
     """A Markdown table: a column per dataset, rows images / no face found / accuracy (%) per
     attribute: those every dataset has when they share any (side by side), else the union
-    (`-` where a dataset lacks one)."""
+    (`-` where a dataset lacks one); circular datasets are marked `*` and explained in one
+    line under the table."""
     names = list(dict.fromkeys(a for r in reports for a in r["attributes"]))
     shared = [a for a in names if all(a in r["attributes"] for r in reports)]
     names = shared or names
-    head = "| | " + " | ".join(r["name"] for r in reports) + " |"
+    head = "| | " + " | ".join(r["name"] + ("*" if r.get("circular") else "")
+                                for r in reports) + " |"
     rows = [head, "|---" * (len(reports) + 1) + "|",
             "| images | " + " | ".join(str(r["num_images"]) for r in reports) + " |",
             "| no face found | " + " | ".join("-" if r["no_face"] is None else str(r["no_face"])
@@ -205,4 +232,7 @@ def table(reports: Sequence[Mapping[str, Any]]) -> str:
         cells = [f"{100 * r['attributes'][a]['accuracy']:.1f}" if a in r["attributes"] else "-"
                  for r in reports]
         rows.append(f"| {a} accuracy (%) | " + " | ".join(cells) + " |")
+    if any(r.get("circular") for r in reports):
+        rows.append("\n\\* labelled by this very classifier: 100% by construction, not a "
+                    "measurement (evaluate it with another classifier)")
     return "\n".join(rows) + "\n"

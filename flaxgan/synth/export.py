@@ -82,12 +82,14 @@ class Scorers:
         return self.__dict__["_radii"]
 
     def describe(self) -> dict[str, Any]:
-        """Which scores run (the export's settings)."""
+        """Which scores run (the export's settings); `classifier` is the labeller's
+        `edit.classifier_fingerprint` (`evaluate` recognises its own labels by it)."""
         return {"face": self.detector is not None, "d_score": self.discriminator is not None,
                 "realism": self.real_name or (self.features is not None),
                 "num_real": 0 if self.real_features is None else len(self.real_features),
                 "attributes": list(self.labeller.names) if self.labeller else [],
-                "labeller": self.labeller.source if self.labeller else ""}
+                "labeller": self.labeller.source if self.labeller else "",
+                "classifier": self.labeller.fingerprint if self.labeller else ""}
 
 
 def score_images(images: np.ndarray, scorers: Scorers, c: np.ndarray | None = None
@@ -365,7 +367,7 @@ def load_scorers(network: str, *, face: bool = True, d_score: bool = True,
     folder = classifier if classifier is not None else pretrained.matched_classifier(network)
     labeller = None
     if folder is not None:
-        clf = edit._load_classifier(folder)
+        clf = edit.load_classifier(folder)
         labeller = edit.classifier_labeller(clf, clf.attributes, batch_size=batch_size)
     feats = real_features = None
     if real is not None:
