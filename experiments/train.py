@@ -109,11 +109,13 @@ def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         cli.fail(f"unexpected arguments {argv[1:]}")
     cli.quiet_dependency_logs()
-    from flaxgan.train import checkpoint, loop  # noqa: PLC0415 (after flag parsing)
+    from flaxgan.train import checkpoint, loop, sharding  # noqa: PLC0415 (after flag parsing)
 
     @cli.reports_user_errors(loop.DatasetNotPrepared, loop.TrainingDiverged,
                              checkpoint.CheckpointError)
     def run(_):
+        # Several processes: join the run before anything asks JAX for its devices.
+        sharding.initialize_distributed()
         check_config(_CONFIG.value, jax.device_count())
         cli.check_dataset(_CONFIG.value.data, data_dir_flag="--config.data.data_dir")
         check_workdir(_WORKDIR.value)
