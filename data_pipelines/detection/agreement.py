@@ -20,6 +20,9 @@ NME mean / median / p90 / p95, failures (NME > 0.1), and the per-landmark mean /
     python -m data_pipelines.detection.agreement --reference=REF.json --root=DIR [--limit=N]
     python -m data_pipelines.detection.agreement \
         --landmarks=DIR/celeba_small/list_landmarks_align_celeba.txt [--landmark_rows=3000:]
+
+`--recall=high` scores `MTCNN(recall="high")` instead of the reference-agreeing default (against
+a reference file its extra faces show as `detected_faces` above `reference_faces`).
 """
 
 from __future__ import annotations
@@ -331,8 +334,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         help="scale the file's points as pixel indices: (x + 0.5) * s - 0.5")
     parser.add_argument("--single_pass_landmarks", action="store_true",
                         help="O-Net landmarks without the mirrored pass (as the reference)")
+    parser.add_argument("--recall", choices=mtcnn.RECALL_MODES, default="reference",
+                        help="MTCNN(recall=...): 'reference' keeps the reference detector's "
+                             "faces; 'high' adds the faces its second chance for R-Net-rejected "
+                             "proposals finds")
     args = parser.parse_args(argv)
-    detect_batch = mtcnn.MTCNN(mirror_landmarks=not args.single_pass_landmarks).detect_batch
+    detect_batch = mtcnn.MTCNN(mirror_landmarks=not args.single_pass_landmarks,
+                               recall=args.recall).detect_batch
     if not args.reference and not args.landmarks:
         parser.error("expected --reference (with --root) and/or --landmarks")
     if args.reference and not args.root:
