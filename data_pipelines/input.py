@@ -260,6 +260,9 @@ def _folder_source(path: pathlib.Path, split: str, resolution: int | None = None
                    attribute_labels: Sequence[str] = (),
                    attr_file: str | pathlib.Path | None = None) -> ImageFolderSource:
     """The image folder's files selected by `split`'s slice (all of them without one)."""
+    if folder_labels and attribute_labels:
+        raise ValueError(f"{path}: folder_labels and attribute_labels are two ways of "
+                         "labelling; pick one")
     files = slice(None)
     if parse_split(split)[1:] != (None, None):
         files = split_slice(split, len(ImageFolderSource(path, folder_labels=folder_labels)))
