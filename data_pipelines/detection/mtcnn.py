@@ -27,6 +27,11 @@ this lowers the normalised mean error (NME, inter-ocular distance) from 0.0470 t
 0.0371 to 0.0360 median; facenet-pytorch 2.6.0 with the same weights: 0.0794 / 0.0715 (its crops
 start at the truncated box corner while its landmarks are decoded from the untruncated one).
 
+`MTCNN(recall="high")` (an explicit option; the default stays the reference-agreeing detector)
+adds the faces found by a verified second chance for proposals R-Net rejects and for boxes
+O-Net rejects before its own box calibration; every reference face is kept unchanged (see the
+class docstring and benchmarks/RESULTS.md).
+
 Agreement with PyPI `mtcnn` 1.0.0 (TensorFlow), measured on the 4,061 images of
 ../shared/data/mtcnn_reference.json with `python -m data_pipelines.detection.agreement`: the same
 number of faces on every image (4,068 faces, all matched); box IoU mean 0.977 (p5 0.962) on the
@@ -443,8 +448,10 @@ RECALL_MODES = ("reference", "high")
 # `recall="high"`: the extra R-Net views of a rejected P-Net proposal, `(mirror, supersample)`:
 # the mirrored crop, the antialiased crop (4 x 4 bilinear samples averaged per pixel: on the
 # ~20-90 px CelebA boxes that covers every source pixel, so the 24 px crop is close to an area
-# average) and both. Chosen on CelebA 001001-004000 (benchmarks/RESULTS.md): each view recovers
-# faces the others miss, and the mirrored view most of them.
+# average) and both. Chosen on CelebA 001001-004000: as a stand-in for faces the cascade
+# misses, the rejected proposals alone recover 22 % of the faces found there with the mirrored
+# view and 27 % with all three (646 / 794 of 2,994: box on the face, landmark NME < 0.1; after
+# the O-Net check, no false detection either way).
 _SECOND_CHANCE_VIEWS = ((True, 1), (False, 4), (True, 4))
 
 
@@ -478,16 +485,19 @@ class MTCNN:
         image (flipped back); scores and boxes, hence which faces are kept, are unchanged.
         False: the single-pass landmarks of the reference detectors.
       recall: `"reference"` (default): the reference detector's decisions (PyPI `mtcnn` 1.0.0;
-        which faces are kept and their boxes). `"high"`: the same faces, plus the faces found by
-        a second chance for the P-Net proposals that R-Net rejects: R-Net re-scores each on its
-        mirrored crop, its antialiased crop and both (`_SECOND_CHANCE_VIEWS`); a proposal any of
-        them scores above the R-Net threshold goes on through the R-Net NMS to O-Net, which must
-        score its crop above the O-Net threshold *and* place the same landmarks on the crop and
-        on its mirror image (mean distance below `rescue_tolerance` of the box side: on faces
-        the two passes agree closely, on the hair, hands and clothing that O-Net sometimes
-        accepts they do not). A rescued face overlapping a reference face by more than the
-        final NMS threshold (min-area) is dropped, so every reference face keeps its box,
-        score and landmarks. See benchmarks/RESULTS.md (MTCNN against human landmarks).
+        which faces are kept and their boxes). `"high"`: the same faces, plus those found by two
+        second chances, each given once: (a) the P-Net proposals R-Net rejects are re-scored by
+        R-Net on their mirrored crop, their antialiased crop and both (`_SECOND_CHANCE_VIEWS`),
+        and those above the R-Net threshold go on through R-Net's NMS to O-Net; (b) the boxes
+        O-Net rejects are scored by O-Net again where its own box regression puts them (the
+        reference scores a box before calibrating it, so an off-centre box can lose a face).
+        A second-chance face must pass the O-Net threshold *and* O-Net must place the same
+        landmarks on its crop and on the crop's mirror image (mean distance below
+        `rescue_tolerance` of the box side): on faces the two passes agree closely, on the hair,
+        hands and clothing O-Net sometimes accepts they do not. A second-chance face
+        overlapping a reference face by more than the final NMS threshold (min-area) is
+        dropped, so every reference face keeps its box, score and landmarks. Chosen on CelebA
+        001001-004000; figures in benchmarks/RESULTS.md (MTCNN against human landmarks).
       rescue_tolerance: `recall="high"` only: the largest mean landmark distance between the
         plain and mirrored O-Net passes of a rescued face, as a fraction of its box side
         (0.03: faces the reference keeps have a median of 0.010 and a 90th percentile of 0.024;
@@ -563,16 +573,26 @@ class MTCNN:
         if not len(boxes):
             return empty
 
-        # Stage 2: R-Net re-scores and refines 24x24 crops; stage 3 (O-Net) in `_finish`.
+        # Stage 2: R-Net re-scores and refines 24x24 crops.
         scores, reg = _run_refine(params["rnet"], device_images, boxes, index, 24)
         ok = scores > t_r
-        found = self._finish(device_images, boxes[ok], scores[ok], reg[ok], index[ok])
-        if self.recall == "high" and not ok.all():
-            rejected = ~ok
-            second = self._second_chance(device_images, boxes[rejected], index[rejected])
+        onet_boxes, onet_index = self._rnet_survivors(boxes[ok], scores[ok], reg[ok], index[ok])
+        # Stage 3: O-Net re-scores, refines and places landmarks on 48x48 crops.
+        accepted, missed = self._onet(device_images, onet_boxes, onet_index)
+        found = self._final_nms(accepted)
+        if self.recall == "high":
+            # Second chances, each verified by O-Net's plain/mirrored landmark agreement:
+            # (a) P-Net proposals R-Net rejected, re-scored by R-Net on other views;
+            second = self._second_chance(device_images, boxes[~ok], index[~ok])
             again = second > t_r
-            rescued = self._finish(device_images, boxes[rejected][again], second[again],
-                                   reg[rejected][again], index[rejected][again], verify=True)
+            boxes, index = self._rnet_survivors(boxes[~ok][again], second[again],
+                                                reg[~ok][again], index[~ok][again])
+            rescued, _ = self._onet(device_images, boxes, index, verify=True)
+            # (b) boxes O-Net rejected, scored again at the box O-Net itself calibrated. Only
+            # the reference path's: one second chance per candidate, not two in a row (chained,
+            # (a) then (b) found a cat's face in ../shared/data/nonfaces and nothing on CelebA).
+            relooked, _ = self._onet(device_images, *missed, verify=True)
+            rescued = self._final_nms(_concat(rescued, relooked))
             found = _merge(found, rescued, nms_o)
 
         limit = np.array([width - 1, height - 1] * 2, np.float64)
@@ -595,32 +615,34 @@ class MTCNN:
             best = np.maximum(best, scores)
         return best
 
-    def _finish(self, images: jax.Array, boxes: np.ndarray, scores: np.ndarray,
-                reg: np.ndarray, index: np.ndarray, verify: bool = False) -> _Stage:
-        """R-Net survivors -> faces: box regression and R-Net NMS, then O-Net (threshold,
-        landmarks, regression) and the final min-area NMS.
+    def _rnet_survivors(self, boxes: np.ndarray, scores: np.ndarray, reg: np.ndarray,
+                        index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes R-Net passed -> O-Net's boxes: R-Net's regression, NMS, squared."""
+        boxes = _regress(boxes, reg)
+        keep = _nms_per_image(boxes, scores, index, self.nms_thresholds[2])
+        return _square(boxes[keep]), index[keep]
+
+    def _onet(self, images: jax.Array, boxes: np.ndarray, index: np.ndarray,
+              verify: bool = False) -> tuple[_Stage, tuple[np.ndarray, np.ndarray]]:
+        """O-Net on square `boxes` of the batch `images` (device).
 
         Args:
-          images: the batch on device.
-          boxes, scores, reg, index: the square boxes R-Net passed, its scores and box offsets,
-            and their images.
-          verify: O-Net's plain and mirrored landmarks must also agree within
-            `rescue_tolerance` (the second-chance faces of `recall="high"`).
+          verify: a face must also have the same landmarks on its crop and on the crop's mirror
+            image (mean distance < `rescue_tolerance` box sides): the second chances of
+            `recall="high"`.
+
+        Returns:
+          `(accepted, (boxes, index))`: the faces above the O-Net threshold (regressed boxes,
+          landmarks; before the final NMS), and the boxes it rejected moved to where O-Net's own
+          regression puts them (squared), for `recall="high"`'s second look.
         """
         params = self.params
-        _, _, t_o = self.thresholds
-        _, _, nms_r, nms_o = self.nms_thresholds
+        t_o = self.thresholds[2]
         if not len(boxes):
-            return _Stage.empty()
-        boxes = _regress(boxes, reg)
-        keep = _nms_per_image(boxes, scores, index, nms_r)
-        boxes, index = _square(boxes[keep]), index[keep]
-        if not len(boxes):
-            return _Stage.empty()
-
-        # Stage 3: O-Net re-scores, refines and places landmarks on 48x48 crops.
+            return _Stage.empty(), (np.zeros((0, 4)), np.zeros((0,), np.int64))
         scores, reg, marks = _run_refine(params["onet"], images, boxes, index, 48)
         ok = scores > t_o
+        rejected = (_square(_regress(boxes[~ok], reg[~ok])), index[~ok])
         boxes, scores, reg, marks, index = boxes[ok], scores[ok], reg[ok], marks[ok], index[ok]
         if (self.mirror_landmarks or verify) and len(boxes):
             _, _, mirrored = _run_refine(params["onet"], images, boxes, index, 48, mirror=True)
@@ -636,9 +658,18 @@ class MTCNN:
         side = np.stack([boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1], axis=1)
         landmarks = marks.reshape(-1, 2, 5).transpose(0, 2, 1) * side[:, None] \
             + boxes[:, None, :2] - 1
-        boxes = _regress(boxes, reg)
-        keep = _nms_per_image(boxes, scores, index, nms_o, mode="min")
-        return _Stage(boxes, scores, landmarks, index).take(keep)
+        return _Stage(_regress(boxes, reg), scores, landmarks, index), rejected
+
+    def _final_nms(self, stage: _Stage) -> _Stage:
+        """The last NMS (intersection over the smaller box) within each image."""
+        keep = _nms_per_image(stage.boxes, stage.scores, stage.index, self.nms_thresholds[3],
+                              mode="min")
+        return stage.take(keep)
+
+
+def _concat(a: _Stage, b: _Stage) -> _Stage:
+    return _Stage(*(np.concatenate([x, y]) for x, y in
+                    zip(dataclasses.astuple(a), dataclasses.astuple(b), strict=True)))
 
 
 def _merge(found: _Stage, rescued: _Stage, threshold: float) -> _Stage:
@@ -653,9 +684,7 @@ def _merge(found: _Stage, rescued: _Stage, threshold: float) -> _Stage:
         if theirs.any():
             clash[mine] = (_overlap(rescued.boxes[mine], found.boxes[theirs], "min")
                            > threshold).any(axis=1)
-    extra = rescued.take(np.flatnonzero(~clash))
-    return _Stage(*(np.concatenate([a, b]) for a, b in
-                    zip(dataclasses.astuple(found), dataclasses.astuple(extra), strict=True)))
+    return _concat(found, rescued.take(np.flatnonzero(~clash)))
 
 
 @functools.cache
