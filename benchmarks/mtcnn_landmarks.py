@@ -3,6 +3,7 @@ r"""MTCNN accuracy against human-annotated landmarks: ours vs facenet-pytorch vs
     python -m benchmarks.mtcnn_landmarks                    # held-out: the last 1,000 faces
     python -m benchmarks.mtcnn_landmarks --rows=:3000       # the tuning split
     python -m benchmarks.mtcnn_landmarks --nofacenet        # ours (+ stored PyPI mtcnn) only
+    python -m benchmarks.mtcnn_landmarks --nonfaces=DIR     # + detections on non-face images
 
 Faces: ../shared/data/celeba_small (CelebA aligned faces 001001-005000, 89x109) with the official
 human-annotated CelebA landmarks `list_landmarks_align_celeba.txt` there (annotated on the
@@ -13,8 +14,10 @@ held-out evaluation set. The tests' vendored faces (001001-001512) lie in the de
 Scored with `data_pipelines.detection.agreement.landmark_accuracy`: an annotated face is
 detected when a detection's box contains the centroid of its 5 points; NME = mean point distance
 / the annotation's inter-ocular distance (eye centres). Printed per detector: detection rate,
-NME mean / median / p90, failures (NME > 0.1), per-landmark mean, and the same NME figures on the
-faces every detector found (a like-for-like comparison); then one JSON line.
+NME mean / median / p90, failures (NME > 0.1), per-landmark mean, extra detections (detections
+that are not the annotated face's match: false positives or other people in the picture), and the
+same NME figures on the faces every detector found (a like-for-like comparison); then one JSON
+line.
 
 Pixel frame: the file's coordinates are multiplied by 0.5 (`x * s`, as the data's MANIFEST says).
 At this size half a pixel is ~0.026 of the ~19 px inter-ocular distance, so a sub-pixel
@@ -26,7 +29,9 @@ Detectors, all with the original MTCNN weights and min face 20, factor 0.709, th
 0.6 / 0.7 / 0.7:
   * `ours`: `data_pipelines.detection.mtcnn.MTCNN()` (landmarks averaged with O-Net's on the
     mirrored crop); `ours_single`: `MTCNN(mirror_landmarks=False)`, the single O-Net pass of the
-    reference detectors (the code before the mirrored pass; same faces and boxes).
+    reference detectors (the code before the mirrored pass; same faces and boxes);
+    `ours_high`: `MTCNN(recall="high")`, the same faces as `ours` plus those its verified second
+    chances find (checked here: every `ours` face is in `ours_high` with the same box).
   * `facenet`: facenet-pytorch 2.6.0 (`MTCNN(...).detect(batch, landmarks=True)`, CPU torch).
     A benchmark-only extra, not in requirements.txt; install it into the venv without its
     dependencies (torch is already there; torchvision is not needed, see below):
@@ -73,6 +78,9 @@ _REFERENCE = flags.DEFINE_string("reference", str(_SHARED / "mtcnn_reference.jso
                                  "PyPI mtcnn detections (JSON) to score as well; empty: none.")
 _FACENET = flags.DEFINE_boolean("facenet", True, "Run facenet-pytorch 2.6.0 if installed.")
 _BATCH = flags.DEFINE_integer("batch", 64, "Images per detector call.")
+_NONFACES = flags.DEFINE_string("nonfaces", str(_SHARED / "nonfaces"),
+                                "Folder of non-face images: detections per detector printed "
+                                "(plus synthetic noise, blank and texture images); empty: none.")
 
 
 def _install_torchvision_stand_in() -> None:
@@ -156,6 +164,7 @@ def _row(name: str, acc: agreement.LandmarkAccuracy, common: agreement.LandmarkA
     s, c = acc.summary(), common.summary()
     return dict(detector=name, images=s["images"], detected=s["detected"],
                 detection_rate=s["detection_rate"], detected_faces=s.get("detected_faces"),
+                extra_detections=s.get("detected_faces", 0) - s["detected"],
                 nme_mean=s["nme"]["mean"], nme_median=s["nme"]["median"], nme_p90=s["nme"]["p90"],
                 failure_rate=s["failure_rate"],
                 per_landmark_mean={k: v["mean"] for k, v in s["per_landmark"].items()},
@@ -174,7 +183,9 @@ def main(argv):
 
     detectors = {"ours": (mtcnn.MTCNN().detect_batch, "data_pipelines (Flax)"),
                  "ours_single": (mtcnn.MTCNN(mirror_landmarks=False).detect_batch,
-                                 "data_pipelines (Flax), single O-Net pass")}
+                                 "data_pipelines (Flax), single O-Net pass"),
+                 "ours_high": (mtcnn.MTCNN(recall="high").detect_batch,
+                               "data_pipelines (Flax), recall='high'")}
     notes = {}
     if _FACENET.value:
         fn, note = _facenet_detector()
@@ -187,6 +198,7 @@ def main(argv):
         notes[key] = note
         _run(fn, names[: _BATCH.value], path.parent, _BATCH.value)  # warm-up (compilation)
         results[key], seconds[key] = _run(fn, names, path.parent, _BATCH.value)
+    stored = None
     if _REFERENCE.value and pathlib.Path(_REFERENCE.value).is_file():
         stored = agreement.load_reference(_REFERENCE.value)
         prefix = f"{path.parent.name}/"
@@ -195,6 +207,9 @@ def main(argv):
                                      for n in names}
             notes["pypi_mtcnn"] = "PyPI mtcnn 1.0.0, stored detections (whole pixels)"
 
+    kept = _kept(results["ours"], results["ours_high"])
+    print(f"ours_high keeps every ours face with the same box on {kept}/{len(names)} images")
+    nonfaces = _nonface_check(detectors, stored)
     centre = agreement.scaled_landmarks({n: annotations[n] for n in names}, path.parent,
                                         pixel_centres=True)
     frames = {"x * s": truth, "(x + 0.5) * s - 0.5": centre}
@@ -209,19 +224,79 @@ def main(argv):
     print(json.dumps(dict(machine=platform.processor() or platform.machine(),
                           cpu_count=os.cpu_count(), jax=jax.__version__, rows_slice=_ROWS.value,
                           faces=len(names), common=len(common), notes=notes,
+                          ours_high_keeps_ours=kept, nonfaces=nonfaces,
                           seconds={k: round(v, 2) for k, v in seconds.items()}, results=tables)))
+
+
+def _kept(ours: dict[str, list[Face]], high: dict[str, list[Face]]) -> int:
+    """Images on which every face of `ours` is in `high` with the same box."""
+    return sum(all(f.box in {g.box for g in high[k]} for f in faces) for k, faces in ours.items())
+
+
+def _synthetic_nonfaces(seed: int = 0) -> dict[str, np.ndarray]:
+    """Noise, blank, gradient, checkerboard, stripe and blurred-noise images, 3 sizes."""
+    from PIL import ImageFilter
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for h, w in [(109, 89), (128, 128), (256, 256)]:
+        yy, xx = np.mgrid[:h, :w]
+        for j in range(4):
+            out[f"uniform_{h}x{w}_{j}"] = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+            out[f"gauss_{h}x{w}_{j}"] = np.clip(rng.normal(128, 40, (h, w, 3)), 0, 255)
+            blur = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+            blur = np.asarray(blur.filter(ImageFilter.GaussianBlur(1 + j)), np.float32)
+            out[f"smooth_{h}x{w}_{j}"] = (blur - blur.mean()) / (blur.std() + 1e-6) * 50 + 128
+            out[f"checker_{h}x{w}_{j}"] = ((yy // (2 + j) + xx // (2 + j)) % 2)[..., None] * 255.0
+            angle = np.pi * j / 4
+            out[f"stripes_{h}x{w}_{j}"] = (127.5 + 127.5 * np.sin(
+                2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / (3 + 2 * j)))[..., None]
+        for v in (0, 128, 255):
+            out[f"blank{v}_{h}x{w}"] = np.full((h, w, 1), float(v))
+        out[f"gradient_{h}x{w}"] = np.broadcast_to(np.linspace(0, 255, w)[None, :, None],
+                                                   (h, w, 1))
+    return {k: np.broadcast_to(np.clip(v, 0, 255), v.shape[:2] + (3,)).astype(np.uint8)
+            for k, v in out.items()}
+
+
+def _nonface_check(detectors: dict, stored: dict | None = None) -> dict:
+    """Detections of each detector on `--nonfaces` images and on synthetic non-faces (and the
+    stored PyPI `mtcnn` detections of the `--nonfaces` images, when `stored` has them)."""
+    sets = {"synthetic": _synthetic_nonfaces()}
+    folder = pathlib.Path(_NONFACES.value) if _NONFACES.value else None
+    if folder and folder.is_dir():
+        sets[folder.name] = {p.name: np.asarray(Image.open(p).convert("RGB"))
+                             for p in sorted(folder.iterdir()) if p.is_file()}
+    out = {}
+    for key, (fn, _) in detectors.items():
+        for name, images in sets.items():
+            found = {k: fn([im])[0] for k, im in images.items()}  # sizes differ: one per call
+            fired = {k: len(v) for k, v in found.items() if v}
+            out.setdefault(key, {})[name] = dict(images=len(images), images_with_faces=len(fired),
+                                                 faces=sum(fired.values()), which=fired)
+            print(f"{key:11} non-faces {name}: {sum(fired.values())} faces on {len(fired)}/"
+                  f"{len(images)} images {sorted(fired)}")
+    if stored and folder and all(f"{folder.name}/{k}" in stored for k in sets.get(folder.name, {})):
+        fired = {k: len(stored[f"{folder.name}/{k}"]) for k in sets[folder.name]
+                 if stored[f"{folder.name}/{k}"]}
+        out["pypi_mtcnn"] = {folder.name: dict(images=len(sets[folder.name]),
+                                               images_with_faces=len(fired),
+                                               faces=sum(fired.values()), which=fired)}
+        print(f"pypi_mtcnn  non-faces {folder.name} (stored): {sum(fired.values())} faces on "
+              f"{len(fired)}/{len(sets[folder.name])} images {sorted(fired)}")
+    return out
 
 
 def _print_table(rows: list[dict]) -> None:
     print(f"{'detector':11} {'detected':>9} {'rate':>7} {'NME mean':>9} {'median':>7} "
-          f"{'p90':>7} {'>0.1':>6} {'common mean':>11} {'median':>7}  per-landmark mean "
-          f"({', '.join(LANDMARK_NAMES)})")
+          f"{'p90':>7} {'>0.1':>6} {'extra':>5} {'common mean':>11} {'median':>7}  "
+          f"per-landmark mean ({', '.join(LANDMARK_NAMES)})")
     for r in rows:
         marks = " ".join(f"{v:.4f}" for v in r["per_landmark_mean"].values())
         print(f"{r['detector']:11} {r['detected']:4d}/{r['images']:<4d} "
               f"{r['detection_rate']:7.4f} {r['nme_mean']:9.5f} {r['nme_median']:7.5f} "
-              f"{r['nme_p90']:7.5f} {r['failure_rate']:6.4f} {r['common_nme_mean']:11.5f} "
-              f"{r['common_nme_median']:7.5f}  {marks}")
+              f"{r['nme_p90']:7.5f} {r['failure_rate']:6.4f} {r['extra_detections']:5d} "
+              f"{r['common_nme_mean']:11.5f} {r['common_nme_median']:7.5f}  {marks}")
 
 
 if __name__ == "__main__":
