@@ -85,3 +85,72 @@ def reference_files(family: str) -> list[pathlib.Path]:
 @pytest.fixture(scope="session")
 def test_data_dir() -> pathlib.Path:
     return TEST_DATA
+
+
+# --- Where the suite's time goes (opt-in): FLAXGAN_TEST_COMPILE_LOG=DIR writes, per xdist
+# worker, each test's XLA compile time, tracing time and persistent-cache hits/misses (the
+# suite is compile-bound on CPU; this says which tests compile what the cache cannot share).
+_COMPILE_LOG_DIR = os.environ.get("FLAXGAN_TEST_COMPILE_LOG")
+_compile_stats: dict[str, dict[str, float]] = {}
+_current_test = ["<collection>"]
+
+if _COMPILE_LOG_DIR:
+    from jax._src import monitoring
+
+    def _add(key: str, value: float) -> None:
+        stats = _compile_stats.setdefault(_current_test[0], {})
+        stats[key] = stats.get(key, 0.0) + value
+
+    def _on_duration(event: str, duration: float, **_) -> None:
+        if event in ("/jax/core/compile/backend_compile_duration",
+                     "/jax/core/compile/jaxpr_trace_duration",
+                     "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                     "/jax/compilation_cache/cache_retrieval_time_sec"):
+            _add(event.rsplit("/", 1)[1], duration)
+            if event.endswith("backend_compile_duration"):
+                _add("compiles", 1)
+
+    def _on_event(event: str, **_) -> None:
+        if event in ("/jax/compilation_cache/cache_hits", "/jax/compilation_cache/cache_misses"):
+            _add(event.rsplit("/", 1)[1], 1)
+
+    monitoring.register_event_duration_secs_listener(_on_duration)
+    monitoring.register_event_listener(_on_event)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(item, nextitem):
+        _current_test[0] = item.nodeid
+        yield
+
+    def pytest_sessionfinish(session):
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        pathlib.Path(_COMPILE_LOG_DIR).mkdir(parents=True, exist_ok=True)
+        path = pathlib.Path(_COMPILE_LOG_DIR) / f"compile-{worker}-{os.getpid()}.json"
+        path.write_text(json.dumps(_compile_stats, indent=1))
+
+
+# --- Two xdist workers, one file each at a time (`--dist loadfile`): files are handed out in
+# collection order, so a long file collected last finishes alone on one core. The longest
+# files (end-to-end training runs, the loss phases, Inception metrics) go first.
+_LONGEST_FIRST = (
+    "tests/flaxgan/train/test_step.py",
+    "tests/flaxgan/train/test_loop.py",
+    "tests/flaxgan/train/test_train_stylegan1.py",
+    "tests/flaxgan/test_losses.py",
+    "tests/flaxgan/train/test_multiprocess.py",
+    "tests/experiments/test_eval.py",
+    "tests/flaxgan/metrics/test_api.py",
+    "tests/flaxgan/train/test_checkpoint_recovery.py",
+    "tests/flaxgan/models/test_stylegan3_parity.py",
+    "tests/flaxgan/metrics/test_inception.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {path: i for i, path in enumerate(_LONGEST_FIRST)}
+
+    def key(item):
+        path = pathlib.Path(str(item.fspath)).resolve().relative_to(REPO_ROOT).as_posix()
+        return rank.get(path, len(rank))
+
+    items.sort(key=key)  # stable: the rest keep their order, tests within a file too
