@@ -50,6 +50,9 @@ __all__ = [
 ]
 
 DETECTORS = (None, "mtcnn", "haar")
+# `data_pipelines.detection.mtcnn.RECALL_MODES`, repeated so that a recipe is checked without
+# importing JAX (a test keeps the two equal).
+MTCNN_RECALLS = ("reference", "high")
 CROPS = ("margin", "haar", "align", "resize", "none")
 
 
@@ -73,6 +76,8 @@ class Recipe:
       resample: Pillow filter name (`crop.RESAMPLE`).
       policy: keep/drop thresholds and the multiple-face policy.
       min_face_size: detector's smallest face side, pixels.
+      mtcnn_recall: `MTCNN(recall=...)`: `reference` (the reference detector's faces) or `high`
+        (those plus the faces its verified second chances find); MTCNN only.
       batch_size: images decoded and detected together.
       encoding: `png` (lossless) or `jpeg` for the stored image.
     """
@@ -86,6 +91,7 @@ class Recipe:
     resample: str = "bilinear"
     policy: filters.FilterPolicy = filters.FilterPolicy()
     min_face_size: int = 20
+    mtcnn_recall: str = "reference"
     batch_size: int = 64
     encoding: str = "png"
 
@@ -101,6 +107,10 @@ class Recipe:
             raise ValueError(f"crop={self.crop!r} needs a detector")
         if self.crop == "align" and self.detector != "mtcnn":
             raise ValueError("crop='align' needs MTCNN landmarks (detector='mtcnn')")
+        if self.mtcnn_recall not in MTCNN_RECALLS:
+            raise ValueError(f"expected mtcnn_recall in {MTCNN_RECALLS}, got {self.mtcnn_recall!r}")
+        if self.mtcnn_recall != "reference" and self.detector != "mtcnn":
+            raise ValueError(f"mtcnn_recall={self.mtcnn_recall!r} needs detector='mtcnn'")
         crop.resample_filter(self.resample)
 
     @property
@@ -290,7 +300,8 @@ _IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 def _detector(recipe: Recipe) -> Callable[[list[np.ndarray]], list[list[Face]]] | None:
     if recipe.detector == "mtcnn":
         from data_pipelines.detection import mtcnn
-        return mtcnn.MTCNN(min_face_size=recipe.min_face_size).detect_batch
+        return mtcnn.MTCNN(min_face_size=recipe.min_face_size,
+                           recall=recipe.mtcnn_recall).detect_batch
     if recipe.detector == "haar":
         from data_pipelines.detection import haar
         return haar.HaarCascade(min_face_size=recipe.min_face_size).detect_batch
