@@ -29,7 +29,7 @@ demo: install
 
 test: install
 	# Two workers (one per CI core), each test file kept on one worker (module fixtures).
-	XLA_FLAGS=$(TEST_XLA_FLAGS) $(PY) -m pytest -q -n 2 --dist loadfile tests
+	XLA_FLAGS="$(TEST_XLA_FLAGS)" $(PY) -m pytest -q -n 2 --dist loadfile tests
 
 lint: install
 	$(PY) -m ruff check flaxgan experiments data_pipelines tests benchmarks
