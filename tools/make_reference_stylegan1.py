@@ -87,10 +87,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _patched_copy(official_repo: pathlib.Path, dest: pathlib.Path) -> pathlib.Path:
+def _patched_copy(official_repo: pathlib.Path, dest: pathlib.Path,
+                  patches: tuple[tuple[str, str, str], ...] = PATCHES) -> pathlib.Path:
+    """A copy of `official_repo` under `dest` with `patches` applied (also used by
+    `benchmarks/stylegan1.py`)."""
     root = dest / "stylegan"
     shutil.copytree(official_repo, root, ignore=shutil.ignore_patterns(".git"))
-    for rel, old, new in PATCHES:
+    for rel, old, new in patches:
         path = root / rel
         lines = path.read_text(encoding="utf-8-sig").split("\n")
         hits = [i for i, line in enumerate(lines) if line.rstrip("\r") == old]
@@ -138,9 +141,9 @@ def _new_tensor(graph, before: set[str], suffix: str):
     return ops[0].outputs[0]
 
 
-def _pickle(G, D, path: pathlib.Path) -> None:
+def _pickle(G, D, path: pathlib.Path):
     """`(G, D, Gs)` as official training pickles a snapshot (protocol 4 under Python 3.6),
-    with each network's embedded module source replaced by a placeholder."""
+    with each network's embedded module source replaced by a placeholder; returns Gs."""
     Gs = G.clone("Gs")
     nets = [G, D, Gs, *G.components.values(), *Gs.components.values()]
     saved = [net._build_module_src for net in nets]
@@ -152,6 +155,7 @@ def _pickle(G, D, path: pathlib.Path) -> None:
     finally:
         for net, src in zip(nets, saved, strict=True):
             net._build_module_src = src
+    return Gs
 
 
 def record(name: str, preset: dict[str, Any], out_dir: pathlib.Path, commit: str) -> None:
