@@ -20,11 +20,12 @@ from experiments.configs import common
 from flaxgan import sample
 from flaxgan.train import loop, partial_resume, sharding
 from flaxgan.train import state as state_lib
+from flaxgan.train import step as step_lib
 from tests.conftest import TEST_DATA
 
 FACES = TEST_DATA / "celeba_small"
 PAIR = ("Male", "Young")
-RES, BATCH = 16, 16
+RES, BATCH = 8, 16  # 8²: the smallest StyleGAN2 (b4, b8), the cheapest to compile
 
 
 def _table_classes(files) -> np.ndarray:
@@ -84,6 +85,35 @@ def _spy(G, seen: list):
                   if f.name not in ("parent", "name")})
 
 
+def test_fakes_take_the_labels_of_the_real_stream():
+    """Every generated image's label is one of the real batch's labels on its device,
+    permuted (`step.gen_labels`): a draw from the training stream's label distribution (the
+    official draws `training_set.get_label(random index)`: the same distribution)."""
+    mesh = sharding.make_mesh()
+    local = BATCH // mesh.size
+    assert local >= 2  # a permutation to see
+    config = _config("")
+    _, _, G, D = loop.build_networks(config.model, RES, 3, 4)
+    hp = loop.hyperparameters(config.train, config.augment)
+    opts = step_lib.make_optimizers(hp)
+    g_vars, d_vars = jax.jit(lambda: state_lib.init_variables(G, D, jax.random.key(0), RES, 3,
+                                                              4))()
+    state = sharding.replicate(state_lib.create_state(g_vars, d_vars, *opts,
+                                                      jax.random.key(1)), mesh)
+    seen: list = []
+    steps = step_lib.make_train_steps(_spy(G, seen), D, hp, mesh)
+    classes = np.random.default_rng(0).integers(0, 4, BATCH)
+    batch = sharding.global_batch({"image": np.zeros((BATCH, RES, RES, 3), np.uint8),
+                                   "label": np.eye(4, dtype=np.float32)[classes]}, mesh)
+    steps.run_phase["Dmain"](state, batch)
+    jax.effects_barrier()
+    assert sorted(d for d, _ in seen) == list(range(mesh.size))
+    for device, c in seen:
+        assert c.shape == (local, 4) and np.all(c.sum(1) == 1)
+        mine = classes[device * local:(device + 1) * local]
+        assert collections.Counter(c.argmax(1)) == collections.Counter(mine)
+
+
 def test_partial_merge_copies_widens_and_lists_the_rest():
     rng = np.random.default_rng(0)
     old = {"params": {"fc0": {"weight": rng.normal(size=(3, 2)), "bias": np.ones(2)},
@@ -134,31 +164,22 @@ def _config(bundle: str) -> object:
 
 
 def test_conditional_run_from_an_unconditional_snapshot(tmp_path, caplog, monkeypatch):
-    """One iteration on Male x Young classes from an unconditional export: what matches is
-    copied and the rest listed in one warning line; the conditional G starts as the
-    unconditional one (first grid); every generated image's label is one of the real batch's
-    labels on its device, permuted (`step.gen_labels`: a draw from the training stream's
-    label distribution, the official `training_set.get_label(random index)` in
-    distribution); the snapshot is a 4-class generator."""
+    """One iteration on Male x Young classes from an unconditional export: the batches carry
+    the table's classes one-hot, what matches is copied and the rest listed in one warning
+    line, the conditional G starts as the unconditional one (first grid), and the snapshot is
+    a 4-class generator."""
     config = _config(str(tmp_path / "uncond"))
     g_kwargs, d_kwargs, G, D = loop.build_networks(config.model, RES, 3, 0)
     g_vars, d_vars = jax.jit(lambda: state_lib.init_variables(G, D, jax.random.key(3), RES,
                                                               3, 0))()  # eagerly: slow
     for key, kwargs, variables in (("G_ema", g_kwargs, g_vars), ("D", d_kwargs, d_vars)):
         sample.export_variables(config.resume_pkl, key, kwargs, variables)
-    seen, reals = [], []
-    build, put, mesh = loop.build_networks, sharding.global_batch, sharding.make_mesh
-    # One device: the 8 fake ones multiply the checkpoint's per-shard work (hundreds of tiny
-    # compilations) for nothing this test looks at; the label rule is per device anyway.
-    monkeypatch.setattr(sharding, "make_mesh", lambda *a, **k: mesh(jax.devices()[:1]))
-    monkeypatch.setattr(loop, "build_networks", lambda *a: (
-        lambda g_kw, d_kw, g, d: (g_kw, d_kw, _spy(g, seen), d))(*build(*a)))
+    reals, put = [], sharding.global_batch
     monkeypatch.setattr(sharding, "global_batch",
                         lambda batch, mesh: reals.append(batch["label"]) or put(batch, mesh))
     workdir = str(tmp_path / "cond")
     with caplog.at_level(logging.WARNING):
         record = loop.train(config, workdir)
-    jax.effects_barrier()
 
     notices = [r.getMessage() for r in caplog.records if "resume_partial" in r.getMessage()]
     assert len(notices) == 1 and "\n" not in notices[0]
@@ -166,13 +187,10 @@ def test_conditional_run_from_an_unconditional_snapshot(tmp_path, caplog, monkey
     assert "fresh b4.out mapping.embed" in notices[0]
     assert np.isfinite(record["Loss/G/loss"]) and np.isfinite(record["Loss/D/loss"])
 
-    (real,) = reals  # one iteration: one batch
+    (real,) = reals  # one iteration: one batch of one-hot classes of the table
     table = _table_classes(data_input.open_source(FACES, "train[:64]")[0].files)
-    assert set(np.asarray(real).argmax(1)) <= set(table) and np.all(real.sum(1) == 1)
-    assert [d for d, _ in seen] == [0, 0]  # G main and D main, on the one device
-    for _, c in seen:
-        assert c.shape == (BATCH, 4) and np.all(c.sum(1) == 1)
-        assert collections.Counter(c.argmax(1)) == collections.Counter(real.argmax(1))
+    assert real.shape == (BATCH, 4) and np.all(real.sum(1) == 1)
+    assert set(real.argmax(1)) <= set(table)
 
     g = sample.load(os.path.join(workdir, "snapshots", "network-snapshot-000000.016"))
     assert g.c_dim == 4 and sample.labels(g, 3, 1).tolist() == [[0, 0, 0, 1]]
