@@ -20,7 +20,9 @@ r"""Synthetic face datasets: style-mixing auto-labelled sets, augmentation expor
 `export` writes `OUTDIR/tfds/synthetic_faces/export/1.0.0` (`image`, `seed`, `attributes`,
 `scores`, `psi`, `label` for conditional networks), `report.json` (filter counts, balance before
 and after, quotas, shortfall, score summaries) and, with `--png_dir`, `seed%06d.png` files (an
-`image_mix` source). `evaluate` prints the table and writes the JSON report. Datasets:
+`image_mix` source). `evaluate` prints the table and writes the JSON report; an export
+evaluated with the very classifier that labelled it is marked `*` in the table and
+`circular: true` in the report (100% by construction, not a measurement). Datasets:
 `data_pipelines.input.make_dataset(FOLDER, "train", ...)`. A `NAME.py[:variant]` for `--real`
 or `--data` is a training config (bare names in experiments/configs/): its data section (folder,
 crop box, split). The attribute classifier is `--classifier` or the network's matched one.
