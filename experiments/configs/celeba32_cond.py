@@ -22,7 +22,8 @@ embedding, D's label mapping and its projection head start fresh; a one-line not
 0.0064, path length, style mixing, ADA bgc). Snapshots every 5 ticks (20 kimg); no metric hook
 (a conditional FID needs classes drawn as the data's, see the record); `tools/eval_splits.py`
 and the per-class attribute accuracy of `benchmarks/conditional_celeba32.py` judge it.
-Time: about 15–20 sec/kimg on 2 idle cores (more on shared ones).
+Time: measured 53–144 sec/kimg (median 82) on 2 CPU cores shared with other jobs: the first
+40 kimg took 65 min (the figures in benchmarks/RESULTS.md). Rerunning the command resumes.
 """
 
 from experiments.configs import celeba32
