@@ -11,8 +11,9 @@ and whether it is Young (logit > 0). Reported per class: the fraction classified
 class says (`male_ok`), Young as it says (`young_ok`), and both. The same seeds drawn from the
 unconditional `--baseline` (the bundled celeba32, where the fine-tuning started: the class
 cannot matter there) give the reference: how often an unconditioned face happens to match
-each class. A classifier's own held-out accuracy on real faces (~87% Male, ~81% Young at 32²)
-caps what it can confirm.
+each class. A classifier's own held-out accuracy on real faces caps what it can confirm (the
+bundled one's `accuracy.json`: Male 87.3%, Young 81.3%, against majority baselines of 57.8% and
+80.0%: its Young output is barely better than always saying Young).
 `celeba32` as a classifier is the one bundled with the generator
 (`flaxgan/pretrained/celeba32/attributes`).
 """

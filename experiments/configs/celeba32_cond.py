@@ -19,9 +19,10 @@ shape match is copied; the mapping's first layer, whose input grows by the label
 widened so the conditional G starts as exactly the unconditional one (new rows 0); the label
 embedding, D's label mapping and its projection head start fresh; a one-line notice lists them
 (`flaxgan.train.partial_resume`). The recipe is otherwise `celeba32.py`'s (batch 32, R1 γ
-0.0064, path length, style mixing, ADA bgc). Snapshots every 5 ticks (20 kimg); no metric hook
-(a conditional FID needs classes drawn as the data's, see the record); `tools/eval_splits.py`
-and the per-class attribute accuracy of `benchmarks/conditional_celeba32.py` judge it.
+0.0064, path length, style mixing, ADA bgc). Snapshots every 5 ticks (20 kimg); no metric hook:
+it draws a conditional generator's classes uniformly, not as the data's (the official draws
+them from the dataset), so its FID would be biased; the per-class attribute accuracy of
+`benchmarks/conditional_celeba32.py` judges the model.
 Time: measured 53–144 sec/kimg (median 82) on 2 CPU cores shared with other jobs: the first
 40 kimg took 65 min (the figures in benchmarks/RESULTS.md). Rerunning the command resumes.
 """
