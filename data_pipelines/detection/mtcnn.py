@@ -44,8 +44,8 @@ normalised by the image size); removing that distortion moves landmarks by about
 and changes kept faces, and measured against the human landmarks it was no better.
 
 Public API: `detect_faces(image)`, `detect_faces_batch(images)`, `MTCNN` (configurable
-detector), `load_params()`, the Flax modules `PNet`, `RNet`, `ONet`, and the helpers
-`pyramid_scales`, `area_resize`, `crop_and_resize`, `nms`.
+detector; its `recall` values in `RECALL_MODES`), `load_params()`, the Flax modules `PNet`,
+`RNet`, `ONet`, and the helpers `pyramid_scales`, `area_resize`, `crop_and_resize`, `nms`.
 """
 
 from __future__ import annotations
@@ -501,7 +501,8 @@ class MTCNN:
       rescue_tolerance: `recall="high"` only: the largest mean landmark distance between the
         plain and mirrored O-Net passes of a rescued face, as a fraction of its box side
         (0.03: faces the reference keeps have a median of 0.010 and a 90th percentile of 0.024;
-        the non-faces rescued without this check 0.03-0.13; CelebA 001001-004000).
+        the 3 non-faces the R-Net second chance passed without this check 0.056-0.082; CelebA
+        001001-004000).
       weights: path of the `.npz` weights.
     """
 
