@@ -138,6 +138,7 @@ _LONGEST_FIRST = (
     "tests/flaxgan/train/test_train_stylegan1.py",
     "tests/flaxgan/test_losses.py",
     "tests/flaxgan/train/test_multiprocess.py",
+    "tests/flaxgan/train/test_conditional.py",
     "tests/experiments/test_eval.py",
     "tests/flaxgan/metrics/test_api.py",
     "tests/flaxgan/train/test_checkpoint_recovery.py",
