@@ -72,7 +72,11 @@ def test_export_reads_back_balanced_and_filtered(runs, tiny_g):
     # The records are the images of their seeds.
     again = export._chunk(tiny_g, seeds[:4], 0, psi=1.0, c=None, noise_mode="const",
                           scorers=export.Scorers())
-    np.testing.assert_array_equal(again["images"], np.stack([r["image"] for r in records[:4]]))
+    # Re-rendered in another batch: float32 results differ by ~1e-6 between batch positions
+    # (XLA CPU vectorises rows differently), which can move a pixel across a uint8 rounding
+    # boundary: one level, never more.
+    stored = np.stack([r["image"] for r in records[:4]]).astype(np.int16)
+    assert np.abs(again["images"].astype(np.int16) - stored).max() <= 1
     batches = list(data_input.make_dataset(full.dataset, "train", 8, shuffle=False,
                                            num_epochs=1, drop_remainder=False))
     assert sum(len(b["image"]) for b in batches) == 20 and batches[0]["image"].shape[1:] == (
