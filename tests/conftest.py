@@ -95,7 +95,7 @@ _compile_stats: dict[str, dict[str, float]] = {}
 _current_test = ["<collection>"]
 
 if _COMPILE_LOG_DIR:
-    from jax._src import monitoring
+    from jax import monitoring
 
     def _add(key: str, value: float) -> None:
         stats = _compile_stats.setdefault(_current_test[0], {})
