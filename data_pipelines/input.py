@@ -70,8 +70,8 @@ from data_pipelines import crop
 from flaxgan import images
 
 __all__ = ["DatasetMetadata", "ImageFolderSource", "attribute_class_labels", "attribute_classes",
-           "dataset_metadata", "is_prepared_dir", "make_dataset", "open_source", "section_kwargs",
-           "source_labels"]
+           "class_frequencies", "dataset_metadata", "is_prepared_dir", "make_dataset",
+           "open_source", "section_kwargs", "source_labels"]
 
 STORED = "stored"  # `source_weights` default: the weights stored with the dataset, if any
 ATTR_FILE = "list_attr_celeba.txt"  # `attribute_labels`: a folder's default attribute table
@@ -415,6 +415,34 @@ def source_labels(name_or_dir: str | pathlib.Path, split: str = "train", *,
         keys = list(range(start, min(start + chunk, len(source))))
         labels[start:start + len(keys)] = [int(r["label"]) for r in source.__getitems__(keys)]
     return labels
+
+
+def class_frequencies(name_or_dir: str | pathlib.Path, split: str = "train", *,
+                      data_dir: str | None = None, resolution: int | None = None,
+                      folder_labels: bool = False, crop_box: Sequence[float] | None = None,
+                      attribute_labels: Sequence[str] = (),
+                      attr_file: str | pathlib.Path | None = None,
+                      source_weights: str | Mapping[str, float] | None = STORED) -> np.ndarray:
+    """float64 `[c_dim]`: the share of each class in the stream `make_dataset` yields with the
+    same arguments (sums to 1; `[0]` for an unlabelled dataset).
+
+    With source weights (module doc) that is the normalised weights; otherwise the split's
+    label counts. Generated images of a conditional model take their classes from this
+    distribution (the official draws the label of a random training example), in training and
+    in the metrics, so that fakes and reals are compared class for class.
+    """
+    source, meta = open_source(name_or_dir, split, data_dir=data_dir, resolution=resolution,
+                               folder_labels=folder_labels, crop_box=crop_box,
+                               attribute_labels=attribute_labels, attr_file=attr_file)
+    if not meta.c_dim:
+        return np.zeros((0,), np.float64)
+    weights = _resolve_weights(source_weights, meta, str(name_or_dir))
+    if weights is None:
+        labels = source.labels if isinstance(source, ImageFolderSource) else source_labels(
+            name_or_dir, split, data_dir=data_dir)
+        weights = np.bincount(labels, minlength=meta.c_dim)[:meta.c_dim]
+    weights = np.asarray(weights, np.float64)
+    return weights / weights.sum()
 
 
 # ----------------------------------------------------------------------------------------------

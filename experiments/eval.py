@@ -91,14 +91,22 @@ def run_data(workdir: str) -> dict[str, Any]:
         raise RunNotFound(f"{path}: cannot read the run's dataset ({e}); pass --data"
                           ) from None
 
-def generator(network: str, seed: int = 0) -> tuple[features.ImageSource, Any]:
-    """``(image source, ppl.LatentGenerator)`` of a snapshot, sampled as the official metrics."""
+def generator(network: str, seed: int = 0, data: Mapping[str, Any] | None = None
+              ) -> tuple[features.ImageSource, Any]:
+    """``(image source, ppl.LatentGenerator)`` of a snapshot, sampled as the official metrics:
+    a conditional one draws its classes from the class frequencies of ``data`` (a
+    ``config.data``-like section) when that dataset has as many classes, else uniformly."""
     from flaxgan import sample
 
     g = sample.load(network)
+    class_probs = evaluation.dataset_class_probs(data, g.c_dim) if data else None
+    if g.c_dim and class_probs is None:
+        logging.info('%s: conditional (c_dim=%d), classes drawn uniformly (no dataset with '
+                     'as many classes given)', network, g.c_dim)
     source = evaluation.network_source(g.module, g.variables, g.c_dim, seed,
-                                       name=os.path.basename(network.rstrip('/')))
-    return source, evaluation.latent_generator(g.module, g.variables)
+                                       name=os.path.basename(network.rstrip('/')),
+                                       class_probs=class_probs)
+    return source, evaluation.latent_generator(g.module, g.variables, class_probs)
 
 
 def run(metrics: Sequence[str], real: features.ImageSource | None, fake: features.ImageSource,
@@ -180,7 +188,7 @@ def main(argv: Sequence[str]) -> None:
         cli.check_dataset(section, data_dir_flag='--data_dir')
     generator_kwargs: dict[str, Any] = {}
     if network:
-        fake, generator_kwargs['generator'] = generator(network, _SEED.value)
+        fake, generator_kwargs['generator'] = generator(network, _SEED.value, section)
     else:
         fake = features.folder_source(_FAKE_DIR.value)
     real = (evaluation.real_source(data if isinstance(data, str) else section,

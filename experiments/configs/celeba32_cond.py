@@ -9,9 +9,9 @@ Data as `celeba32.py` (the aligned-CelebA face box at 32², files 001001–00450
 face labelled by the combination of its `Male` and `Young` attributes in
 `list_attr_celeba.txt` (`data.attribute_labels`; `data_pipelines.input.attribute_classes`):
 class 0 `not_Male,not_Young` (6.7% of the 3,500), 1 `not_Male,Young` (52.1%), 2
-`Male,not_Young` (14.4%), 3 `Male,Young` (26.9%). Generated images take the labels of the
-training stream (each device's real labels, permuted; `flaxgan.train.step`), i.e. the
-training set's class distribution, as the official code.
+`Male,not_Young` (14.4%), 3 `Male,Young` (26.9%). Generated images take classes drawn
+from the training stream's class frequencies (`flaxgan.train.step.generated_labels`), as the
+official code.
 
 Start: training from scratch is too slow on a CPU, so the run starts from the bundled
 unconditional model (`resume_pkl = "celeba32"`) with `resume_partial`: everything whose name and

@@ -38,6 +38,7 @@ from flaxgan.train import sharding
 
 __all__ = [
     "METRICS_FILE",
+    "dataset_class_probs",
     "dataset_source",
     "evaluate",
     "evaluate_context",
@@ -84,6 +85,18 @@ def dataset_source(data: Mapping[str, Any], max_images: int | None = None
                                 resolution=(meta.resolution, meta.resolution))
 
 
+def dataset_class_probs(data: Mapping[str, Any], c_dim: int) -> tuple[float, ...] | None:
+    """The class frequencies of a dataset (`config.data`-like section) that a generator with
+    `c_dim` classes draws its classes from (the official protocol), or None (uniform) when the
+    generator is unconditional or the dataset does not have `c_dim` classes."""
+    if not c_dim:
+        return None
+    from data_pipelines import input as data_input  # TFDS import is slow
+
+    probs = data_input.class_frequencies(**data_input.section_kwargs(data))
+    return tuple(float(p) for p in probs) if len(probs) == c_dim else None
+
+
 def _dataset_name(kwargs: Mapping[str, Any], resolution: int, count: int) -> str:
     """The statistics cache's name of a dataset source: which images (split, crop) they are."""
     what = [os.path.basename(str(kwargs["name_or_dir"]).rstrip("/")), kwargs["split"]]
@@ -113,12 +126,14 @@ def real_source(data: str | Mapping[str, Any], data_dir: str | None = None,
 
 
 def network_source(G, variables, c_dim: int, seed: int = 0, mesh: Mesh | None = None,
-                   name: str = "generator") -> features.ImageSource:
+                   name: str = "generator", class_probs: Sequence[float] | None = None
+                   ) -> features.ImageSource:
     """Endless uint8 RGB samples of the generator module `G`, generated data-parallel over
     `mesh` (default: all local devices).
 
     The official protocol: z ~ N(0, I), ψ = 1, random noise, `clip(x · 127.5 + 128)`;
-    conditional models get uniformly drawn classes. Latents and classes are drawn for the whole
+    conditional models get classes drawn from `class_probs` (the dataset's class frequencies,
+    `dataset_class_probs`; uniform when None). Latents and classes are drawn for the whole
     batch from the batch key (the same images for any device count); the noise from the batch
     key folded with the device index.
     """
@@ -138,7 +153,7 @@ def network_source(G, variables, c_dim: int, seed: int = 0, mesh: Mesh | None = 
     def draw(variables, key: jax.Array, n: int) -> jax.Array:
         k_z, k_c, k_noise = jax.random.split(key, 3)
         z = jax.random.normal(k_z, (n, G.z_dim))
-        c = features.uniform_labels(k_c, n, c_dim)
+        c = features.class_labels(k_c, n, c_dim, class_probs)
         batch = P(sharding.BATCH_AXIS)
         return jax.shard_map(local, mesh=mesh, in_specs=(P(), batch, batch, P()),
                              out_specs=batch)(variables, z, c, k_noise)
@@ -149,7 +164,8 @@ def network_source(G, variables, c_dim: int, seed: int = 0, mesh: Mesh | None = 
     return features.generator_source(sample, seed=seed, name=name)
 
 
-def latent_generator(G, variables) -> ppl.LatentGenerator:
+def latent_generator(G, variables, class_probs: Sequence[float] | None = None
+                     ) -> ppl.LatentGenerator:
     """`G` as path-length and separability metrics see it: separate mapping and synthesis.
 
     `synthesis(ws, key)` draws every stored noise buffer (`noise_const`; StyleGAN v1's
@@ -170,7 +186,8 @@ def latent_generator(G, variables) -> ppl.LatentGenerator:
                        method=lambda m, ws, **k: m.synthesize(ws, **k))
 
     return ppl.LatentGenerator(mapping=mapping, synthesis=synthesis, z_dim=int(G.z_dim),
-                               c_dim=int(G.c_dim))
+                               c_dim=int(G.c_dim),
+                               class_probs=None if class_probs is None else tuple(class_probs))
 
 
 _NOISE_BUFFER = re.compile(r"noise_const|noise\d+")  # StyleGAN2 / StyleGAN v1
@@ -246,9 +263,11 @@ def evaluate(metrics: Sequence[str], G, ema_variables, data: Mapping[str, Any], 
     Returns:
       `{metric: first value}` (best-checkpoint selection).
     """
+    class_probs = dataset_class_probs(data, int(G.c_dim))
     ctx = registry.MetricContext(
-        real=dataset_source(data), fake=network_source(G, ema_variables, int(G.c_dim), seed),
-        generator=latent_generator(G, ema_variables), progress=False, seed=seed,
+        real=dataset_source(data),
+        fake=network_source(G, ema_variables, int(G.c_dim), seed, class_probs=class_probs),
+        generator=latent_generator(G, ema_variables, class_probs), progress=False, seed=seed,
         cache_dir=cache_dir, **detectors.load_detectors(metrics, **dict(weights or {})))
     out = os.path.join(workdir, METRICS_FILE) if workdir else None
     records = evaluate_context(metrics, ctx, out=out, extra=dict(kimg=kimg))

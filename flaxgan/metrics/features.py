@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding
@@ -44,7 +45,7 @@ __all__ = [
     'make_extractor',
     'mirrored',
     'NoImages',
-    'uniform_labels',
+    'class_labels',
 ]
 
 
@@ -251,9 +252,19 @@ def folder_source(directory: str | os.PathLike, max_images: int | None = None,
                        mixed_sizes=mixed, skipped=skipped)
 
 
-def uniform_labels(key: jax.Array, n: int, c_dim: int) -> jax.Array:
-    """``[n, c_dim]`` one-hot classes drawn uniformly (``[n, 0]`` for ``c_dim = 0``)."""
-    return jax.nn.one_hot(jax.random.randint(key, (n,), 0, max(c_dim, 1)), c_dim)
+def class_labels(key: jax.Array, n: int, c_dim: int,
+                 class_probs: Sequence[float] | None = None) -> jax.Array:
+    """``[n, c_dim]`` one-hot classes drawn from ``class_probs`` (``[c_dim]``, e.g. the
+    dataset's class frequencies, as the official draws the label of a random training example;
+    uniform when None); ``[n, 0]`` for ``c_dim = 0``."""
+    if not c_dim:
+        return jnp.zeros((n, 0), jnp.float32)
+    if class_probs is None:
+        return jax.nn.one_hot(jax.random.randint(key, (n,), 0, c_dim), c_dim)
+    if len(class_probs) != c_dim:
+        raise ValueError(f'expected {c_dim} class probabilities, got {len(class_probs)}')
+    logits = jnp.log(jnp.asarray(class_probs, jnp.float32))
+    return jax.nn.one_hot(jax.random.categorical(key, logits, shape=(n,)), c_dim)
 
 
 def array_source(images: np.ndarray, name: str | None = None) -> ImageSource:

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from flaxgan.images import to_uint8
 from flaxgan.metrics import ppl
-from flaxgan.metrics.features import uniform_labels
+from flaxgan.metrics.features import class_labels
 from flaxgan.train.sharding import BATCH_AXIS, make_mesh
 
 __all__ = [
@@ -162,10 +162,10 @@ def sample_attributes(generator: ppl.LatentGenerator,
     """``(z [N, z_dim], w [N, w_dim], probs [N, A])`` for ``num_samples`` random latents.
 
     Step ``i`` draws ``batch_size`` latents (rounded up to a multiple of the device count; a
-    uniformly drawn one-hot class each for a conditional generator) and one noise key from
-    ``fold_in(key(seed), i)``; mapping, synthesis and ``classify_fn`` (which must be jittable)
-    then run data-parallel over ``mesh`` (default: all local devices), so the samples do not
-    depend on the device count.
+    one-hot class each for a conditional generator, drawn from its ``class_probs`` or
+    uniformly) and one noise key from ``fold_in(key(seed), i)``; mapping, synthesis and
+    ``classify_fn`` (which must be jittable) then run data-parallel over ``mesh`` (default:
+    all local devices), so the samples do not depend on the device count.
     """
     mesh = make_mesh(local=True) if mesh is None else mesh
     batch_size = -(-batch_size // mesh.size) * mesh.size
@@ -180,7 +180,7 @@ def sample_attributes(generator: ppl.LatentGenerator,
     def step(key):
         z_key, c_key, noise_key = jax.random.split(key, 3)
         z = jax.random.normal(z_key, (batch_size, generator.z_dim))
-        c = uniform_labels(c_key, batch_size, c_dim)
+        c = class_labels(c_key, batch_size, c_dim, getattr(generator, 'class_probs', None))
         w, probs = jax.shard_map(local, mesh=mesh, in_specs=(P(BATCH_AXIS), P(BATCH_AXIS), P()),
                                  out_specs=P(BATCH_AXIS))(z, c, noise_key)
         return z, w, probs

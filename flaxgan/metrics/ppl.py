@@ -20,7 +20,7 @@ LPIPS-VGG16 distance (the official ``vgg16(..., return_lpips=True)``;
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import jax
@@ -30,7 +30,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-from flaxgan.metrics.features import uniform_labels
+from flaxgan.metrics.features import class_labels
 from flaxgan.train.sharding import BATCH_AXIS, make_mesh
 
 __all__ = ['LatentGenerator', 'crop_and_scale', 'filtered_mean', 'pair_distances',
@@ -45,13 +45,16 @@ class LatentGenerator(NamedTuple):
       synthesis: ``(ws, key) -> images [B, H, W, C]`` in [-1, 1], noise from ``key`` shared by
         the whole batch (the official randomised ``noise_const`` + ``noise_mode='const'``).
       z_dim: latent size.
-      c_dim: label size (0: unconditional); conditional pairs share one uniformly drawn class.
+      c_dim: label size (0: unconditional); the two ends of a pair share one class.
+      class_probs: ``[c_dim]`` class distribution the pairs' classes are drawn from (the
+        dataset's, `data_pipelines.input.class_frequencies`); None: uniform.
     """
 
     mapping: Callable[[jax.Array, jax.Array], jax.Array]
     synthesis: Callable[[jax.Array, jax.Array], jax.Array]
     z_dim: int
     c_dim: int = 0
+    class_probs: tuple[float, ...] | None = None
 
 
 def slerp(a: jax.Array, b: jax.Array, t: jax.Array) -> jax.Array:
@@ -71,15 +74,15 @@ def slerp(a: jax.Array, b: jax.Array, t: jax.Array) -> jax.Array:
 
 
 def pair_latents(key: jax.Array, batch: int, z_dim: int, mapping: Callable, space: str,
-                 sampling: str, epsilon: float, c_dim: int = 0
-                 ) -> tuple[jax.Array, jax.Array]:
+                 sampling: str, epsilon: float, c_dim: int = 0,
+                 class_probs: Sequence[float] | None = None) -> tuple[jax.Array, jax.Array]:
     """``(ws_t, ws_t+eps)``, each ``[B, num_ws, w_dim]``, as the official ``PPLSampler``."""
     if space not in ('z', 'w') or sampling not in ('full', 'end'):
         raise ValueError(f'space must be z|w and sampling full|end, got {space!r}, {sampling!r}')
     t_key, z_key, c_key = jax.random.split(key, 3)
     t = jax.random.uniform(t_key, (batch,)) * (1.0 if sampling == 'full' else 0.0)
     z0, z1 = jnp.split(jax.random.normal(z_key, (2 * batch, z_dim)), 2)
-    c = uniform_labels(c_key, batch, c_dim)
+    c = class_labels(c_key, batch, c_dim, class_probs)
     c2 = jnp.concatenate([c, c])  # both ends of a pair (and both interpolants) share the class
     if space == 'w':
         w0, w1 = jnp.split(mapping(jnp.concatenate([z0, z1]), c2), 2)
@@ -119,10 +122,12 @@ def pair_distances(ws0: jax.Array, ws1: jax.Array, noise_key: jax.Array, synthes
 
 def ppl_distances(key: jax.Array, batch: int, z_dim: int, mapping: Callable,
                   synthesis: Callable, lpips_features: Callable, space: str, sampling: str,
-                  epsilon: float = 1e-4, crop: bool = True, c_dim: int = 0) -> jax.Array:
+                  epsilon: float = 1e-4, crop: bool = True, c_dim: int = 0,
+                  class_probs: Sequence[float] | None = None) -> jax.Array:
     """``[B]`` differential LPIPS distances ``||f(img_t) - f(img_t+eps)||^2 / eps^2``."""
     lat_key, noise_key = jax.random.split(key)
-    ws0, ws1 = pair_latents(lat_key, batch, z_dim, mapping, space, sampling, epsilon, c_dim)
+    ws0, ws1 = pair_latents(lat_key, batch, z_dim, mapping, space, sampling, epsilon, c_dim,
+                            class_probs)
     return pair_distances(ws0, ws1, noise_key, synthesis, lpips_features, epsilon, crop)
 
 
@@ -137,8 +142,12 @@ def filtered_mean(dist: np.ndarray) -> float:
 def ppl(mapping: Callable, synthesis: Callable, lpips_features: Callable, z_dim: int,
         num_samples: int = 50000, epsilon: float = 1e-4, space: str = 'w',
         sampling: str = 'end', crop: bool = True, batch_size: int = 16, seed: int = 0,
-        progress: bool = True, c_dim: int = 0, mesh: Mesh | None = None) -> float:
+        progress: bool = True, c_dim: int = 0, mesh: Mesh | None = None,
+        class_probs: Sequence[float] | None = None) -> float:
     """The PPL metric (official ``ppl_{z,w}{full,end}``: crop True; ``ppl2_wend``: crop False).
+
+    Conditional generators (``c_dim > 0``): each pair's class is drawn from ``class_probs``
+    (the dataset's class frequencies, as the official; None: uniform).
 
     Batch ``i`` of ``batch_size`` pairs (rounded up to a multiple of the device count) uses
     ``fold_in(key(seed), i)``: its latents and its one noise are drawn for the whole batch,
@@ -154,7 +163,7 @@ def ppl(mapping: Callable, synthesis: Callable, lpips_features: Callable, z_dim:
     def step(key):
         lat_key, noise_key = jax.random.split(key)
         ws0, ws1 = pair_latents(lat_key, batch_size, z_dim, mapping, space, sampling, epsilon,
-                                c_dim)
+                                c_dim, class_probs)
         return jax.shard_map(local, mesh=mesh, in_specs=(P(BATCH_AXIS), P(BATCH_AXIS), P()),
                              out_specs=P(BATCH_AXIS))(ws0, ws1, noise_key)
 

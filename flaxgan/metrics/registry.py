@@ -303,7 +303,8 @@ def _ppl_metric(name: str, space: str, sampling: str, crop: bool) -> None:
         g, n = ctx.generator, _gen_count(ctx, 50000)
         value = ppl_lib.ppl(g.mapping, g.synthesis, ctx.lpips, g.z_dim, num_samples=n,
                             epsilon=1e-4, space=space, sampling=sampling, crop=crop,
-                            seed=ctx.seed, progress=ctx.progress, c_dim=g.c_dim)
+                            seed=ctx.seed, progress=ctx.progress, c_dim=g.c_dim,
+                            class_probs=getattr(g, 'class_probs', None))
         return {name: value}, dict(fake=n)
     register_metric(name)(evaluate)
 

@@ -154,6 +154,12 @@ def _open_data(data: Mapping[str, Any], batch_size: int, seed: int, process_inde
     return meta, iterator
 
 
+def _class_frequencies(data: Mapping[str, Any]) -> tuple[float, ...]:
+    from data_pipelines import input as data_input  # keeps the TFDS import lazy
+    probs = data_input.class_frequencies(**data_input.section_kwargs(data))
+    return tuple(float(p) for p in probs)
+
+
 # ----------------------------------------------------------------------------------- logging
 
 
@@ -276,6 +282,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         _plain(config.data), sharding.process_batch_size(data_batch, mesh), seed,
         sharding.process_batch_index(mesh), jax.process_count())
     c_dim = meta_data.c_dim if config.data.get("use_labels", False) else 0
+    # Generated images take classes as often as the training stream holds them (official).
+    class_probs = _class_frequencies(_plain(config.data)) if c_dim else None
     g_kwargs, d_kwargs, G, D = build_networks(
         config.model, meta_data.resolution, meta_data.channels, c_dim)
     augment = _make_augment(config.augment)
@@ -374,7 +382,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         while cur_nimg < total_nimg:
             stage = plan.stage(cur_nimg)
             # Cached per hyperparameters: one compilation per minibatch size (per resolution).
-            steps = _train_steps(G, D, plan.hyperparameters(stage), mesh, augment)
+            steps = _train_steps(G, D, plan.hyperparameters(stage), mesh, augment, None,
+                                 class_probs)
             state = plan.configure(state, stage)
             batch = sharding.global_batch(minibatch(pending, stage.minibatch), mesh)
             pending = None

@@ -35,7 +35,7 @@ from flaxgan.train.sharding import BATCH_AXIS
 from flaxgan.train.state import GanState
 
 __all__ = ["Hyperparameters", "Phase", "TrainSteps", "make_optimizers", "phases",
-           "make_train_steps", "Batch", "AugmentFn"]
+           "make_train_steps", "generated_labels", "Batch", "AugmentFn"]
 
 Batch = dict[str, jax.Array]  # image uint8 [N, H, W, C]; label float32 [N, c_dim]
 # (images [N, H, W, C] in [-1, 1], key, p) -> augmented images, differentiable in the images.
@@ -161,6 +161,21 @@ class TrainSteps(NamedTuple):
         return self.finish(state), metrics
 
 
+def generated_labels(key: jax.Array, labels: jax.Array,
+                     class_probs: tuple[float, ...] | None = None) -> jax.Array:
+    """Labels `[N, c_dim]` for N generated images, given the batch's labels `[N, c_dim]`.
+
+    The official gives every generated image the label of a random training example: one-hot
+    classes drawn independently from the stream's class frequencies `class_probs` `[c_dim]`.
+    Without them (or with c_dim = 0) the batch's own labels in a random order.
+    """
+    if class_probs is None or not labels.shape[1]:
+        return jax.random.permutation(key, labels, axis=0)
+    log_probs = jnp.log(jnp.asarray(class_probs, jnp.float32))
+    classes = jax.random.categorical(key, log_probs, shape=labels.shape[:1])
+    return jax.nn.one_hot(classes, labels.shape[1], dtype=labels.dtype)
+
+
 def _nan_to_num(grads):
     """Official guard on gradients before the optimizer step."""
     return jax.tree.map(lambda g: jnp.nan_to_num(g, nan=0.0, posinf=1e5, neginf=-1e5), grads)
@@ -179,8 +194,8 @@ def _synced(old, new):
 def make_train_steps(G: nn.Module, D: nn.Module, hp: Hyperparameters, mesh: Mesh,
                      augment: AugmentFn | None = None,
                      optimizers: tuple[optax.GradientTransformation,
-                                       optax.GradientTransformation] | None = None
-                     ) -> TrainSteps:
+                                       optax.GradientTransformation] | None = None,
+                     class_probs: tuple[float, ...] | None = None) -> TrainSteps:
     """Builds the jitted phases for generator `G` and discriminator `D` (Flax modules).
 
     Args:
@@ -189,6 +204,9 @@ def make_train_steps(G: nn.Module, D: nn.Module, hp: Hyperparameters, mesh: Mesh
       mesh: 1-D mesh with axis `batch` (`sharding.make_mesh()`).
       augment: ADA augmentation applied to every image D sees (reals and fakes), or None.
       optimizers: `(g_opt, d_opt)` replacing `make_optimizers(hp)` (must match the state's).
+      class_probs: conditional models: the `[c_dim]` class frequencies of the training stream
+        (`data_pipelines.input.class_frequencies`) the generated images' classes are drawn
+        from; None: the batch's own labels in a random order.
     """
     if hp.batch_size % mesh.size:
         raise ValueError(f"batch size {hp.batch_size} does not split over {mesh.size} devices")
@@ -201,10 +219,9 @@ def make_train_steps(G: nn.Module, D: nn.Module, hp: Hyperparameters, mesh: Mesh
         key = jax.random.fold_in(key, phase_index)
         return jax.random.fold_in(key, jax.lax.axis_index(BATCH_AXIS))
 
-    def gen_labels(key, labels):
-        # Labels for generated images: the batch's own labels in a random order (the official
-        # code draws them from the dataset's label distribution).
-        return jax.random.permutation(key, labels, axis=0)
+    if class_probs is not None and len(class_probs) != G.c_dim:
+        raise ValueError(f"expected {G.c_dim} class probabilities, got {len(class_probs)}")
+    gen_labels = functools.partial(generated_labels, class_probs=class_probs)
 
     def run_generator(g_params, g_buffers, z, c, key, update_emas):
         """Mapping (+ style mixing) and synthesis in training mode -> (img, ws, new buffers)."""

@@ -245,3 +245,16 @@ def test_source_weights_errors(image_mix, folder):
                                process_count=1)
     labels = np.concatenate([b["label"] for b in _take(it, 10)])
     assert abs(np.mean(labels == 0) - 0.5) < 0.05
+
+
+def test_class_frequencies_follow_the_stream(image_mix, folder):
+    # Stored weights 1:3, as the stream samples them; without weights the split's counts (6:2).
+    np.testing.assert_allclose(dp_input.class_frequencies(image_mix), [0.25, 0.75])
+    np.testing.assert_allclose(dp_input.class_frequencies(image_mix, source_weights=None),
+                               [0.75, 0.25])
+    np.testing.assert_allclose(dp_input.class_frequencies(
+        image_mix, source_weights={"faces": 1, "animals": 0}), [1.0, 0.0])
+    # A folder's classes are its sub-folders: animals (3 files), faces (10).
+    np.testing.assert_allclose(dp_input.class_frequencies(folder, folder_labels=True),
+                               [3 / 13, 10 / 13])
+    assert dp_input.class_frequencies(folder).shape == (0,)

@@ -105,3 +105,15 @@ def test_generator_source_needs_max_items_and_is_deterministic():
     b = np.concatenate(list(features.iterate_features(src, extract, 10, progress=False)))
     assert a.shape == (10, 3)
     np.testing.assert_array_equal(a, b)  # same program on the same inputs: deterministic
+
+
+def test_class_labels_follow_the_class_frequencies():
+    drawn = features.class_labels(jax.random.key(0), 4000, 3, (0.5, 0.0, 0.5))
+    assert drawn.shape == (4000, 3) and bool(jnp.all(jnp.sum(drawn, 1) == 1))
+    # 4000 Bernoulli(0.5) draws: standard error 0.008; 0.03 is almost four of them.
+    np.testing.assert_allclose(jnp.mean(drawn, 0), [0.5, 0.0, 0.5], atol=0.03)
+    uniform = features.class_labels(jax.random.key(1), 4000, 4)
+    np.testing.assert_allclose(jnp.mean(uniform, 0), [0.25] * 4, atol=0.03)
+    assert features.class_labels(jax.random.key(2), 5, 0).shape == (5, 0)
+    with pytest.raises(ValueError, match="expected 3 class probabilities, got 2"):
+        features.class_labels(jax.random.key(3), 5, 3, (0.5, 0.5))

@@ -98,3 +98,9 @@ def test_conditional_pairs_share_their_class():
     c = np.asarray(seen[0])
     assert c.shape == (12, 3) and np.all(c.sum(1) == 1)
     np.testing.assert_array_equal(c[:6], c[6:])
+    # Classes come from the dataset's frequencies when given (the official draws a random
+    # training example's label): here only class 2.
+    seen.clear()
+    ppl.pair_latents(jax.random.key(1), 6, Z, conditional_mapping, 'w', 'full', 1e-4, c_dim=3,
+                     class_probs=(0.0, 0.0, 1.0))
+    np.testing.assert_array_equal(np.asarray(seen[0]).argmax(1), [2] * 12)

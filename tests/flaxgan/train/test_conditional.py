@@ -18,6 +18,7 @@ from data_pipelines import input as data_input
 from data_pipelines.builders.celeba_faces.celeba_faces import read_table
 from experiments.configs import common
 from flaxgan import sample
+from flaxgan.metrics import evaluation
 from flaxgan.train import loop, partial_resume, sharding
 from flaxgan.train import state as state_lib
 from flaxgan.train import step as step_lib
@@ -86,9 +87,10 @@ def _spy(G, seen: list):
 
 
 def test_fakes_take_the_labels_of_the_real_stream():
-    """Every generated image's label is one of the real batch's labels on its device,
-    permuted (`step.gen_labels`): a draw from the training stream's label distribution (the
-    official draws `training_set.get_label(random index)`: the same distribution)."""
+    """With the stream's class frequencies (what the loop passes), every generated image's
+    class is drawn from them, independently of the batch (the official labels each fake with
+    `training_set.get_label(random index)`); without them, the device's real labels,
+    permuted (`step.generated_labels`)."""
     mesh = sharding.make_mesh()
     local = BATCH // mesh.size
     assert local >= 2  # a permutation to see
@@ -105,13 +107,21 @@ def test_fakes_take_the_labels_of_the_real_stream():
     classes = np.random.default_rng(0).integers(0, 4, BATCH)
     batch = sharding.global_batch({"image": np.zeros((BATCH, RES, RES, 3), np.uint8),
                                    "label": np.eye(4, dtype=np.float32)[classes]}, mesh)
-    steps.run_phase["Dmain"](state, batch)
+    state, _ = steps.run_phase["Dmain"](state, batch)  # (donates its state)
     jax.effects_barrier()
     assert sorted(d for d, _ in seen) == list(range(mesh.size))
     for device, c in seen:
         assert c.shape == (local, 4) and np.all(c.sum(1) == 1)
         mine = classes[device * local:(device + 1) * local]
         assert collections.Counter(c.argmax(1)) == collections.Counter(mine)
+    # Frequencies that give the batch's classes 0-2 no weight: every fake is class 3.
+    seen.clear()
+    steps = step_lib.make_train_steps(_spy(G, seen), D, hp, mesh,
+                                      class_probs=(0.0, 0.0, 0.0, 1.0))
+    steps.run_phase["Dmain"](state, batch)
+    jax.effects_barrier()
+    assert sorted(d for d, _ in seen) == list(range(mesh.size))
+    assert all(np.array_equal(c, np.eye(4, dtype=np.float32)[[3] * local]) for _, c in seen)
 
 
 def test_partial_merge_copies_widens_and_lists_the_rest():
@@ -203,3 +213,16 @@ def test_conditional_run_from_an_unconditional_snapshot(tmp_path, caplog, monkey
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1)
     with open(os.path.join(workdir, "config.json")) as f:
         assert json.load(f)["data"]["attribute_labels"] == list(PAIR)
+
+
+def test_training_and_metrics_draw_classes_as_the_stream_holds_them():
+    section = {"name": str(FACES), "split": "train[:64]", "resolution": RES,
+               "attribute_labels": PAIR}
+    source, _ = data_input.open_source(FACES, "train[:64]", resolution=RES,
+                                       attribute_labels=PAIR)
+    want = np.bincount(_table_classes(source.files), minlength=4) / 64
+    np.testing.assert_allclose(loop._class_frequencies(section), want)
+    np.testing.assert_allclose(evaluation.dataset_class_probs(section, 4), want)
+    # Unconditional, or a dataset with another number of classes: uniform (None).
+    assert evaluation.dataset_class_probs(section, 0) is None
+    assert evaluation.dataset_class_probs(section, 3) is None

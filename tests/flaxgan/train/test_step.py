@@ -206,3 +206,23 @@ def test_stylegan3_r_trains_with_its_official_objective():
     # magnitude EMAs moved (D main updates them), and the EMA copy follows G's buffers.
     assert changed(before.g_buffers, after.g_buffers)
     jax.tree.map(np.testing.assert_array_equal, after.ema_buffers, after.g_buffers)
+
+
+def test_generated_labels_follow_the_class_frequencies():
+    # The official labels each fake with a random training example's label: independent
+    # draws from the class frequencies, not a reordering of the batch.
+    labels = jax.nn.one_hot(jnp.zeros((4000,), jnp.int32), 3)  # a batch of class 0 only
+    drawn = step_lib.generated_labels(jax.random.key(0), labels, (0.0, 0.25, 0.75))
+    assert drawn.shape == (4000, 3) and bool(jnp.all(jnp.sum(drawn, 1) == 1))
+    share = np.asarray(jnp.mean(drawn, 0))
+    # 4000 Bernoulli(0.25) draws: standard error 0.007; 0.03 is over four of them.
+    np.testing.assert_allclose(share, [0.0, 0.25, 0.75], atol=0.03)
+    # Without frequencies: the batch's own labels, permuted (the same multiset of rows).
+    mixed = jax.nn.one_hot(jnp.arange(8) % 3, 3)
+    permuted = step_lib.generated_labels(jax.random.key(1), mixed)
+    np.testing.assert_array_equal(jnp.sum(permuted, 0), jnp.sum(mixed, 0))
+    assert step_lib.generated_labels(jax.random.key(2), jnp.zeros((5, 0)), None).shape == (5, 0)
+    G, D = _networks()  # unconditional: class frequencies are a mistake, said at build time
+    with pytest.raises(ValueError, match="expected 0 class probabilities, got 2"):
+        step_lib.make_train_steps(G, D, step_lib.Hyperparameters(batch_size=BATCH),
+                                  sharding.make_mesh(), class_probs=(0.5, 0.5))
