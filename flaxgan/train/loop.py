@@ -128,7 +128,12 @@ def _augment_fn(pipe: str, overrides: tuple):
 
 # Jitted phases per (G, D, hp, mesh, augment): a second `train` call in one process (a resumed
 # run, a notebook) reuses the compiled steps instead of compiling them again.
-_train_steps = functools.cache(step_lib.make_train_steps)
+_cached_train_steps = functools.cache(step_lib.make_train_steps)
+
+
+def _train_steps(G, D, hp: step_lib.Hyperparameters, mesh, augment=None,
+                 class_probs: tuple[float, ...] | None = None) -> step_lib.TrainSteps:
+    return _cached_train_steps(G, D, hp, mesh, augment, None, class_probs)
 
 
 def _open_data(data: Mapping[str, Any], batch_size: int, seed: int, process_index: int,
@@ -382,8 +387,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         while cur_nimg < total_nimg:
             stage = plan.stage(cur_nimg)
             # Cached per hyperparameters: one compilation per minibatch size (per resolution).
-            steps = _train_steps(G, D, plan.hyperparameters(stage), mesh, augment, None,
-                                 class_probs)
+            steps = _train_steps(G, D, plan.hyperparameters(stage), mesh, augment, class_probs)
             state = plan.configure(state, stage)
             batch = sharding.global_batch(minibatch(pending, stage.minibatch), mesh)
             pending = None

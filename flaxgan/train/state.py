@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from typing import Any
 
 import flax
@@ -65,7 +67,17 @@ class GanState:
 
 def init_variables(G: nn.Module, D: nn.Module, key: jax.Array, resolution: int,
                    channels: int, c_dim: int) -> tuple[Variables, Variables]:
-    """Initial variables of G and D as the official constructors make them (batch of 1)."""
+    """Initial variables of G and D as the official constructors make them (batch of 1).
+
+    One compiled program per (G, D, shapes): initialising op by op would compile hundreds of
+    one-operation programs on the first call.
+    """
+    return _init_variables(G, D, key, resolution, channels, c_dim)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 3, 4, 5))
+def _init_variables(G: nn.Module, D: nn.Module, key: jax.Array, resolution: int,
+                    channels: int, c_dim: int) -> tuple[Variables, Variables]:
     k_g, k_d = jax.random.split(key)
     z = jnp.zeros((1, G.z_dim), jnp.float32)
     c = jnp.zeros((1, c_dim), jnp.float32)

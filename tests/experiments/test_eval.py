@@ -121,11 +121,12 @@ def test_latent_generator_shares_noise_within_a_batch():
     g = sample.load(PKL)
     variables = _with_noise_strength(g.variables, 1.0)
     latent = evaluation.latent_generator(g.module, variables)
-    ws = latent.mapping(jnp.ones((1, g.z_dim)), jnp.zeros((1, 0)))
-    pair = np.asarray(latent.synthesis(jnp.concatenate([ws, ws]), jax.random.key(0)))
+    synthesis = jax.jit(latent.synthesis)  # as the metrics call it (not op by op)
+    ws = jax.jit(latent.mapping)(jnp.ones((1, g.z_dim)), jnp.zeros((1, 0)))
+    pair = np.asarray(synthesis(jnp.concatenate([ws, ws]), jax.random.key(0)))
     # Same w, same noise: the rows agree up to float32 rounding (two batch rows can take
     # different vectorised paths, ~1e-6 seen); per-row noise of strength 1 differs by O(1).
     np.testing.assert_allclose(pair[0], pair[1], atol=1e-4)
-    other = np.asarray(latent.synthesis(ws, jax.random.key(1)))
+    other = np.asarray(synthesis(ws, jax.random.key(1)))
     # The noise comes from the key: another key moves the image far beyond rounding.
     assert np.abs(pair[0] - other[0]).max() > 0.1

@@ -48,8 +48,9 @@ def test_a_flaxgan_v1_export_loads_back_from_the_official_format(tmp_path):
                   fmap_max=16)
     G, D = s1.G_style(**kwargs), s1.D_basic(resolution=16, num_channels=3, fmap_base=64,
                                             fmap_max=16)
-    g_vars = G.init({"params": jax.random.key(0)}, jnp.zeros([1, 16]), noise_mode="const")
-    d_vars = D.init({"params": jax.random.key(1)}, jnp.zeros([1, 16, 16, 3]))
+    g_vars = jax.jit(lambda: G.init({"params": jax.random.key(0)}, jnp.zeros([1, 16]),
+                                    noise_mode="const"))()
+    d_vars = jax.jit(lambda: D.init({"params": jax.random.key(1)}, jnp.zeros([1, 16, 16, 3])))()
     folder = tmp_path / "export"
     for key, class_name, kw, variables in (
             ("G", "G_style", kwargs, g_vars), ("G_ema", "G_style", kwargs, g_vars),

@@ -41,7 +41,7 @@ def _check_grads(arrays, phase: str, net: str, grads) -> None:
 def _gen(G, g_vars, params, z, c):
     """Training-mode generator: non-fused modulated convs, constant noise (as recorded)."""
     variables = {**g_vars, "params": params}
-    return G.apply(variables, z, c, noise_mode="const", fused_modconv=False)
+    return ref.apply(G, variables, z, c, noise_mode="const", fused_modconv=False)
 
 
 def test_generator_main_phase(setup):

@@ -90,7 +90,8 @@ def test_bundled_classifier_reads_real_faces_cut_as_its_model_was_trained(model)
     names, table = _celeba_attributes(faces / "list_attr_celeba.txt")
     truth = np.stack([table[f.stem] for f in source.files])
     x = attributes.to_classifier_input(images, clf.config.resolution)
-    predicted = np.asarray(attributes.logits_fn(clf.params, x, clf.config)) > 0
+    logits = jax.jit(attributes.logits_fn, static_argnames="config")  # one program
+    predicted = np.asarray(logits(clf.params, x, config=clf.config)) > 0
     for name in ("Male", "Smiling"):
         column = names.index(name)
         accuracy = np.mean(predicted[:, clf.attributes.index(name)] == truth[:, column])

@@ -17,8 +17,9 @@ TINY = {
 def _tiny(**overrides) -> sample.LoadedGenerator:
     kwargs = {**TINY, **overrides}
     module = build_generator(kwargs["class_name"], kwargs)
-    variables = module.init({"params": jax.random.key(0)}, jnp.zeros([1, module.z_dim]),
-                            jnp.zeros([1, module.c_dim]), noise_mode="const")
+    variables = jax.jit(lambda: module.init(  # one program, not one per op
+        {"params": jax.random.key(0)}, jnp.zeros([1, module.z_dim]),
+        jnp.zeros([1, module.c_dim]), noise_mode="const"))()
     # Random w_avg and noise strengths so that truncation and noise studies are non-trivial.
     variables = jax.tree_util.tree_map_with_path(
         lambda p, x: (x + 0.3 * jax.random.normal(jax.random.key(len(p)), x.shape)

@@ -27,8 +27,8 @@ def _variables():
     """Init variables with what training moves away from its start: a non-zero `dlatent_avg`
     (truncation centre) and noise weights (zero at init, so noise would change nothing)."""
     G = build_generator(KWARGS["class_name"], KWARGS)
-    variables = G.init({"params": jax.random.key(0)}, jnp.zeros([1, 16]), jnp.zeros([1, 0]),
-                       noise_mode="const")
+    variables = jax.jit(lambda: G.init({"params": jax.random.key(0)}, jnp.zeros([1, 16]),
+                                       jnp.zeros([1, 0]), noise_mode="const"))()
     variables = jax.tree.map(np.asarray, variables)
     variables["buffers"]["dlatent_avg"] = np.random.RandomState(1).randn(16).astype(np.float32)
 

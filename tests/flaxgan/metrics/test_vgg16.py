@@ -326,8 +326,8 @@ def _tiny_generator():
     G = stylegan2.Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=32, img_channels=3,
                             mapping_kwargs={'num_layers': 2},
                             synthesis_kwargs={'channel_base': 128, 'channel_max': 8})
-    variables = G.init({'params': jax.random.key(0), 'noise': jax.random.key(1)},
-                       jnp.zeros([1, 8]), noise_mode='const')
+    variables = jax.jit(lambda: G.init({'params': jax.random.key(0), 'noise': jax.random.key(1)},
+                                       jnp.zeros([1, 8]), noise_mode='const'))()
     mapping = lambda z, c=None: G.apply(variables, z, None, method=G.map)
     synthesis = lambda ws, key: G.apply(variables, ws, noise_mode='const', method=G.synthesize)
     return mapping, synthesis

@@ -67,7 +67,7 @@ def test_synthesis_images_every_variant(case):
             module, variables = ref.generator(arrays, meta, conv_clamp=float(m.group(1)))
         elif variant:
             pytest.fail(f"unknown image variant {key}")
-        img = module.apply(variables, ws, method=module.synthesize, **kwargs)
+        img = ref.apply(module, variables, ws, method="synthesize", **kwargs)
         ref.assert_close(ref.nchw(img), arrays[key], key)
         checked += 1
     assert checked >= 3
@@ -77,8 +77,8 @@ def test_synthesis_images_every_variant(case):
 def test_synthesis_intermediates(case, fused):
     arrays, meta, G, g_vars, _ = case
     ws = jnp.asarray(arrays["io/ws_psi1.0"][:1])
-    _, state = G.apply(g_vars, ws, noise_mode="const", fused_modconv=fused,
-                       method=G.synthesize, capture_intermediates=True)
+    _, state = ref.apply(G, g_vars, ws, noise_mode="const", fused_modconv=fused,
+                         method="synthesize", capture_intermediates=True)
     blocks = state["intermediates"]["synthesis"]
     keys = [k for k in arrays if k.startswith("inter/G.synthesis.")]
     assert keys
@@ -95,15 +95,15 @@ def test_style_mixing(case):
     mixed = ws[0:2].copy()
     mixed[:, cutoff:] = ws[2:4, cutoff:]
     ref.assert_close(mixed, arrays["io/ws_mix"], "ws_mix")
-    img = G.apply(g_vars, jnp.asarray(mixed), noise_mode="const", method=G.synthesize)
+    img = ref.apply(G, g_vars, jnp.asarray(mixed), noise_mode="const", method="synthesize")
     ref.assert_close(ref.nchw(img), arrays["io/img_mix"], "img_mix")
 
 
 def test_w_avg_update(case):
     arrays, meta, G, g_vars, _ = case
     g_vars = ref.with_w_avg(g_vars, arrays["io/w_avg_before"])
-    _, updated = G.apply(g_vars, jnp.asarray(arrays["io/z"]), ref.labels(arrays, meta),
-                         update_emas=True, method=G.map, mutable=["buffers"])
+    _, updated = ref.apply(G, g_vars, jnp.asarray(arrays["io/z"]), ref.labels(arrays, meta),
+                           update_emas=True, method="map", mutable="buffers")
     ref.assert_close(updated["buffers"]["mapping"]["w_avg"], arrays["io/w_avg_after"], "w_avg")
 
 
