@@ -38,6 +38,11 @@ jitted function (`flaxgan.losses`, optax Adam, `G_style(is_training=True)`, dona
 Both sides run the same sequence of iterations, so every iteration's D and G losses are
 compared.
 
+(c) The library's own step, `flaxgan.train.step.make_train_steps` (what `experiments.train`
+runs for a `:stylegan1` config: the shard_map phases Dboth then Gmain, EMA and buffer
+bookkeeping) on the same networks, reals and hyperparameters (style mixing off, lod 0, one
+device), timed in the same repeats; it draws its noise, so only its time is compared.
+
 Timing: an untimed warm-up (flaxgan: compilation; official: the session's first run, graph
 optimisation) reported separately, then `--repeats` repeats alternating the two sides (flaxgan
 first, then official, `--gen_batches` batches / `--train_iters` iterations each); median with
@@ -365,6 +370,62 @@ def _flaxgan(pkl: str, cfg: dict):
     return Gs.variables, generate, iteration, init_state
 
 
+def _library_step(pkl: str, cfg: dict):
+    """flaxgan's own training step (`flaxgan.train.step`, what `experiments.train` runs for
+    `--config=...:stylegan1`) on the same networks: the official v1 hyperparameters at lod 0,
+    style mixing off as on the official side, one device. Returns `(run(first, count) ->
+    seconds, compiled count)`; its noise is drawn (the library trains with random noise), so
+    its losses are not compared, only its time."""
+    import jax
+    import jax.numpy as jnp
+
+    from flaxgan import sample
+    from flaxgan.convert import tf_snapshot, tf_stylegan1
+    from flaxgan.models import build_discriminator
+    from flaxgan.train import sharding
+    from flaxgan.train import state as state_lib
+    from flaxgan.train import step as step_lib
+
+    G, Gs = sample.load(pkl, key="G"), sample.load(pkl)
+    record = tf_snapshot.load_tf_snapshot(pkl)["D"]
+    D = build_discriminator(record.class_name, record.static_kwargs)
+    res, ch, mb = cfg["G"]["resolution"], cfg["G"]["num_channels"], cfg["minibatch"]
+    target = jax.eval_shape(lambda: D.init(jax.random.key(0), jnp.zeros([mb, res, res, ch]),
+                                           jnp.zeros([mb, 0])))
+    d_vars = tf_stylegan1.to_flax_checked(record.all_variables(), target, "D")
+    hp = step_lib.Hyperparameters(
+        batch_size=mb, g_lr=LR, d_lr=LR, betas=BETAS, eps=EPS, g_reg_interval=None,
+        d_reg_interval=None, r1_gamma=R1_GAMMA, pl_weight=0.0, style_mixing_prob=0.0,
+        ema_kimg=G_SMOOTHING_KIMG, ema_rampup=None, ada_target=None, progressive=True,
+        d_first=True)
+    mesh = sharding.make_mesh(jax.devices()[:1])
+    steps = step_lib.make_train_steps(G.module, D, hp, mesh)
+    g_opt, d_opt = step_lib.make_optimizers(hp)
+    copy = lambda tree: jax.tree.map(lambda x: np.array(x, np.float32), tree)
+    state = sharding.replicate(state_lib.create_state(
+        copy(G.variables), copy(d_vars), g_opt, d_opt, jax.random.key(0),
+        ema_variables=copy(Gs.variables)), mesh)
+    reals = None
+    step = 0
+
+    def run(data: dict, first: int, count: int) -> float:
+        nonlocal state, reals, step
+        if reals is None:  # [-1, 1] float reals as the uint8 images the library reads
+            reals = [np.clip(np.round((r.transpose(0, 2, 3, 1) + 1) * 127.5), 0, 255)
+                     .astype(np.uint8) for r in data["reals"]]
+        start = time.perf_counter()
+        for i in range(first, first + count):
+            batch = sharding.global_batch({"image": reals[i % len(reals)],
+                                           "label": np.zeros((mb, 0), np.float32)}, mesh)
+            state, _ = steps.iteration(state, batch, step)
+            step += 1
+        jax.block_until_ready(state)
+        return time.perf_counter() - start
+
+    compiled = lambda: sum(f._cache_size() for f in steps.run_phase.values())
+    return run, compiled
+
+
 def run_config(name: str, cfg: dict, worker: _Worker, args, tmp: pathlib.Path) -> dict:
     import jax
 
@@ -431,12 +492,17 @@ def run_config(name: str, cfg: dict, worker: _Worker, args, tmp: pathlib.Path) -
         tf_losses.extend(reply["losses"])
         return reply["seconds"]
 
-    warm = {"flaxgan": round(fx_run(0, 1), 2), "official": round(tf_run(0, 1), 2)}
-    fx, tf = [], []
+    lib_run, lib_compiled = _library_step(pkl, cfg)
+    warm = {"flaxgan": round(fx_run(0, 1), 2), "official": round(tf_run(0, 1), 2),
+            "flaxgan_library": round(lib_run(data, 0, 1), 2)}
+    fx, tf, lib = [], [], []
     for r in range(args.repeats):
         first = 1 + r * iters
         fx.append(fx_run(first, iters) / (iters * mb) * 1e3)
         tf.append(tf_run(first, iters) / (iters * mb) * 1e3)
+        lib.append(lib_run(data, first, iters) / (iters * mb) * 1e3)
+    if lib_compiled() != 2:  # one Dboth and one Gmain program
+        raise RuntimeError(f"flaxgan.train.step compiled {lib_compiled()} programs, not 2")
     if iteration._cache_size() != 1:  # a retrace inside the timed repeats would be timed
         raise RuntimeError(f"flaxgan step compiled {iteration._cache_size()} times")
     ours_l = np.asarray(jax.device_get(fx_losses), np.float64)
@@ -444,6 +510,7 @@ def run_config(name: str, cfg: dict, worker: _Worker, args, tmp: pathlib.Path) -
     diff = np.abs(ours_l - theirs_l)
     out["training"] = {
         "flaxgan_sec_per_kimg": _stats(fx), "official_sec_per_kimg": _stats(tf),
+        "flaxgan_library_sec_per_kimg": _stats(lib),
         "warmup_iter_s": warm, "iterations": int(total),
         "first_iter_losses": {"flaxgan_D_G": ours_l[0].round(6).tolist(),
                               "official_D_G": theirs_l[0].round(6).tolist()},
@@ -517,6 +584,10 @@ def main() -> None:
               f"({ft['min']}–{ft['max']}) | {ot['median']} ({ot['min']}–{ot['max']}) | "
               f"{ot['median'] / ft['median']:.2f}× | losses {t['max_abs_loss_diff_all_iters']:.2e}"
               f" |")
+        lt = t["flaxgan_library_sec_per_kimg"]
+        print(f"| {r['config']} | train sec/kimg, `flaxgan.train.step` | {lt['median']} "
+              f"({lt['min']}–{lt['max']}) | {ot['median']} ({ot['min']}–{ot['max']}) | "
+              f"{ot['median'] / lt['median']:.2f}× | (random noise: not compared) |")
     print(json.dumps({"load_avg_end": _load_avg()}), flush=True)
 
 
