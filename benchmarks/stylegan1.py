@@ -287,6 +287,25 @@ def _stats(values):
             "min": round(min(values), 3), "max": round(max(values), 3)}
 
 
+def _networks(pkl: str, cfg: dict):
+    """`(G, Gs, D module, D variables)` of the official pickle: G and Gs (G_ema) through
+    `sample.load`, D through `tf_snapshot` + `tf_stylegan1`."""
+    import jax
+    import jax.numpy as jnp
+
+    from flaxgan import sample
+    from flaxgan.convert import tf_snapshot, tf_stylegan1
+    from flaxgan.models import build_discriminator
+
+    G, Gs = sample.load(pkl, key="G"), sample.load(pkl)
+    record = tf_snapshot.load_tf_snapshot(pkl)["D"]
+    D = build_discriminator(record.class_name, record.static_kwargs)
+    res, ch, mb = cfg["G"]["resolution"], cfg["G"]["num_channels"], cfg["minibatch"]
+    target = jax.eval_shape(lambda: D.init(jax.random.key(0), jnp.zeros([mb, res, res, ch]),
+                                           jnp.zeros([mb, 0])))
+    return G, Gs, D, tf_stylegan1.to_flax_checked(record.all_variables(), target, "D")
+
+
 def _flaxgan(pkl: str, cfg: dict):
     """flaxgan's networks from the official pickle, the jitted generator and training step."""
     import jax
@@ -294,19 +313,11 @@ def _flaxgan(pkl: str, cfg: dict):
     import optax
     from flax.core import unfreeze
 
-    from flaxgan import losses, sample
-    from flaxgan.convert import tf_snapshot, tf_stylegan1
-    from flaxgan.models import build_discriminator
+    from flaxgan import losses
 
-    Gs = sample.load(pkl)  # 'G_ema' = Gs
-    G = sample.load(pkl, key="G")
-    record = tf_snapshot.load_tf_snapshot(pkl)["D"]
-    D = build_discriminator(record.class_name, record.static_kwargs)
-    res, ch, mb = cfg["G"]["resolution"], cfg["G"]["num_channels"], cfg["minibatch"]
+    G, Gs, D, d_vars = _networks(pkl, cfg)
+    mb = cfg["minibatch"]
     none = jnp.zeros([mb, 0])
-    target = jax.eval_shape(lambda: D.init(jax.random.key(0), jnp.zeros([mb, res, res, ch]),
-                                           none))
-    d_vars = tf_stylegan1.to_flax_checked(record.all_variables(), target, "D")
     gen_module = Gs.module
 
     @jax.jit
@@ -377,22 +388,13 @@ def _library_step(pkl: str, cfg: dict):
     seconds, compiled count)`; its noise is drawn (the library trains with random noise), so
     its losses are not compared, only its time."""
     import jax
-    import jax.numpy as jnp
 
-    from flaxgan import sample
-    from flaxgan.convert import tf_snapshot, tf_stylegan1
-    from flaxgan.models import build_discriminator
     from flaxgan.train import sharding
     from flaxgan.train import state as state_lib
     from flaxgan.train import step as step_lib
 
-    G, Gs = sample.load(pkl, key="G"), sample.load(pkl)
-    record = tf_snapshot.load_tf_snapshot(pkl)["D"]
-    D = build_discriminator(record.class_name, record.static_kwargs)
-    res, ch, mb = cfg["G"]["resolution"], cfg["G"]["num_channels"], cfg["minibatch"]
-    target = jax.eval_shape(lambda: D.init(jax.random.key(0), jnp.zeros([mb, res, res, ch]),
-                                           jnp.zeros([mb, 0])))
-    d_vars = tf_stylegan1.to_flax_checked(record.all_variables(), target, "D")
+    G, Gs, D, d_vars = _networks(pkl, cfg)
+    mb = cfg["minibatch"]
     hp = step_lib.Hyperparameters(
         batch_size=mb, g_lr=LR, d_lr=LR, betas=BETAS, eps=EPS, g_reg_interval=None,
         d_reg_interval=None, r1_gamma=R1_GAMMA, pl_weight=0.0, style_mixing_prob=0.0,
