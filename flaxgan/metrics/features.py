@@ -80,8 +80,10 @@ def make_extractor(detector: Detector, params: Any, *, mesh: Mesh | None = None,
     """Returns an :class:`Extractor`: ``images uint8 [N, H, W, 3] -> float32 [N, D]`` numpy.
 
     ``jit(shard_map(detector, in_specs=(P(), P('batch')), out_specs=P('batch')))``: params
-    replicated once, every call padded to ``batch_size`` rounded up to a multiple of the device
-    count (one compile per image size), per-device results gathered in order.
+    replicated once, images run in steps of ``batch_size`` rounded up to a multiple of the device
+    count, per-device results gathered in order. A last partial step is padded only to the
+    device count times the next power of two (at most log2(steps per device) + 1 programs per
+    image size): 8 images on 8 devices run 8, not 64, detector passes.
 
     Args:
       detector: pure ``(params, images [b, H, W, 3]) -> [b, D]``.
@@ -108,14 +110,22 @@ def make_extractor(detector: Detector, params: Any, *, mesh: Mesh | None = None,
         outs = []
         for i in range(0, images.shape[0], step):
             chunk = images[i:i + step]
-            pad = step - chunk.shape[0]
+            pad = _padded_size(chunk.shape[0], n_dev, step) - chunk.shape[0]
             if pad:
                 chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
             out = sharded(replicated, jax.device_put(chunk, data_sharding))
-            outs.append(np.asarray(out)[:step - pad])
+            outs.append(np.asarray(out)[:len(out) - pad])
         return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
     return Extractor(extract, name, step, input_size)
+
+
+def _padded_size(n: int, n_dev: int, step: int) -> int:
+    """The batch ``n`` images run as: ``n_dev * 2**k >= n``, at most ``step``."""
+    size = n_dev
+    while size < n:
+        size *= 2
+    return min(size, step)
 
 
 # ---------------------------------------------------------------------------------------------

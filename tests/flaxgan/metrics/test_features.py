@@ -55,6 +55,27 @@ def test_extractor_pads_ragged_batches():
     assert jax.device_count() >= 1
 
 
+def test_a_short_last_step_runs_a_power_of_two_batch_per_device():
+    """A partial step is padded to the device count times the next power of two, not to the
+    whole step: a few images on many devices cost a few detector passes."""
+    n_dev = jax.local_device_count()
+    step = 8 * n_dev
+    # images -> per-device batches of the programs it runs (a full step, then the rest)
+    cases = {step + 1: [8, 1], 3 * n_dev: [4], 5 * n_dev: [8], 2 * step: [8]}
+    for count, want in cases.items():
+        per_device_batches = []
+
+        def detector(params, images, traced=per_device_batches):
+            traced.append(images.shape[0])  # at trace time: once per program
+            return jnp.mean(images.astype(jnp.float32), axis=(1, 2)) * params
+
+        images = np.random.default_rng(count).integers(0, 256, (count, 4, 4, 3), np.uint8)
+        got = features.make_extractor(detector, jnp.float32(2.0), batch_size=step)(images)
+        np.testing.assert_allclose(got, images.astype(np.float32).mean(axis=(1, 2)) * 2,
+                                   rtol=1e-6)
+        assert per_device_batches == want, (count, per_device_batches)
+
+
 def _write(path, array):
     Image.fromarray(array).save(path)
 
