@@ -59,6 +59,14 @@ def reference_dirs() -> list[pathlib.Path]:
             TEST_DATA / "reference_stylegan1", TEST_DATA / "reference_tf_stylegan2"]
 
 
+def xla_flags(devices: int) -> str:
+    """This process's `XLA_FLAGS` (the suite's compile flags under `make test`) with
+    `devices` fake CPU devices, for the subprocesses tests start."""
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+             if not f.startswith("--xla_force_host_platform_device_count")]
+    return " ".join([f"--xla_force_host_platform_device_count={devices}", *flags])
+
+
 # Generator class name suffix -> family of the parity tests that check it.
 _FAMILIES = {"networks_stylegan3.Generator": "stylegan3",
              "networks_stylegan.G_style": "stylegan1",
@@ -132,18 +140,23 @@ if _COMPILE_LOG_DIR:
 # --- Two xdist workers, one file each at a time (`--dist loadfile`): files are handed out in
 # collection order, so a long file collected last finishes alone on one core. The longest
 # files (end-to-end training runs, the loss phases, Inception metrics) go first.
-_LONGEST_FIRST = (
-    "tests/flaxgan/train/test_step.py",
-    "tests/flaxgan/train/test_loop.py",
-    "tests/flaxgan/train/test_train_stylegan1.py",
-    "tests/flaxgan/test_losses.py",
+_LONGEST_FIRST = (  # measured on 2 cores (FLAXGAN_TEST_COMPILE_LOG), longest first
     "tests/flaxgan/train/test_multiprocess.py",
-    "tests/flaxgan/train/test_conditional.py",
-    "tests/experiments/test_eval.py",
-    "tests/flaxgan/metrics/test_api.py",
-    "tests/flaxgan/train/test_checkpoint_recovery.py",
     "tests/flaxgan/models/test_stylegan3_parity.py",
+    "tests/flaxgan/train/test_loop.py",
+    "tests/flaxgan/metrics/test_vgg16.py",
+    "tests/flaxgan/train/test_train_stylegan1.py",
+    "tests/flaxgan/train/test_step.py",
+    "tests/flaxgan/train/test_conditional.py",
+    "tests/flaxgan/test_project.py",
+    "tests/flaxgan/test_sample_stylegan1.py",
+    "tests/flaxgan/test_losses.py",
+    "tests/flaxgan/models/test_stylegan2_parity.py",
+    "tests/data_pipelines/detection/test_mtcnn.py",
+    "tests/experiments/test_eval.py",
     "tests/flaxgan/metrics/test_inception.py",
+    "tests/experiments/test_entry_point_errors.py",
+    "tests/flaxgan/models/test_stylegan2.py",
 )
 
 

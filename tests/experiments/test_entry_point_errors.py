@@ -9,7 +9,7 @@ import json
 import pytest
 
 from flaxgan import convert, sample
-from tests.conftest import TEST_DATA
+from tests.conftest import TEST_DATA, xla_flags
 from tests.experiments.run_cases import assert_one_line, run_in_subprocess
 from tools import make_hostile_corpus as corpus
 
@@ -25,7 +25,7 @@ def hostile(tmp_path_factory):
 
 def _run_cases(module: str, cases: list[list[str]]) -> list[dict]:
     return run_in_subprocess(module, cases,
-                             env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+                             env={"XLA_FLAGS": xla_flags(8)})
 
 
 def _export_with(tmp_path, name: str, text: str):

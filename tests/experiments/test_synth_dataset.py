@@ -12,6 +12,7 @@ import tensorflow_datasets as tfds
 from flaxgan import sample
 from flaxgan.metrics import attributes
 from flaxgan.models import build_generator
+from tests.conftest import xla_flags
 from tests.experiments.run_cases import assert_one_line, run_in_subprocess
 from tests.flaxgan.test_sample import TINY
 
@@ -60,7 +61,7 @@ def results(tmp_path_factory):
         ("bogus",): "expected one command",
     }
     got = run_in_subprocess("experiments.synth_dataset", [*ok, *bad],
-                            env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+                            env={"XLA_FLAGS": xla_flags(8)})
     return out, got[:len(ok)], list(zip(bad.values(), got[len(ok):], strict=True))
 
 

@@ -142,7 +142,8 @@ def test_ppl_on_v1_draws_the_noise_buffers_per_batch(g):
     a, b = gen.synthesis(ws, jax.random.key(0)), gen.synthesis(ws, jax.random.key(1))
     assert not np.allclose(a, b)  # v1's noise<i> buffers are redrawn from the key
     np.testing.assert_array_equal(a, gen.synthesis(ws, jax.random.key(0)))
-    for space, sampling in (("z", "full"), ("w", "full"), ("z", "end"), ("w", "end")):
+    # Each space and each sampling once: what is v1-specific is the noise, not the pairs.
+    for space, sampling in (("z", "full"), ("w", "end")):
         value = ppl.ppl(gen.mapping, gen.synthesis, lambda x: x.reshape(len(x), -1) / 255,
                         gen.z_dim, num_samples=16, space=space, sampling=sampling,
                         batch_size=8, progress=False)

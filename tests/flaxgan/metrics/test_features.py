@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from flaxgan.metrics import features
+from tests.conftest import xla_flags
 
 _SHARDING_CHECK = textwrap.dedent('''
     import jax, jax.numpy as jnp, numpy as np
@@ -38,7 +39,7 @@ _SHARDING_CHECK = textwrap.dedent('''
 
 def test_sharded_extraction_8_devices_equals_1():
     """Runs in a subprocess so that the 8 fake devices exist before jax is imported."""
-    env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8')
+    env = dict(os.environ, XLA_FLAGS=xla_flags(8))
     out = subprocess.run([sys.executable, '-c', _SHARDING_CHECK], env=env, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip().endswith('ok'), out.stderr[-3000:]

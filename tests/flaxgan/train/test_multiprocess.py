@@ -24,7 +24,7 @@ import pytest
 
 from data_pipelines import input as data_input
 from flaxgan.train import checkpoint, sharding
-from tests.conftest import REPO_ROOT, TEST_DATA
+from tests.conftest import REPO_ROOT, TEST_DATA, xla_flags
 from tests.flaxgan.train import multiprocess_train
 
 # The three training processes, compiling on a busy CI machine, must end within this.
@@ -65,12 +65,10 @@ def _start(workdir: Path, iterations: list[int], log: Path, devices: int,
     """
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("JAX_COORDINATOR", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"))}
-    # Backend optimisation level 0: compiling dominates these runs and the persistent cache
-    # cannot help the second process (JAX keys CPU executables by each process's own devices
-    # and only process 0 writes). Every process here, the reference too, compiles alike.
-    env.update(PYTHONPATH=str(REPO_ROOT), JAX_PLATFORMS="cpu",
-               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} "
-                         "--xla_backend_optimization_level=0")
+    # The suite's compile flags (Makefile's fast-compiling ones): compiling dominates these
+    # runs and the persistent cache cannot help the second process (JAX keys CPU executables by
+    # each process's own devices and only process 0 writes).
+    env.update(PYTHONPATH=str(REPO_ROOT), JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(devices))
     if process is not None:
         index, count, address = process
         env.update(JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES=str(count),
