@@ -34,7 +34,8 @@ has no `tf.train.AdamOptimizer`). The official loss functions are run unmodified
 `tf.random_normal` latents are replaced by fed placeholders (the same latents on both sides),
 G is called with `randomize_noise=False` and style mixing off (`style_mixing_prob=None`) — the
 two random draws of the official step that cannot be matched. flaxgan: the same step in one
-jitted function (`flaxgan.losses`, optax Adam, `G_style(is_training=True)`, donated state).
+jitted function (`flaxgan.losses`, `flaxgan.train.step.tf1_adam` — the official ε placement —,
+`G_style(is_training=True)`, donated state).
 Both sides run the same sequence of iterations, so every iteration's D and G losses are
 compared.
 
@@ -306,18 +307,22 @@ def _networks(pkl: str, cfg: dict):
     return G, Gs, D, tf_stylegan1.to_flax_checked(record.all_variables(), target, "D")
 
 
-def _flaxgan(pkl: str, cfg: dict):
-    """flaxgan's networks from the official pickle, the jitted generator and training step."""
+def _flaxgan(pkl: str, cfg: dict, dtype: str = "float32", adam: str = "tf1"):
+    """flaxgan's networks from the official pickle, the jitted generator and training step;
+    the step's networks, optimizer state and inputs in `dtype` (float64 needs
+    `jax_enable_x64`: `benchmarks.stylegan1_drift`), its Adam of `flaxgan.train.step.ADAMS`
+    (the official's is 'tf1')."""
     import jax
     import jax.numpy as jnp
     import optax
     from flax.core import unfreeze
 
     from flaxgan import losses
+    from flaxgan.train import step as step_lib
 
     G, Gs, D, d_vars = _networks(pkl, cfg)
     mb = cfg["minibatch"]
-    none = jnp.zeros([mb, 0])
+    none = jnp.zeros([mb, 0], dtype)
     gen_module = Gs.module
 
     @jax.jit
@@ -325,8 +330,9 @@ def _flaxgan(pkl: str, cfg: dict):
         return gen_module.apply(variables, z, jnp.zeros([z.shape[0], 0]), truncation_psi=None,
                                 randomize_noise=False)
 
-    G_train = G.module.clone(style_mixing_prob=None)  # as the official side (see docstring)
-    opt = optax.adam(LR, b1=BETAS[0], b2=BETAS[1], eps=EPS)
+    G_train = G.module.clone(style_mixing_prob=None, dtype=dtype)  # as the official side
+    D = D.clone(dtype=dtype)
+    opt = step_lib.ADAMS[adam](LR, b1=BETAS[0], b2=BETAS[1], eps=EPS)
     gs_beta = 0.5 ** (mb / (G_SMOOTHING_KIMG * 1000.0))
 
     def fakes(g_params, g_buffers, z):
@@ -371,7 +377,7 @@ def _flaxgan(pkl: str, cfg: dict):
         # Fresh (donated) copies in plain dicts, committed to the device as the step's outputs
         # are: an uncommitted first state would make the second call compile again.
         def plain(tree):
-            return jax.tree.map(lambda x: jnp.array(x, jnp.float32, copy=True), unfreeze(tree))
+            return jax.tree.map(lambda x: jnp.array(x, dtype, copy=True), unfreeze(tree))
 
         g, d = plain(G.variables), plain(d_vars)
         state = {"G": g, "D": d, "Gs": plain(Gs.variables),
@@ -399,7 +405,7 @@ def _library_step(pkl: str, cfg: dict):
         batch_size=mb, g_lr=LR, d_lr=LR, betas=BETAS, eps=EPS, g_reg_interval=None,
         d_reg_interval=None, r1_gamma=R1_GAMMA, pl_weight=0.0, style_mixing_prob=0.0,
         ema_kimg=G_SMOOTHING_KIMG, ema_rampup=None, ada_target=None, progressive=True,
-        d_first=True)
+        d_first=True, adam="tf1")
     mesh = sharding.make_mesh(jax.devices()[:1])
     steps = step_lib.make_train_steps(G.module, D, hp, mesh)
     g_opt, d_opt = step_lib.make_optimizers(hp)

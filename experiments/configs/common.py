@@ -157,17 +157,17 @@ def stylegan1_config(*, total_kimg: float = 25000, schedule: ml_collections.Conf
     """The official StyleGAN (v1) recipe (NVlabs/stylegan `train.py`, 'sgan'): `G_style` +
     `D_basic` with their defaults, progressive growing (`official_schedule`), non-saturating
     logistic loss with R1 γ = 10 every minibatch (`D_logistic_simplegp`), no path length, style
-    mixing 0.9 among the layers in use, Adam β = (0, 0.99), ε = 1e-8, a D step then a G step,
-    G EMA half-life 10 kimg without ramp-up (`G_smoothing_kimg`), no augmentation (mirror
-    augment is `data.xflip`). `train.batch_size` is unused: each stage's minibatch comes from the
-    schedule."""
+    mixing 0.9 among the layers in use, TF 1's Adam (ε on the raw √v) with β = (0, 0.99),
+    ε = 1e-8, a D step then a G step, G EMA half-life 10 kimg without ramp-up
+    (`G_smoothing_kimg`), no augmentation (mirror augment is `data.xflip`). `train.batch_size`
+    is unused: each stage's minibatch comes from the schedule."""
     schedule = schedule if schedule is not None else official_schedule()
     config = _base(batch_size=int(schedule.minibatch_base), gamma=10.0, ema_kimg=10.0,
                    ema_rampup=None, total_kimg=total_kimg)
     config.train.update(dict(progressive=True, d_first=True, g_reg_interval=None,
                              d_reg_interval=None, pl_weight=0.0, style_mixing_prob=0.9,
                              g_lr=float(schedule.G_lrate_base),
-                             d_lr=float(schedule.D_lrate_base)))
+                             d_lr=float(schedule.D_lrate_base), adam="tf1"))
     config.augment.pipe = ""
     config.augment.ada_target = None
     config.schedule = schedule

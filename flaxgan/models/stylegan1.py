@@ -39,7 +39,7 @@ from flaxgan.errors import InvalidArgument
 from flaxgan.nn.activation import ACTIVATIONS
 from flaxgan.nn.conv import upsampling_conv2d
 from flaxgan.nn.fir import setup_filter
-from flaxgan.nn.layers import minibatch_std
+from flaxgan.nn.layers import at_least_float32, minibatch_std
 from flaxgan.nn.polyphase import upfirdn2d
 
 __all__ = [
@@ -135,9 +135,10 @@ def pixel_norm(x: jax.Array, axis: int = -1, eps: float = 1e-8) -> jax.Array:
 
 
 def instance_norm(x: jax.Array, eps: float = 1e-8) -> jax.Array:
-    """`[N, H, W, C]`: per sample and channel, `(x - mean) / sqrt(var + eps)` over H, W, in fp32."""
+    """`[N, H, W, C]`: per sample and channel, `(x - mean) / sqrt(var + eps)` over H, W, in at
+    least float32."""
     dtype = x.dtype
-    x = x.astype(jnp.float32)
+    x = at_least_float32(x)
     x = x - jnp.mean(x, axis=(1, 2), keepdims=True)
     x = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=(1, 2), keepdims=True) + eps)
     return x.astype(dtype)
@@ -225,7 +226,7 @@ def mixing_cutoff(key: jax.Array, num_layers: int, lod: float | jax.Array,
 
 def update_dlatent_avg(dlatent_avg: jax.Array, dlatents: jax.Array, beta: float) -> jax.Array:
     """EMA of the batch-mean dlatent (layer 0 of `[N, L, D]`): `lerp(mean, avg, beta)`."""
-    batch_avg = jnp.mean(jax.lax.stop_gradient(dlatents[:, 0]).astype(jnp.float32), axis=0)
+    batch_avg = jnp.mean(at_least_float32(jax.lax.stop_gradient(dlatents[:, 0])), axis=0)
     return lerp(batch_avg, dlatent_avg, beta)
 
 

@@ -32,6 +32,12 @@ def normalize_2nd_moment(x: jax.Array, axis: int = -1, eps: float = 1e-8) -> jax
     return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=axis, keepdims=True) + eps)
 
 
+def at_least_float32(x: jax.Array) -> jax.Array:
+    """`x` in float32, or in its own dtype when that is wider (float64): the statistics that
+    float16 layers compute in float32 keep a float64 network's precision."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def minibatch_std(x: jax.Array, group_size: int | None = 4, num_channels: int = 1) -> jax.Array:
     """Appends minibatch standard-deviation features (Karras et al. 2018, sec. 3).
 
@@ -53,7 +59,7 @@ def minibatch_std(x: jax.Array, group_size: int | None = 4, num_channels: int = 
             f"minibatch_std: batch {n} must be divisible by group size {g} and channels {c} "
             f"by num_channels {num_channels}"
         )
-    y = x.astype(jnp.float32).reshape(g, n // g, h, w, num_channels, c // num_channels)
+    y = at_least_float32(x).reshape(g, n // g, h, w, num_channels, c // num_channels)
     y = y - jnp.mean(y, axis=0)
     y = jnp.sqrt(jnp.mean(jnp.square(y), axis=0) + 1e-8)  # [n, H, W, F, c]
     y = jnp.mean(y, axis=(1, 2, 4))  # [n, F]

@@ -24,8 +24,8 @@ Deviations from the official loop, all small: it evaluates the schedule every
 `minibatch_repeats = 4` minibatches, here every minibatch (the same schedule, sampled 4x finer),
 which keeps the stage a function of `nimg` only, whatever iteration a checkpoint falls on; its
 `Gs` update runs with the D step (before that iteration's G step), here after both steps (as
-StyleGAN2-ADA); TF's Adam adds epsilon to the bias-uncorrected `sqrt(v)` (optax: corrected);
-its lower-resolution reals are rounded to uint8 per level (here averaged in float).
+StyleGAN2-ADA); its lower-resolution reals are rounded to uint8 per level (here averaged in
+float).
 """
 
 from __future__ import annotations

@@ -30,12 +30,14 @@ from jax.sharding import PartitionSpec as P
 
 from flaxgan import augment as augment_lib
 from flaxgan import losses
+from flaxgan.errors import InvalidArgument
 from flaxgan.train import progressive
 from flaxgan.train.sharding import BATCH_AXIS
 from flaxgan.train.state import GanState
 
-__all__ = ["Hyperparameters", "Phase", "TrainSteps", "make_optimizers", "phases",
-           "make_train_steps", "generated_labels", "Batch", "AugmentFn"]
+__all__ = ["Hyperparameters", "Phase", "TrainSteps", "make_optimizers", "tf1_adam",
+           "scale_by_tf1_adam", "phases", "make_train_steps", "generated_labels", "Batch",
+           "AugmentFn"]
 
 Batch = dict[str, jax.Array]  # image uint8 [N, H, W, C]; label float32 [N, c_dim]
 # (images [N, H, W, C] in [-1, 1], key, p) -> augmented images, differentiable in the images.
@@ -54,7 +56,10 @@ class Hyperparameters:
     `progressive` (StyleGAN v1, `flaxgan.train.progressive`): D sees the reals faded to its
     `lod` buffer, style mixing draws its crossover among the layers in use at that `lod`, and
     the learning rates are injected (set per stage). `d_first` runs the D phases before the G
-    phases (the official StyleGAN v1 iteration: D step, then G step).
+    phases (the official StyleGAN v1 iteration: D step, then G step). `adam` is the Adam
+    formulation: 'pytorch' (ε added to the bias-corrected √v̂, as torch.optim.Adam of
+    StyleGAN2-ADA / StyleGAN3 and optax) or 'tf1' (ε added to the raw √v, as TF 1's
+    AdamOptimizer of NVlabs/stylegan: `tf1_adam`).
     """
 
     batch_size: int = 32
@@ -79,6 +84,7 @@ class Hyperparameters:
     blur_fade_kimg: float = 0.0
     progressive: bool = False
     d_first: bool = False
+    adam: str = "pytorch"
 
 
 class Phase(NamedTuple):
@@ -125,17 +131,60 @@ def phases(hp: Hyperparameters) -> tuple[Phase, ...]:
     return tuple(out)
 
 
+def scale_by_tf1_adam(b1: float, b2: float, eps: float, eps_root: float = 0.0
+                      ) -> optax.GradientTransformation:
+    """Adam's direction as TF 1's `AdamOptimizer` computes it: `√(1−β₂ᵗ)/(1−β₁ᵗ) · m / (√v + ε)`
+    (`eps_root`, 0 in TF, is added under the root as optax does).
+
+    That is `m̂ / (√v̂ + ε/√(1−β₂ᵗ))`: optax's `scale_by_adam` with ε scaled up early in
+    training (10× at the first step for β₂ = 0.99, 1.26× at step 100). It changes the update
+    of every element whose gradient is not much larger than ε; the state is optax's
+    `ScaleByAdamState`, so checkpoints and resets treat both formulations alike.
+    """
+    def init(params):
+        zeros = lambda: jax.tree.map(jnp.zeros_like, params)
+        return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=zeros(), nu=zeros())
+
+    def update(updates, state, params=None):
+        del params
+        mu = jax.tree.map(lambda g, m: b1 * m + (1 - b1) * g, updates, state.mu)
+        nu = jax.tree.map(lambda g, v: b2 * v + (1 - b2) * g * g, updates, state.nu)
+        count = optax.safe_int32_increment(state.count)
+        t = count.astype(jnp.float32)
+        scale = jnp.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        direction = jax.tree.map(
+            lambda m, v: (scale * m / (jnp.sqrt(v + eps_root) + eps)).astype(m.dtype), mu, nu)
+        return direction, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
+
+    return optax.GradientTransformation(init, update)
+
+
+def tf1_adam(learning_rate: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+             eps_root: float = 0.0) -> optax.GradientTransformation:
+    """`optax.adam` with TF 1's ε placement (`scale_by_tf1_adam`); the same arguments and state
+    structure (also under `optax.inject_hyperparams`), so a checkpoint serves either."""
+    return optax.chain(scale_by_tf1_adam(b1, b2, eps, eps_root),
+                       optax.scale_by_learning_rate(learning_rate))
+
+
+ADAMS = {"pytorch": optax.adam, "tf1": tf1_adam}
+
+
 def make_optimizers(hp: Hyperparameters) -> tuple[optax.GradientTransformation,
                                                   optax.GradientTransformation]:
-    """Adam for G and D with the lazy-regularisation correction of lr and betas; with
-    `hp.progressive` the learning rate is an injected hyperparameter (the official per-stage
-    `lrate_in`, set by `progressive.ProgressivePlan.configure` without recompiling)."""
+    """Adam (`hp.adam`'s formulation) for G and D with the lazy-regularisation correction of lr
+    and betas; with `hp.progressive` the learning rate is an injected hyperparameter (the
+    official per-stage `lrate_in`, set by `progressive.ProgressivePlan.configure` without
+    recompiling)."""
+    if hp.adam not in ADAMS:
+        raise InvalidArgument(f"train.adam must be one of {sorted(ADAMS)}, got {hp.adam!r}")
+    make = ADAMS[hp.adam]
+
     def adam(lr, interval):
         lr, (b1, b2) = losses.lazy_regularization(lr, hp.betas, interval)
         if hp.progressive:
-            return optax.inject_hyperparams(optax.adam)(learning_rate=lr, b1=b1, b2=b2,
-                                                        eps=hp.eps)
-        return optax.adam(lr, b1=b1, b2=b2, eps=hp.eps)
+            return optax.inject_hyperparams(make)(learning_rate=lr, b1=b1, b2=b2, eps=hp.eps)
+        return make(lr, b1=b1, b2=b2, eps=hp.eps)
     return adam(hp.g_lr, hp.g_reg_interval), adam(hp.d_lr, hp.d_reg_interval)
 
 

@@ -321,7 +321,7 @@ def test_conversion_is_cached_as_npz(state, params, monkeypatch, tmp_path):
     direct = vgg16.load_params(cache)
     for tree in (first, second, direct):
         assert jax.tree.structure(tree) == jax.tree.structure(params)
-        for got, want in zip(jax.tree.leaves(tree), jax.tree.leaves(small)):
+        for got, want in zip(jax.tree.leaves(tree), jax.tree.leaves(small), strict=True):
             np.testing.assert_array_equal(got, want)
 
 

@@ -35,6 +35,20 @@ def test_minibatch_std_matches_explicit_groups():
         layers.minibatch_std(jnp.ones([5, 2, 2, 2]), group_size=4)
 
 
+def test_statistics_run_in_at_least_float32():
+    """float16 inputs get float32 statistics; float64 ones keep float64 (a float64 network,
+    e.g. `benchmarks/stylegan1_drift.py`, must not be rounded to float32 inside)."""
+    assert layers.at_least_float32(jnp.zeros(2, jnp.float16)).dtype == jnp.float32
+    assert layers.at_least_float32(jnp.zeros(2, jnp.bfloat16)).dtype == jnp.float32
+    x = np.random.default_rng(1).standard_normal([4, 2, 2, 3]) * 1e-3 + 1.0
+    with jax.enable_x64(True):
+        y = layers.minibatch_std(jnp.asarray(x), group_size=4)
+        assert y.dtype == jnp.float64
+        # The std of values near 1 spread by 1e-3: float32 would lose ~4 of its digits.
+        want = np.sqrt(x.var(axis=0) + 1e-8).mean()
+        np.testing.assert_allclose(np.asarray(y[0, 0, 0, 3]), want, rtol=1e-12)
+
+
 def test_equalized_lr_dense_scales_at_runtime():
     layer = layers.FullyConnectedLayer(3, lr_multiplier=0.01, bias_init=2.0)
     params = layer.init(jax.random.key(0), jnp.ones([1, 4]))["params"]

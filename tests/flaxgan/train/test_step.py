@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from flaxgan import augment, losses
+from flaxgan.errors import InvalidArgument
 from flaxgan.models import registry
 from flaxgan.train import sharding
 from flaxgan.train import state as state_lib
@@ -60,6 +61,46 @@ def test_lazy_regularization_optimizers():
     # First Adam step moves each parameter by lr * c (bias-corrected m / sqrt(v) = sign(g)).
     updates, _ = g_opt.update({"w": jnp.array([1.0, -2.0, 3.0])}, g_opt.init(params), params)
     np.testing.assert_allclose(updates["w"], -0.01 * 0.8 * np.sign([1, -2, 3]), rtol=1e-5)
+
+
+def _tf1_adam_reference(grads: np.ndarray, lr: float, b1: float, b2: float, eps: float):
+    """TF 1's `AdamOptimizer` update, written from its documented formula in float64:
+    lr_t = lr·√(1−β₂ᵗ)/(1−β₁ᵗ); m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²; Δ = −lr_t·m/(√v + ε)."""
+    m = v = np.zeros_like(grads[0])
+    out = []
+    for t, g in enumerate(grads, start=1):
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        out.append(-lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t) * m / (np.sqrt(v) + eps))
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_tf1_adam_is_tensorflows_formula_with_optax_state(progressive):
+    """'tf1' Adam (StyleGAN v1's official optimizer) against TF's formula over 5 steps, with
+    gradients from 1e-9 (where ε's placement decides the step) to 10; its state has optax
+    Adam's structure (checkpoints and the progressive Adam reset serve both)."""
+    hp = step_lib.Hyperparameters(g_lr=0.01, betas=(0.5, 0.99), eps=1e-8, g_reg_interval=None,
+                                  adam="tf1", progressive=progressive)
+    g_opt, _ = step_lib.make_optimizers(hp)
+    rng = np.random.RandomState(0)
+    grads = rng.randn(5, 6) * 10.0 ** np.arange(-9, 3, 2)  # columns: 1e-9 ... 10
+    params = {"w": jnp.zeros(6)}
+    state = g_opt.init(params)
+    got = []
+    for g in grads:
+        updates, state = g_opt.update({"w": jnp.asarray(g, jnp.float32)}, state, params)
+        got.append(np.asarray(updates["w"]))
+    want = _tf1_adam_reference(grads, 0.01, 0.5, 0.99, 1e-8)
+    # float32 arithmetic on float32-rounded gradients: a few ulp of each update.
+    np.testing.assert_allclose(np.stack(got), want, rtol=1e-5)
+    # optax's placement differs exactly where the gradient is not far above ε.
+    optax_first = -0.01 * grads[0] / (np.abs(grads[0]) + 1e-8)
+    assert abs(want[0, 0] - optax_first[0]) > 0.5 * abs(optax_first[0])
+    pytorch_opt, _ = step_lib.make_optimizers(
+        step_lib.Hyperparameters(g_reg_interval=None, progressive=progressive))
+    assert (jax.tree.structure(state) == jax.tree.structure(pytorch_opt.init(params)))
+    with pytest.raises(InvalidArgument, match="train.adam must be one of"):
+        step_lib.make_optimizers(step_lib.Hyperparameters(adam="adamw"))
 
 
 def test_r1_gradient_is_the_global_batch_mean_on_8_devices():

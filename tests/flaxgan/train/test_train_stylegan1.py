@@ -62,6 +62,9 @@ def _assert_lod_follows_the_schedule(records, config, devices: int = 8):
 
 
 def test_trains_through_a_lod_transition(full_run):
+    config = _config(FULL_KIMG)
+    # The official optimizer: TF 1's Adam (ε on the raw √v; `test_step` checks the formula).
+    assert loop.hyperparameters(config.train, config.augment).adam == "tf1"
     records = _records(full_run)
     _assert_lod_follows_the_schedule(records, _config(FULL_KIMG))
     lods = [r["Progress/lod"] for r in records]
