@@ -8,6 +8,10 @@ a variant (`celeba256.py:short`); `--config.<section>.<key>=value` overrides sin
 key the config lacks is one line naming the closest one). Re-running with the same `--workdir`
 resumes from its latest checkpoint. See `flaxgan.train.loop` for what is written where.
 
+On a CPU the run splits the host into one XLA device per core (the fastest measured training
+layout, `flaxgan.cpu_layout`; the log says what was chosen); `--cpu_devices=N` or
+`XLA_FLAGS=--xla_force_host_platform_device_count=N` choose another.
+
 Bad input is one line `error: ...` (exit status 2) before anything is built: an unknown config
 key, a batch size the devices cannot split, an unwritable workdir, or a TFDS dataset not
 prepared in its data dir (the line gives the `prepare` command of the config and
@@ -27,6 +31,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments import cli
+from flaxgan import cpu_layout
 from flaxgan.errors import InvalidArgument
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent / "configs"
@@ -34,6 +39,10 @@ CONFIG_DIR = pathlib.Path(__file__).resolve().parent / "configs"
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, logs, samples).")
+_CPU_DEVICES = flags.DEFINE_integer(
+    "cpu_devices", None, "XLA host devices to split the CPU into (default: one per core, "
+    "lowered to divide the batch; XLA_FLAGS=--xla_force_host_platform_device_count also "
+    "sets it).", lower_bound=1)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -95,6 +104,15 @@ def check_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
                               f"{num_devices} devices (e.g. {fit})")
 
 
+def _layout_batch(config: ml_collections.ConfigDict) -> int | None:
+    """The batch the CPU layout must divide: None for StyleGAN v1 (its stages round their
+    minibatches to the device count) and for a bad value (`check_config` names it)."""
+    batch = config.train.get("batch_size")
+    if config.get("schedule") or isinstance(batch, bool) or not isinstance(batch, int):
+        return None
+    return batch if batch >= 1 else None
+
+
 def check_workdir(workdir: str) -> None:
     """Creates `workdir` when missing; one line when it cannot be created or written."""
     try:
@@ -114,7 +132,10 @@ def main(argv: Sequence[str]) -> None:
     @cli.reports_user_errors(loop.DatasetNotPrepared, loop.TrainingDiverged,
                              checkpoint.CheckpointError)
     def run(_):
-        # Several processes: join the run before anything asks JAX for its devices.
+        # Both before anything asks JAX for its devices: the CPU layout, then (several
+        # processes) joining the run.
+        logging.info(cpu_layout.configure_training(_layout_batch(_CONFIG.value),
+                                                   _CPU_DEVICES.value))
         sharding.initialize_distributed()
         check_config(_CONFIG.value, jax.device_count())
         cli.check_dataset(_CONFIG.value.data, data_dir_flag="--config.data.data_dir")

@@ -96,7 +96,7 @@ def get_config(arg=None):
                 "--config.train.bach_size: no key 'bach_size' in config.train; did you mean "
                 "--config.train.batch_size?", "did you mean --config.train?",
                 "config.train.batch_size is a value (int), not a section",
-                "valid keys: allow_batch_size_change, batch_size,"]
+                "valid keys: adam, allow_batch_size_change, batch_size,"]
     for result, text in zip(_run_cases("experiments.train", argv), expected, strict=True):
         assert_one_line(result, text)
     # Config errors are found before the run starts (resume_pkl is read inside the loop).

@@ -1,0 +1,91 @@
+"""The CPU device layout of a training run: how many XLA host devices the CPU is split into.
+
+XLA runs one program per device, and on a CPU one program keeps the cores only partly busy;
+splitting the host into several devices runs the per-device slices of a data-parallel batch
+side by side. Which split is fastest depends on the workload (`benchmarks/RESULTS.md`, "The CPU
+device layout", 2 cores): training at 32 and 128 channels ran 1.7× and 1.2× faster on one host
+device per core than on one device, and 4 devices per core were no faster than one at 128
+channels; sampling the bundled 32² model was fastest on a single device (JAX's default), and so
+was the projector (against two), while large generators and the FID Inception ran fastest on 4
+devices per core — so only training chooses here.
+
+`configure_training(batch_size)` applies the training choice — one host device per core, lowered
+to a divisor of the global batch — unless the user chose (`XLA_FLAGS` with
+`--xla_force_host_platform_device_count`, `JAX_NUM_CPU_DEVICES`, or `devices=`), and returns
+the line to log. It must run before anything asks JAX for its devices (the count is read when
+the CPU backend starts); later it changes nothing and says so. Accelerators are unaffected: the
+count applies to the CPU backend only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import jax
+
+__all__ = ["configure_training", "cpu_cores", "user_device_count"]
+
+_XLA_FLAG = re.compile(r"--xla_force_host_platform_device_count[= ](\d+)")
+
+
+def user_device_count() -> tuple[int, str] | None:
+    """`(count, where)` when the environment already sets the host device count, else None."""
+    match = _XLA_FLAG.search(os.environ.get("XLA_FLAGS", ""))
+    if match:
+        return int(match.group(1)), "XLA_FLAGS"
+    value = os.environ.get("JAX_NUM_CPU_DEVICES", "").strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value), "JAX_NUM_CPU_DEVICES"
+    return None
+
+
+def _backends_started() -> bool:
+    """Whether JAX has created its backends (after which the host device count is fixed and a
+    new `jax_num_cpu_devices` is silently ignored). JAX has no public query for it; without
+    the private one, assume not (the layout line could then overstate what took effect)."""
+    from jax._src import xla_bridge  # noqa: PLC0415
+    return bool(getattr(xla_bridge, "backends_are_initialized", lambda: False)())
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def configure_training(batch_size: int | None = None, devices: int | None = None) -> str:
+    """Sets this process's number of CPU host devices for training; returns the line to log.
+
+    Args:
+      batch_size: the global batch; the count is lowered to its largest divisor that is at most
+        the core count (each device takes an equal slice). None: no constraint (StyleGAN v1
+        rounds each stage's minibatch to the device count).
+      devices: an explicit count (the entry point's `--cpu_devices`); wins over the choice.
+
+    Raises:
+      ValueError: `devices` or `batch_size` < 1.
+    """
+    for name, value in (("devices", devices), ("batch_size", batch_size)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    user = user_device_count()
+    if devices is None and user is not None:
+        return f"CPU layout: {user[0]} host devices, as set by {user[1]}"
+    if devices is not None:
+        count, why = devices, "as requested by --cpu_devices"
+    else:
+        cores = cpu_cores()
+        count = cores if batch_size is None else max(
+            d for d in range(1, min(cores, batch_size) + 1) if batch_size % d == 0)
+        why = f"one per core on {cores} cores, the fastest measured training layout"
+        if count != cores:
+            why += f", lowered to divide the batch of {batch_size}"
+    if _backends_started():
+        return (f"CPU layout: left at {len(jax.devices('cpu'))} host devices (JAX had "
+                f"started before the layout was chosen)")
+    jax.config.update("jax_num_cpu_devices", count)
+    return (f"CPU layout: {count} host device{'s' if count > 1 else ''} ({why}; --cpu_devices "
+            f"or XLA_FLAGS=--xla_force_host_platform_device_count=N to choose)")
