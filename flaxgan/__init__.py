@@ -21,6 +21,8 @@ What the package offers, by module (`import flaxgan.<module>`; nothing heavy is 
 - `images`, `files`: reading image files, uint8 conversion, grids; atomic writes and `.npz`
   trees, shared by all of the above.
 - `errors`: `UserError`, the one-line errors of bad input.
+- `cpu_layout`: how many XLA host devices a CPU-only training process splits into (one per
+  core, chosen before JAX starts; `experiments.train` applies it).
 
 Entry points live in `experiments/` (`python -m experiments.train`, `.generate`, `.eval`, ...),
 dataset preparation in `data_pipelines/`.
