@@ -531,19 +531,34 @@ def run_config(name: str, cfg: dict, worker: _Worker, args, tmp: pathlib.Path) -
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def common_parser(doc: str, tf_threads: int) -> argparse.ArgumentParser:
+    """The flags every side-by-side script of this file shares (`benchmarks.stylegan1_drift`)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--official_repo", default="third_party/stylegan")
     parser.add_argument("--tf_python", default="/tmp/tfvenv/bin/python")
     parser.add_argument("--configs", default="smoke16,small64")
+    parser.add_argument("--tf_threads", type=int, default=tf_threads,
+                        help="TF intra- and inter-op threads")
+    parser.add_argument("--seed", type=int, default=1000)
+    return parser
+
+
+def config_names(configs: str) -> list[str]:
+    """`--configs` split and checked against `CONFIGS`."""
+    names = configs.split(",")
+    unknown = sorted(set(names) - set(CONFIGS))
+    if unknown:
+        raise SystemExit(f"unknown configs {unknown}; known: {sorted(CONFIGS)}")
+    return names
+
+
+def main() -> None:
+    parser = common_parser(__doc__, tf_threads=os.cpu_count())
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--gen_batches", type=int, default=0,
                         help="generator batches per timed repeat (0: the config's)")
     parser.add_argument("--train_iters", type=int, default=0,
                         help="training iterations per timed repeat (0: the config's)")
-    parser.add_argument("--tf_threads", type=int, default=os.cpu_count(),
-                        help="TF intra- and inter-op threads")
-    parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -552,10 +567,7 @@ def main() -> None:
 
     import jax
 
-    names = args.configs.split(",")
-    unknown = sorted(set(names) - set(CONFIGS))
-    if unknown:
-        raise SystemExit(f"unknown configs {unknown}; known: {sorted(CONFIGS)}")
+    names = config_names(args.configs)
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
         cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)

@@ -27,7 +27,6 @@ placement: `fx64_optax`) makes one leave the float64 trajectory much faster than
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import tempfile
@@ -99,19 +98,11 @@ def study(name: str, cfg: dict, worker, args, tmp: pathlib.Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--official_repo", default="third_party/stylegan")
-    parser.add_argument("--tf_python", default="/tmp/tfvenv/bin/python")
-    parser.add_argument("--configs", default="smoke16,small64")
+    parser = bench.common_parser(__doc__, tf_threads=2)
     parser.add_argument("--iters", type=int, default=81)
-    parser.add_argument("--tf_threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=1000)
     args = parser.parse_args()
     jax.config.update("jax_enable_x64", True)  # float32 runs keep float32 arrays throughout
-    names = args.configs.split(",")
-    unknown = sorted(set(names) - set(bench.CONFIGS))
-    if unknown:
-        raise SystemExit(f"unknown configs {unknown}; known: {sorted(bench.CONFIGS)}")
+    names = bench.config_names(args.configs)
     official = bench._Worker(args.tf_python, str(pathlib.Path(args.official_repo).resolve()),
                              args.tf_threads)
     results = []
