@@ -42,7 +42,8 @@ compared.
 (c) The library's own step, `flaxgan.train.step.make_train_steps` (what `experiments.train`
 runs for a `:stylegan1` config: the shard_map phases Dboth then Gmain, EMA and buffer
 bookkeeping) on the same networks, reals and hyperparameters (style mixing off, lod 0, one
-device), timed in the same repeats; it draws its noise, so only its time is compared.
+device, or `--library_devices` host devices as `experiments.train` splits a CPU), timed in the
+same repeats; it draws its noise, so only its time is compared.
 
 Timing: an untimed warm-up (flaxgan: compilation; official: the session's first run, graph
 optimisation) reported separately, then `--repeats` repeats alternating the two sides (flaxgan
@@ -387,12 +388,12 @@ def _flaxgan(pkl: str, cfg: dict, dtype: str = "float32", adam: str = "tf1"):
     return Gs.variables, generate, iteration, init_state
 
 
-def _library_step(pkl: str, cfg: dict):
+def _library_step(pkl: str, cfg: dict, devices: int = 1):
     """flaxgan's own training step (`flaxgan.train.step`, what `experiments.train` runs for
     `--config=...:stylegan1`) on the same networks: the official v1 hyperparameters at lod 0,
-    style mixing off as on the official side, one device. Returns `(run(first, count) ->
-    seconds, compiled count)`; its noise is drawn (the library trains with random noise), so
-    its losses are not compared, only its time."""
+    style mixing off as on the official side, on `devices` host devices. Returns
+    `(run(first, count) -> seconds, compiled count)`; its noise is drawn (the library trains
+    with random noise), so its losses are not compared, only its time."""
     import jax
 
     from flaxgan.train import sharding
@@ -406,7 +407,7 @@ def _library_step(pkl: str, cfg: dict):
         d_reg_interval=None, r1_gamma=R1_GAMMA, pl_weight=0.0, style_mixing_prob=0.0,
         ema_kimg=G_SMOOTHING_KIMG, ema_rampup=None, ada_target=None, progressive=True,
         d_first=True, adam="tf1")
-    mesh = sharding.make_mesh(jax.devices()[:1])
+    mesh = sharding.make_mesh(jax.devices()[:devices])
     steps = step_lib.make_train_steps(G.module, D, hp, mesh)
     g_opt, d_opt = step_lib.make_optimizers(hp)
     copy = lambda tree: jax.tree.map(lambda x: np.array(x, np.float32), tree)
@@ -500,7 +501,7 @@ def run_config(name: str, cfg: dict, worker: _Worker, args, tmp: pathlib.Path) -
         tf_losses.extend(reply["losses"])
         return reply["seconds"]
 
-    lib_run, lib_compiled = _library_step(pkl, cfg)
+    lib_run, lib_compiled = _library_step(pkl, cfg, args.library_devices)
     warm = {"flaxgan": round(fx_run(0, 1), 2), "official": round(tf_run(0, 1), 2),
             "flaxgan_library": round(lib_run(data, 0, 1), 2)}
     fx, tf, lib = [], [], []
@@ -559,6 +560,9 @@ def main() -> None:
                         help="generator batches per timed repeat (0: the config's)")
     parser.add_argument("--train_iters", type=int, default=0,
                         help="training iterations per timed repeat (0: the config's)")
+    parser.add_argument("--library_devices", type=int, default=1,
+                        help="host devices of the library step (row c); >1 splits the CPU "
+                             "as `experiments.train` does (flaxgan.cpu_layout)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -567,6 +571,8 @@ def main() -> None:
 
     import jax
 
+    if args.library_devices > 1:  # before JAX starts; rows (a) and (b) still use one device
+        jax.config.update("jax_num_cpu_devices", args.library_devices)
     names = config_names(args.configs)
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
