@@ -73,7 +73,8 @@ def configure_training(batch_size: int | None = None, devices: int | None = None
             raise ValueError(f"{name} must be >= 1, got {value}")
     user = user_device_count()
     if devices is None and user is not None:
-        return f"CPU layout: {user[0]} host devices, as set by {user[1]}"
+        return (f"CPU layout: {user[0]} host device{'s' if user[0] > 1 else ''}, as set by "
+                f"{user[1]}")
     if devices is not None:
         count, why = devices, "as requested by --cpu_devices"
     else:
