@@ -257,13 +257,14 @@ def _is_not_found(error: Exception) -> bool:
             or "expected one of []" in text)
 
 
-def check_outdir(outdir: str) -> None:
-    """The output folder exists as a writable folder, or can be created (nothing is made)."""
+def check_outdir(outdir: str, flag: str = "--outdir", value: str | None = None) -> None:
+    """The output folder exists as a writable folder, or can be created (nothing is made);
+    the error names `flag`=`value` (default: the folder itself)."""
     path = os.path.abspath(outdir)
     while not os.path.exists(path):
         path = os.path.dirname(path)
     if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
-        raise InvalidArgument(f"--outdir={outdir}: {path} is not a writable folder")
+        raise InvalidArgument(f"{flag}={value or outdir}: {path} is not a writable folder")
 
 
 def parse_range(spec: str, limit: int | None = None) -> list[int]:

@@ -36,6 +36,7 @@ import jax
 from absl import app, flags, logging
 
 from experiments import cli
+from flaxgan import cpu_layout
 from flaxgan.errors import InvalidArgument, UserError
 from flaxgan.metrics import detectors, evaluation, features, registry
 
@@ -64,6 +65,10 @@ _NUM_GEN = flags.DEFINE_integer('num_gen', None, 'Generated images (PPL pairs) i
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed for generator sampling and KID subsets.')
 _CACHE_DIR = flags.DEFINE_string('cache_dir', None, 'Statistics cache (default ~/.cache/flaxgan).')
 _NO_CACHE = flags.DEFINE_bool('no_cache', False, 'Do not read or write cached statistics.')
+_CPU_DEVICES = flags.DEFINE_integer(
+    'cpu_devices', None, 'XLA host devices to split the CPU into (default: one per core, the '
+    'fastest measured for metrics; XLA_FLAGS=--xla_force_host_platform_device_count also sets '
+    'it).', lower_bound=1)
 _OUT = flags.DEFINE_string('out', None, 'JSON-lines file to append results to (default '
                            'WORKDIR/metrics-eval.jsonl or ./metrics-eval.jsonl).')
 
@@ -172,6 +177,7 @@ def feature_warning(metrics: Sequence[str]) -> str | None:
 def main(argv: Sequence[str]) -> None:
     del argv
     cli.quiet_dependency_logs()
+    logging.info(cpu_layout.configure('metrics', devices=_CPU_DEVICES.value))  # before JAX starts
     check_metrics(_METRICS.value)
     check_real_dir(_REAL_DIR.value)
     network, data, out = _NETWORK.value, _DATA.value or _REAL_DIR.value, _OUT.value
@@ -183,6 +189,9 @@ def main(argv: Sequence[str]) -> None:
         raise InvalidArgument('nothing to evaluate: give --fake_dir=DIR, --network=PKL or '
                               '--workdir=RUN')
     check_needs_real(_METRICS.value, data)
+    out = out or evaluation.METRICS_FILE
+    # Before minutes of feature extraction (the file's folder is created when written).
+    cli.check_outdir(os.path.dirname(os.path.abspath(out)), flag="--out", value=out)
     section = real_section(data, _DATA_DIR.value) if data else None
     if section:
         cli.check_dataset(section, data_dir_flag='--data_dir')
@@ -202,7 +211,7 @@ def main(argv: Sequence[str]) -> None:
                                       batch_size=_BATCH.value)
     logging.info('devices: %s', jax.devices())
     run(_METRICS.value, real, fake, loaded.pop('inception', None),
-        out=out or evaluation.METRICS_FILE, cache_dir=_CACHE_DIR.value,
+        out=out, cache_dir=_CACHE_DIR.value,
         use_cache=not _NO_CACHE.value, seed=_SEED.value, num_gen=_NUM_GEN.value,
         extra=dict(real=section['name'] if section else None,
                    fake=network or _FAKE_DIR.value),

@@ -134,8 +134,8 @@ def main(argv: Sequence[str]) -> None:
     def run(_):
         # Both before anything asks JAX for its devices: the CPU layout, then (several
         # processes) joining the run.
-        logging.info(cpu_layout.configure_training(_layout_batch(_CONFIG.value),
-                                                   _CPU_DEVICES.value))
+        logging.info(cpu_layout.configure("training", _layout_batch(_CONFIG.value),
+                                          _CPU_DEVICES.value))
         sharding.initialize_distributed()
         check_config(_CONFIG.value, jax.device_count())
         cli.check_dataset(_CONFIG.value.data, data_dir_flag="--config.data.data_dir")

@@ -1,16 +1,16 @@
-"""The CPU device layout of a training run: how many XLA host devices the CPU is split into.
+"""The CPU device layout of training and evaluation: how many XLA host devices a CPU splits into.
 
 XLA runs one program per device, and on a CPU one program keeps the cores only partly busy;
 splitting the host into several devices runs the per-device slices of a data-parallel batch
 side by side. Which split is fastest depends on the workload (`benchmarks/RESULTS.md`, "The CPU
 device layout", 2 cores): training at 32 and 128 channels ran 1.7× and 1.2× faster on one host
 device per core than on one device, and 4 devices per core were no faster than one at 128
-channels; sampling the bundled 32² model was fastest on a single device (JAX's default), and so
-was the projector (against two), while large generators and the FID Inception ran fastest on 4
-devices per core — so only training chooses here.
+channels; FID Inception features 1.5× faster on one device per core (4 per core: 1.6×); sampling
+the bundled 32² model was fastest on a single device (JAX's default), and so was the projector
+(against two) — so training and metrics choose here, sampling keeps JAX's default.
 
-`configure_training(batch_size)` applies the training choice — one host device per core, lowered
-to a divisor of the global batch — unless the user chose (`XLA_FLAGS` with
+`configure(workload, batch_size)` applies that choice — one host device per core, lowered to a
+divisor of a training run's global batch — unless the user chose (`XLA_FLAGS` with
 `--xla_force_host_platform_device_count`, `JAX_NUM_CPU_DEVICES`, or `devices=`), and returns
 the line to log. It must run before anything asks JAX for its devices (the count is read when
 the CPU backend starts); later it changes nothing and says so. Accelerators are unaffected: the
@@ -24,7 +24,9 @@ import re
 
 import jax
 
-__all__ = ["configure_training", "cpu_cores", "user_device_count"]
+__all__ = ["WORKLOADS", "configure", "cpu_cores", "user_device_count"]
+
+WORKLOADS = ("training", "metrics")  # one host device per core measured fastest for both
 
 _XLA_FLAG = re.compile(r"--xla_force_host_platform_device_count[= ](\d+)")
 
@@ -56,18 +58,22 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
-def configure_training(batch_size: int | None = None, devices: int | None = None) -> str:
-    """Sets this process's number of CPU host devices for training; returns the line to log.
+def configure(workload: str, batch_size: int | None = None, devices: int | None = None
+              ) -> str:
+    """Sets this process's number of CPU host devices for `workload`; returns the line to log.
 
     Args:
+      workload: 'training' or 'metrics' (`WORKLOADS`).
       batch_size: the global batch; the count is lowered to its largest divisor that is at most
         the core count (each device takes an equal slice). None: no constraint (StyleGAN v1
         rounds each stage's minibatch to the device count).
       devices: an explicit count (the entry point's `--cpu_devices`); wins over the choice.
 
     Raises:
-      ValueError: `devices` or `batch_size` < 1.
+      ValueError: an unknown workload, or `devices` or `batch_size` < 1.
     """
+    if workload not in WORKLOADS:
+        raise ValueError(f"workload must be one of {WORKLOADS}, got {workload!r}")
     for name, value in (("devices", devices), ("batch_size", batch_size)):
         if value is not None and value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
@@ -81,7 +87,7 @@ def configure_training(batch_size: int | None = None, devices: int | None = None
         cores = cpu_cores()
         count = cores if batch_size is None else max(
             d for d in range(1, min(cores, batch_size) + 1) if batch_size % d == 0)
-        why = f"one per core on {cores} cores, the fastest measured training layout"
+        why = f"one per core on {cores} cores, the fastest measured {workload} layout"
         if count != cores:
             why += f", lowered to divide the batch of {batch_size}"
     if _backends_started():

@@ -238,6 +238,7 @@ def evaluate_context(metrics: Sequence[str], ctx: registry.MetricContext, *,
         if echo:
             print(line, flush=True)
         if out:
+            os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
             with open(out, "a") as f:
                 f.write(line + "\n")
         records.append(record)

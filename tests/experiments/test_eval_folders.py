@@ -102,6 +102,21 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path, calls, capsys):
         assert record["skipped_unreadable"] == {"real": 2}
 
 
+def test_out_in_a_new_folder_is_created_and_an_unwritable_one_refused(tmp_path, calls, capsys):
+    real = _images(tmp_path / "real", [(32, 32)] * 3)
+    fake = _images(tmp_path / "fake", [(32, 32)] * 3, seed=4)
+    out = tmp_path / "new" / "deeper" / "m.jsonl"
+    _main(f"--real_dir={real}", f"--fake_dir={fake}", "--metrics=fid", f"--out={out}")
+    assert json.loads(out.read_text().splitlines()[-1])["metric"] == "fid"
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    calls.clear()
+    line = _one_line_error(capsys, f"--real_dir={real}", f"--fake_dir={fake}", "--metrics=fid",
+                           f"--out={blocker / 'm.jsonl'}")
+    assert f"--out={blocker / 'm.jsonl'}" in line and "not a writable folder" in line, line
+    assert calls == []  # refused before any feature was extracted
+
+
 @pytest.mark.parametrize("case", ["empty", "non_images", "nonexistent", "missing", "one_image"])
 def test_bad_folders_are_one_line(tmp_path, calls, capsys, case):
     fake = _images(tmp_path / "fake", [(32, 32)] * 3)

@@ -1,4 +1,4 @@
-"""The training CPU layout: one host device per core, dividing the batch; the user wins."""
+"""The CPU layout: one host device per core, dividing a training batch; the user wins."""
 
 from __future__ import annotations
 
@@ -28,16 +28,18 @@ def test_user_settings_are_read_from_the_environment(monkeypatch):
 
 def test_the_user_wins_and_a_started_backend_is_left_alone(monkeypatch):
     # The suite runs with XLA_FLAGS=--xla_force_host_platform_device_count=8.
-    line = cpu_layout.configure_training(batch_size=6)
+    line = cpu_layout.configure("training", batch_size=6)
     assert line.startswith("CPU layout: 8 host devices, as set by XLA_FLAGS"), line
     assert jax.device_count() == 8  # starts the backend (if no test did before)
     monkeypatch.delenv("XLA_FLAGS")
     monkeypatch.delenv("JAX_NUM_CPU_DEVICES", raising=False)
-    line = cpu_layout.configure_training(batch_size=6)
+    line = cpu_layout.configure("training", batch_size=6)
     assert line.startswith("CPU layout: left at 8 host devices"), line
     assert jax.device_count() == 8
     with pytest.raises(ValueError, match="devices must be >= 1"):
-        cpu_layout.configure_training(devices=0)
+        cpu_layout.configure("metrics", devices=0)
+    with pytest.raises(ValueError, match="workload must be one of"):
+        cpu_layout.configure("sampling")
 
 
 _CHILD = """
@@ -45,7 +47,7 @@ import json, sys
 from flaxgan import cpu_layout
 import jax
 batch, devices = json.loads(sys.argv[1])
-line = cpu_layout.configure_training(batch, devices)
+line = cpu_layout.configure("training", batch, devices)
 print(json.dumps([line, jax.device_count(), cpu_layout.cpu_cores()]))
 """
 
