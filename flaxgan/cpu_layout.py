@@ -24,6 +24,8 @@ import re
 
 import jax
 
+from flaxgan.errors import InvalidArgument
+
 __all__ = ["WORKLOADS", "configure", "cpu_cores", "user_device_count"]
 
 WORKLOADS = ("training", "metrics")  # one host device per core measured fastest for both
@@ -71,6 +73,7 @@ def configure(workload: str, batch_size: int | None = None, devices: int | None 
 
     Raises:
       ValueError: an unknown workload, or `devices` or `batch_size` < 1.
+      InvalidArgument: `devices` differs from the count the environment already sets.
     """
     if workload not in WORKLOADS:
         raise ValueError(f"workload must be one of {WORKLOADS}, got {workload!r}")
@@ -78,6 +81,9 @@ def configure(workload: str, batch_size: int | None = None, devices: int | None 
         if value is not None and value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
     user = user_device_count()
+    if devices is not None and user is not None and devices != user[0]:
+        raise InvalidArgument(f"--cpu_devices={devices} contradicts {user[1]}, which sets "
+                              f"{user[0]} host devices; give one of them")
     if devices is None and user is not None:
         return (f"CPU layout: {user[0]} host device{'s' if user[0] > 1 else ''}, as set by "
                 f"{user[1]}")

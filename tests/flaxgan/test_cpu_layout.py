@@ -11,6 +11,7 @@ import jax
 import pytest
 
 from flaxgan import cpu_layout
+from flaxgan.errors import InvalidArgument
 from tests.conftest import REPO_ROOT
 
 
@@ -30,6 +31,8 @@ def test_the_user_wins_and_a_started_backend_is_left_alone(monkeypatch):
     # The suite runs with XLA_FLAGS=--xla_force_host_platform_device_count=8.
     line = cpu_layout.configure("training", batch_size=6)
     assert line.startswith("CPU layout: 8 host devices, as set by XLA_FLAGS"), line
+    with pytest.raises(InvalidArgument, match="--cpu_devices=3 contradicts XLA_FLAGS"):
+        cpu_layout.configure("training", devices=3)
     assert jax.device_count() == 8  # starts the backend (if no test did before)
     monkeypatch.delenv("XLA_FLAGS")
     monkeypatch.delenv("JAX_NUM_CPU_DEVICES", raising=False)
@@ -45,6 +48,7 @@ def test_the_user_wins_and_a_started_backend_is_left_alone(monkeypatch):
 _CHILD = """
 import json, sys
 from flaxgan import cpu_layout
+from flaxgan.errors import InvalidArgument
 import jax
 batch, devices = json.loads(sys.argv[1])
 line = cpu_layout.configure("training", batch, devices)
