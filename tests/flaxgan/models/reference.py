@@ -140,8 +140,9 @@ def check_discriminator(arrays, meta) -> None:
         assert_close(got, arrays[key], key)
 
 
-def check_pickle(arrays, meta, pkl: pathlib.Path) -> None:
-    """`sample.load` of the snapshot beside a reference file reproduces its ws and images."""
+def check_pickle(arrays, meta, pkl: pathlib.Path, **synthesis_kwargs) -> None:
+    """`sample.load` of the snapshot beside a reference file reproduces its ws and images
+    (`synthesis_kwargs` go to `sample.synthesize`)."""
     if not pkl.exists():
         pytest.skip(f"no {pkl.name} beside the reference file")
     for key in ("G", "G_ema"):
@@ -154,5 +155,6 @@ def check_pickle(arrays, meta, pkl: pathlib.Path) -> None:
         w_avg = g.w_avg
         want = w_avg + 0.7 * (arrays["io/ws_psi1.0"] - w_avg)
         assert_close(sample.mapping(g, z, c, truncation_psi=0.7), want, f"{key} ws psi0.7")
-        img = sample.synthesize(g, arrays["io/ws_psi1.0"], noise_mode="const")
+        img = sample.synthesize(g, arrays["io/ws_psi1.0"], noise_mode="const",
+                                **synthesis_kwargs)
         assert_close(nchw(img), arrays["io/img_psi1.0"], f"{key} image")
