@@ -80,9 +80,12 @@ def _known_keys() -> dict[str, set[str]]:
     return known
 
 
-def check_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
-    """Refuses unknown sections or keys and a batch size the devices cannot split.
+def check_config(config: ml_collections.ConfigDict) -> int | None:
+    """Refuses unknown sections or keys and a batch size that is not a positive integer.
 
+    Returns:
+      The batch the devices must split (None for StyleGAN v1: its stages round their
+      minibatches to the device count).
     Raises:
       InvalidArgument: one line naming the key and what is expected.
     """
@@ -98,19 +101,15 @@ def check_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
     batch = config.train.batch_size
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise InvalidArgument(f"config.train.batch_size={batch!r}: expected a positive integer")
-    if batch % num_devices and not config.get("schedule"):  # v1: rounded per stage
+    return None if config.get("schedule") else batch
+
+
+def check_batch_split(batch: int | None, num_devices: int) -> None:
+    """Refuses a batch (from `check_config`) the devices cannot split."""
+    if batch is not None and batch % num_devices:
         fit = num_devices * -(-batch // num_devices)
         raise InvalidArgument(f"config.train.batch_size={batch}: must be a multiple of the "
                               f"{num_devices} devices (e.g. {fit})")
-
-
-def _layout_batch(config: ml_collections.ConfigDict) -> int | None:
-    """The batch the CPU layout must divide: None for StyleGAN v1 (its stages round their
-    minibatches to the device count) and for a bad value (`check_config` names it)."""
-    batch = config.train.get("batch_size")
-    if config.get("schedule") or isinstance(batch, bool) or not isinstance(batch, int):
-        return None
-    return batch if batch >= 1 else None
 
 
 def check_workdir(workdir: str) -> None:
@@ -132,12 +131,12 @@ def main(argv: Sequence[str]) -> None:
     @cli.reports_user_errors(loop.DatasetNotPrepared, loop.TrainingDiverged,
                              checkpoint.CheckpointError)
     def run(_):
-        # Both before anything asks JAX for its devices: the CPU layout, then (several
-        # processes) joining the run.
-        logging.info(cpu_layout.configure("training", _layout_batch(_CONFIG.value),
-                                          _CPU_DEVICES.value))
+        batch = check_config(_CONFIG.value)
+        # Both before anything asks JAX for its devices: the CPU layout (dividing the batch),
+        # then (several processes) joining the run.
+        logging.info(cpu_layout.configure("training", batch, _CPU_DEVICES.value))
         sharding.initialize_distributed()
-        check_config(_CONFIG.value, jax.device_count())
+        check_batch_split(batch, jax.device_count())
         cli.check_dataset(_CONFIG.value.data, data_dir_flag="--config.data.data_dir")
         check_workdir(_WORKDIR.value)
         logging.info("done: %s", loop.train(_CONFIG.value, _WORKDIR.value))

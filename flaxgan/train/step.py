@@ -150,10 +150,13 @@ def scale_by_tf1_adam(b1: float, b2: float, eps: float, eps_root: float = 0.0
         mu = jax.tree.map(lambda g, m: b1 * m + (1 - b1) * g, updates, state.mu)
         nu = jax.tree.map(lambda g, v: b2 * v + (1 - b2) * g * g, updates, state.nu)
         count = optax.safe_int32_increment(state.count)
-        t = count.astype(jnp.float32)
-        scale = jnp.sqrt(1 - b2 ** t) / (1 - b1 ** t)
-        direction = jax.tree.map(
-            lambda m, v: (scale * m / (jnp.sqrt(v + eps_root) + eps)).astype(m.dtype), mu, nu)
+
+        def step(m, v):  # the bias correction in each moment's precision (float64 stays so)
+            t = count.astype(jnp.promote_types(m.dtype, jnp.float32))
+            scale = jnp.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+            return (scale * m / (jnp.sqrt(v + eps_root) + eps)).astype(m.dtype)
+
+        direction = jax.tree.map(step, mu, nu)
         return direction, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
 
     return optax.GradientTransformation(init, update)
