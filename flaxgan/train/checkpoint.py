@@ -47,6 +47,29 @@ def _handlers() -> dict[str, ocp.CheckpointHandler]:
             "meta": ocp.JsonCheckpointHandler()}
 
 
+def _host_copy(state: GanState) -> GanState:
+    """`state` with each fully replicated `jax.Array` as one host (numpy) copy, in a
+    single-process run; unchanged across processes.
+
+    Orbax saves a replicated `jax.Array` replica-parallel: each device writes a slice of it,
+    one dispatched slice program and transfer per device and array. Across hosts that spreads
+    the writing; within one host it only adds work — for the hundreds of small arrays of a GAN
+    state on 8 host devices, 0.8 s per save against 0.1 s from one host copy (same time for
+    large arrays). Numpy leaves go into the same files and restore into the target's arrays
+    and shardings as before. Sharded arrays are left to Orbax.
+    """
+    if jax.process_count() > 1:
+        return state
+    leaves, treedef = jax.tree.flatten(state)
+    replicated = [i for i, x in enumerate(leaves)
+                  if isinstance(x, jax.Array) and x.sharding.is_fully_replicated]
+    # One call: every device-to-host copy starts before the first is waited for.
+    copies = jax.device_get([leaves[i].addressable_data(0) for i in replicated])
+    for i, copy in zip(replicated, copies, strict=True):
+        leaves[i] = copy
+    return jax.tree.unflatten(treedef, leaves)
+
+
 def _reason(error: BaseException, directory: str) -> str:
     """One short line for `error`: the first line of its innermost `raise ... from` cause
     (TensorStore wraps the useful `OUT_OF_RANGE ...` in a multi-line spec dump), paths relative
@@ -116,7 +139,7 @@ class Checkpointer:
 
     @staticmethod
     def _args(state: GanState, data: dict[str, Any], meta: dict[str, Any]) -> ocp.args.Composite:
-        return ocp.args.Composite(state=ocp.args.StandardSave(state),
+        return ocp.args.Composite(state=ocp.args.StandardSave(_host_copy(state)),
                                   data=ocp.args.JsonSave(data), meta=ocp.args.JsonSave(meta))
 
     def save(self, step: int, state: GanState, data: dict[str, Any], meta: dict[str, Any],
