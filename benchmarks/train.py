@@ -1,11 +1,17 @@
 r"""StyleGAN2-ADA training iteration, flaxgan vs. the official stylegan2-ada-pytorch, side by side.
 
     python -m benchmarks.train --official_repo=third_party/stylegan2-ada-pytorch \
-        [--resolution=32 --batch=32 --cycles=2 --fmaps=1 --channel_max=512 --scaling_devices=8]
+        [--config=cifar --resolution=32 --batch=32 --cycles=2 --fmaps=1 --channel_max=512 \
+         --scaling_devices=8]
+    python -m benchmarks.train ... --config=smoke --batch=16       # experiments/configs/smoke.py
+    python -m benchmarks.train ... --config=celeba256 --batch=8    # the official paper256 preset
 
-Configuration: the official `train.py --cfg=cifar` preset (z = w = 512, 2 mapping layers,
-channel_base `fmaps * 32768` (fmaps 1), channel_max 512, conv_clamp 256, D
-architecture `orig`, minibatch-std group 32, R1 γ 0.01, no path-length regularisation, no style
+`--config=NAME[:variant]` times an experiments config instead (its networks, resolution, loss
+settings — R1 γ, path length, style mixing — and ADA pipeline, on both sides from the same
+kwargs), at `--batch`, ADA at the fixed `--p`, in `--precision`; `--fmaps` / `--channel_max` /
+`--resolution` override it when given. Default configuration: the official `train.py
+--cfg=cifar` preset (z = w = 512, 2 mapping layers, channel_base `fmaps * 32768` (fmaps 1),
+channel_max 512, conv_clamp 256, D architecture `orig`, minibatch-std group 32, R1 γ 0.01, no path-length regularisation, no style
 mixing, G EMA 500 kimg with ramp-up 0.05, Adam lr 0.0025, betas (0, 0.99), lazy regularisation
 G every 4 / D every 16) with the official default ADA pipeline `bgc` at a fixed p (`--p`,
 default 0.2, no ADA adjustment). `--fmaps` / `--channel_max` shrink both networks alike when the
@@ -57,11 +63,17 @@ from absl import app, flags
 
 _OFFICIAL = flags.DEFINE_string("official_repo", None,
                                 "Clone of NVlabs/stylegan2-ada-pytorch; omit to time flaxgan only.")
-_RESOLUTION = flags.DEFINE_integer("resolution", 32, "Image resolution.")
+_CONFIG = flags.DEFINE_string(
+    "config", "cifar", "'cifar' (the official --cfg=cifar preset) or an experiments config "
+    "name with optional variant (smoke, celeba32, celeba256 = the official paper256 preset).")
+_RESOLUTION = flags.DEFINE_integer("resolution", None,
+                                   "Image resolution (default: cifar 32, else the config's).")
 _BATCH = flags.DEFINE_integer("batch", 32, "Global batch size.")
 _CYCLES = flags.DEFINE_integer("cycles", 3, "Timed cycles of 16 iterations (median, spread).")
-_FMAPS = flags.DEFINE_float("fmaps", 1.0, "channel_base = fmaps * 32768 (cifar preset: 1).")
-_CHANNEL_MAX = flags.DEFINE_integer("channel_max", 512, "Channel cap (cifar preset: 512).")
+_FMAPS = flags.DEFINE_float("fmaps", None, "channel_base = fmaps * 32768 (default: the "
+                            "config's; cifar preset: 1).")
+_CHANNEL_MAX = flags.DEFINE_integer("channel_max", None, "Channel cap (default: the config's; "
+                                    "cifar preset: 512).")
 _P = flags.DEFINE_float("p", 0.2, "Fixed ADA augmentation probability.")
 _PRECISION = flags.DEFINE_enum(
     "precision", "fp32", ["fp32", "mixed"],
@@ -82,23 +94,46 @@ RESULT_TAG = "RESULT "
 # ------------------------------------------------------------------------------ configuration
 
 
-def cifar_preset(batch: int, fmaps: float, channel_max: int, p: float,
-                 precision: str = "fp32"):
-    """The official `--cfg=cifar` preset as a flaxgan config (fixed-p `bgc` augmentation);
-    `precision='fp32'` sets `num_fp16_res=0` in both networks (the official `--fp32`)."""
+def cifar_preset(batch: int):
+    """The official `--cfg=cifar` preset as a flaxgan config (32², ADA `bgc`)."""
     from experiments.configs import common
 
     config = common.stylegan2_config(
-        batch_size=batch, gamma=0.01, ema_kimg=500.0, ema_rampup=0.05, mbstd=32, fmaps=fmaps,
-        mapping_layers=2, total_kimg=100000.0, channel_max=channel_max)
+        batch_size=batch, gamma=0.01, ema_kimg=500.0, ema_rampup=0.05, mbstd=32, fmaps=1.0,
+        mapping_layers=2, total_kimg=100000.0)
     config.model.D_kwargs.architecture = "orig"  # train.py: cfg == 'cifar'
     config.train.pl_weight = 0.0
     config.train.style_mixing_prob = 0.0
-    config.augment.pipe = "bgc"
-    config.augment.p = p
+    config.data.resolution = 32
+    return config
+
+
+def bench_config(name: str, batch: int, fmaps: float | None, channel_max: int | None,
+                 p: float, precision: str = "fp32"):
+    """The timed configuration: `name` ('cifar', or an experiments config `file[:variant]`)
+    at global batch `batch`, channel_base `fmaps * 32768` / `channel_max` when given, ADA at a
+    fixed p on its own pipeline, and `precision='fp32'`: `num_fp16_res=0` in both networks
+    (the official `--fp32`)."""
+    if name == "cifar":
+        config = cifar_preset(batch)
+    else:
+        import importlib
+
+        module, _, variant = name.partition(":")
+        config = importlib.import_module(f"experiments.configs.{module}").get_config(
+            variant or None)
+        if config.model.G_class != "training.networks.Generator":
+            raise app.UsageError(f"--config={name}: only StyleGAN2 configs are benchmarked")
+        config.train.batch_size = batch
+    synthesis = config.model.G_kwargs.synthesis_kwargs
+    if fmaps is not None:
+        synthesis.channel_base = config.model.D_kwargs.channel_base = int(fmaps * 32768)
+    if channel_max is not None:
+        synthesis.channel_max = config.model.D_kwargs.channel_max = channel_max
+    config.augment.p = p if config.augment.pipe else 0.0
     config.augment.ada_target = None
     if precision == "fp32":
-        config.model.G_kwargs.synthesis_kwargs.num_fp16_res = 0
+        synthesis.num_fp16_res = 0
         config.model.D_kwargs.num_fp16_res = 0
     return config
 
@@ -149,8 +184,7 @@ def _time_cycles(iterate, sync, cycles: int) -> tuple[float, list[float]]:
 # ------------------------------------------------------------------------------------ flaxgan
 
 
-def run_flaxgan(resolution: int, batch: int, cycles: int, fmaps: float, channel_max: int,
-                p: float, precision: str) -> dict:
+def run_flaxgan(config, cycles: int) -> dict:
     import jax
     import numpy as np
 
@@ -159,12 +193,13 @@ def run_flaxgan(resolution: int, batch: int, cycles: int, fmaps: float, channel_
     from flaxgan.train import state as state_lib
     from flaxgan.train import step as step_lib
 
-    config = cifar_preset(batch, fmaps, channel_max, p, precision)
+    resolution, batch, p = config.data.resolution, config.train.batch_size, config.augment.p
     base_rss = _rss_bytes()
     _, _, G, D = loop.build_networks(config.model, resolution, 3, 0)
     hp = loop.hyperparameters(config.train, config.augment)
     mesh = sharding.make_mesh()
-    steps = step_lib.make_train_steps(G, D, hp, mesh, augment=make_augment_fn("bgc"))
+    steps = step_lib.make_train_steps(G, D, hp, mesh, augment=make_augment_fn(config.augment.pipe)
+                                     if config.augment.pipe else None)
     g_opt, d_opt = step_lib.make_optimizers(hp)
     g_vars, d_vars = state_lib.init_variables(G, D, jax.random.key(0), resolution, 3, 0)
     state = sharding.replicate(state_lib.create_state(g_vars, d_vars, g_opt, d_opt,
@@ -196,8 +231,7 @@ def run_flaxgan(resolution: int, batch: int, cycles: int, fmaps: float, channel_
 # ----------------------------------------------------------------------------------- official
 
 
-def run_official(repo: str, resolution: int, batch: int, cycles: int, fmaps: float,
-                 channel_max: int, p: float, threads: int, precision: str) -> dict:
+def run_official(repo: str, config, cycles: int, threads: int) -> dict:
     import copy
 
     import torch
@@ -208,7 +242,7 @@ def run_official(repo: str, resolution: int, batch: int, cycles: int, fmaps: flo
     from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix
 
     torch.set_num_threads(threads)
-    config = cifar_preset(batch, fmaps, channel_max, p, precision)
+    resolution, batch, p = config.data.resolution, config.train.batch_size, config.augment.p
     g_kwargs, d_kwargs = official_kwargs(config, resolution)
     base_rss = _rss_bytes()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -221,12 +255,17 @@ def run_official(repo: str, resolution: int, batch: int, cycles: int, fmaps: flo
     G = dnnlib.util.construct_class_by_name(**g_kwargs).train().requires_grad_(False).to(device)
     D = dnnlib.util.construct_class_by_name(**d_kwargs).train().requires_grad_(False).to(device)
     G_ema = copy.deepcopy(G).eval()
-    augpipe = dict(xflip=1, rotate90=1, xint=1, scale=1, rotate=1, aniso=1, xfrac=1,
-                   brightness=1, contrast=1, lumaflip=1, hue=1, saturation=1)  # train.py 'bgc'
-    augment_pipe = dnnlib.util.construct_class_by_name(
-        class_name="training.augment.AugmentPipe", **augpipe).train().requires_grad_(False)
-    augment_pipe = augment_pipe.to(device)
-    augment_pipe.p.copy_(torch.as_tensor(p))  # ada_target None: fixed p
+    augment_pipe = None
+    if config.augment.pipe:
+        if config.augment.pipe != "bgc":
+            raise app.UsageError(f"the official side runs ADA 'bgc' or none, not "
+                                 f"{config.augment.pipe!r}")
+        augpipe = dict(xflip=1, rotate90=1, xint=1, scale=1, rotate=1, aniso=1, xfrac=1,
+                       brightness=1, contrast=1, lumaflip=1, hue=1, saturation=1)  # 'bgc'
+        augment_pipe = dnnlib.util.construct_class_by_name(
+            class_name="training.augment.AugmentPipe", **augpipe).train().requires_grad_(False)
+        augment_pipe = augment_pipe.to(device)
+        augment_pipe.p.copy_(torch.as_tensor(p))  # ada_target None: fixed p
     train = config.train
     loss = dnnlib.util.construct_class_by_name(
         class_name="training.loss.StyleGAN2Loss", device=device, G_mapping=G.mapping,
@@ -309,10 +348,12 @@ def run_official(repo: str, resolution: int, batch: int, cycles: int, fmaps: flo
 def _spawn(worker: str, env_extra: dict[str, str]) -> dict:
     """Runs one side in a fresh interpreter (its own peak RSS) and returns its result."""
     argv = [sys.executable, "-m", "benchmarks.train", f"--worker={worker}",
-            f"--resolution={_RESOLUTION.value}", f"--batch={_BATCH.value}",
-            f"--cycles={_CYCLES.value}", f"--fmaps={_FMAPS.value}",
-            f"--channel_max={_CHANNEL_MAX.value}", f"--p={_P.value}",
+            f"--config={_CONFIG.value}", f"--batch={_BATCH.value}",
+            f"--cycles={_CYCLES.value}", f"--p={_P.value}",
             f"--torch_threads={_TORCH_THREADS.value}", f"--precision={_PRECISION.value}"]
+    for flag in (_RESOLUTION, _FMAPS, _CHANNEL_MAX):
+        if flag.value is not None:
+            argv.append(f"--{flag.name}={flag.value}")
     if _OFFICIAL.value:
         argv.append(f"--official_repo={_OFFICIAL.value}")
     env = dict(os.environ)
@@ -345,17 +386,24 @@ def _summarise(result: dict, batch: int) -> dict:
             "notes": result["notes"]}
 
 
+def _flag_config():
+    """`bench_config` of the command line's flags (`--resolution` over the config's)."""
+    config = bench_config(_CONFIG.value, _BATCH.value, _FMAPS.value, _CHANNEL_MAX.value,
+                          _P.value, _PRECISION.value)
+    if _RESOLUTION.value is not None:
+        config.data.resolution = _RESOLUTION.value
+    return config
+
+
 def main(argv: list[str]) -> None:
     del argv
     if _WORKER.value == "flaxgan":
-        result = run_flaxgan(_RESOLUTION.value, _BATCH.value, _CYCLES.value, _FMAPS.value,
-                             _CHANNEL_MAX.value, _P.value, _PRECISION.value)
+        result = run_flaxgan(_flag_config(), _CYCLES.value)
     elif _WORKER.value == "official":
         if not _OFFICIAL.value:
             raise app.UsageError("--official_repo is required for the official side")
-        result = run_official(_OFFICIAL.value, _RESOLUTION.value, _BATCH.value, _CYCLES.value,
-                              _FMAPS.value, _CHANNEL_MAX.value, _P.value, _TORCH_THREADS.value,
-                              _PRECISION.value)
+        result = run_official(_OFFICIAL.value, _flag_config(), _CYCLES.value,
+                              _TORCH_THREADS.value)
     else:
         result = None
     if result is not None:
@@ -363,9 +411,15 @@ def main(argv: list[str]) -> None:
         return
 
     batch = _BATCH.value
-    print(json.dumps({"config": "official --cfg=cifar", "resolution": _RESOLUTION.value,
-                      "batch": batch, "fmaps": _FMAPS.value, "channel_max": _CHANNEL_MAX.value,
-                      "augpipe": "bgc", "p": _P.value, "precision": _PRECISION.value,
+    config = _flag_config()
+    synthesis = config.model.G_kwargs.synthesis_kwargs
+    print(json.dumps({"config": _CONFIG.value, "resolution": config.data.resolution,
+                      "batch": batch, "channel_base": synthesis.channel_base,
+                      "channel_max": synthesis.channel_max,
+                      "augpipe": config.augment.pipe, "p": config.augment.p,
+                      "pl_weight": config.train.pl_weight,
+                      "style_mixing_prob": config.train.style_mixing_prob,
+                      "precision": _PRECISION.value,
                       "timed_iterations": CYCLE * _CYCLES.value,
                       "machine": f"{platform.processor() or platform.machine()}, "
                                  f"{os.cpu_count()} CPUs"}), flush=True)

@@ -3,8 +3,9 @@ r"""Where a flaxgan training iteration's time goes: each phase program timed on 
     python -m benchmarks.train_phases --batch=16 --fmaps=0.125 --channel_max=128 [--repeats=8]
     python -m benchmarks.train_phases ... --cpu_devices=2     # the training CPU layout
 
-The configuration of `benchmarks/train.py` (cifar preset scaled by `--fmaps` / `--channel_max`,
-32², batch 16, float32, bgc at p 0.2). Each jitted program of `flaxgan.train.step` — the phases
+The configuration of `benchmarks/train.py` and its flags (`--config`, default the cifar preset,
+scaled by `--fmaps` / `--channel_max`; `--batch`; float32; the config's ADA pipeline at a fixed
+`--p`). Each jitted program of `flaxgan.train.step` — the phases
 (Gmain, Dmain, Dreg; the preset has no path length) and `finish` (G EMA, counters, ADA) — runs
 `--repeats` times after its first (compiling) call, each call waited for; the host → device
 transfer of a batch likewise. The same phases built without augmentation give the ADA
@@ -20,7 +21,7 @@ import time
 
 from absl import app, flags
 
-from benchmarks import train as train_bench  # its flags: --fmaps, --channel_max, --batch, --p
+from benchmarks import train as train_bench  # its flags: --config, --fmaps, --batch, ...
 
 _REPEATS = flags.DEFINE_integer("repeats", 8, "Timed calls per program.")
 _CPU_DEVICES = flags.DEFINE_integer("cpu_devices", None, "Host devices (default: JAX's).")
@@ -56,9 +57,8 @@ def main(argv) -> None:
     from flaxgan.train import state as state_lib
     from flaxgan.train import step as step_lib
 
-    batch, resolution = train_bench._BATCH.value, train_bench._RESOLUTION.value
-    config = train_bench.cifar_preset(batch, train_bench._FMAPS.value,
-                                      train_bench._CHANNEL_MAX.value, train_bench._P.value)
+    config = train_bench._flag_config()
+    batch, resolution = config.train.batch_size, config.data.resolution
     _, _, G, D = loop.build_networks(config.model, resolution, 3, 0)
     hp = loop.hyperparameters(config.train, config.augment)
     mesh = sharding.make_mesh()
@@ -69,13 +69,14 @@ def main(argv) -> None:
     rows = {"host->device batch": _time_calls(lambda: sharding.global_batch(host, mesh),
                                               _REPEATS.value)}
     intervals = {}
-    builds = (("", make_augment_fn(config.augment.pipe)), (" (no augmentation)", None))
+    builds = ((("", make_augment_fn(config.augment.pipe)),) if config.augment.pipe else ()) + (
+        (" (no augmentation)", None),)
     for label, augment in builds:
         steps = step_lib.make_train_steps(G, D, hp, mesh, augment=augment)
         # Fresh variables each time: the phases donate (delete) the state they are given.
         g_vars, d_vars = state_lib.init_variables(G, D, jax.random.key(0), resolution, 3, 0)
         state = sharding.replicate(state_lib.create_state(
-            g_vars, d_vars, g_opt, d_opt, jax.random.key(1), ada_p=train_bench._P.value), mesh)
+            g_vars, d_vars, g_opt, d_opt, jax.random.key(1), ada_p=config.augment.p), mesh)
         holder = {"state": state}
 
         def phase_call(fn, holder=holder):
