@@ -5,6 +5,7 @@ import pytest
 import scipy.linalg
 
 from flaxgan.metrics import fid, stats
+from tests.flaxgan.metrics.conftest import fid_of_samples
 
 
 def _gaussian_features(n, d, seed, shift=0.0):
@@ -55,6 +56,15 @@ def test_frechet_distance_matches_the_official_sqrtm(n1, n2):
     y = _gaussian_features(n2, 32, 3, shift=0.3)
     got = fid.fid_from_moments(_moments(x), _moments(y))
     np.testing.assert_allclose(got, _official_fid(x, y), rtol=1e-7 if n2 > 32 else 1e-6)
+
+
+def test_fid_of_samples_oracle_is_the_official_fid():
+    """The tests' sample-based FID (`conftest.fid_of_samples`, the nuclear-norm form) against
+    the official sqrtm, full-rank and singular: the oracle other tests compare to."""
+    for n1, n2 in ((400, 300), (20, 12)):
+        x, y = _gaussian_features(n1, 32, 5), _gaussian_features(n2, 32, 6, shift=0.3)
+        np.testing.assert_allclose(fid_of_samples(x, y), _official_fid(x, y),
+                                   rtol=1e-9 if n2 > 32 else 1e-6)
 
 
 def test_frechet_distance_closed_form_diagonal():

@@ -344,8 +344,10 @@ def test_ppl_end_to_end_with_lpips(conv_params):
     finite, positive and deterministic (one device: the sharded path is ppl's own test)."""
     mapping, synthesis = _tiny_generator()
     lpips = functools.partial(vgg16.lpips_features, conv_params)
-    run = lambda mesh: ppl.ppl(mapping, synthesis, lpips, 8, num_samples=16, space='w',
-                               sampling='end', crop=True, batch_size=16, seed=0,
+    # 8 pairs: 16 LPIPS-VGG16 passes at 256² per run (the PPL program, not the sample size,
+    # is under test).
+    run = lambda mesh: ppl.ppl(mapping, synthesis, lpips, 8, num_samples=8, space='w',
+                               sampling='end', crop=True, batch_size=8, seed=0,
                                progress=False, mesh=mesh)
     one_device = make_mesh(jax.local_devices()[:1])
     value = run(one_device)
