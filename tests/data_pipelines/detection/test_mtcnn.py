@@ -65,14 +65,16 @@ def test_celeba_landmarks_against_human_annotation(human_landmarks, celeba_detec
 
 def test_mirrored_landmarks_beat_single_pass(human_landmarks, celeba_detections):
     """The mirrored O-Net pass changes landmarks only (same faces, boxes, scores) and lowers
-    the error against the human annotation (measured on these faces: mean 0.0441 -> 0.0422)."""
-    keys = sorted(celeba_detections)
+    the error against the human annotation, on the first 256 faces (measured there: mean
+    0.0444 -> 0.0419, median 0.0385 -> 0.0369; on all 512: 0.0441 -> 0.0422, 0.0380 -> 0.0367)."""
+    keys = sorted(celeba_detections)[:256]
     single = agreement.detect_all(keys, TEST_DATA, mtcnn.MTCNN(mirror_landmarks=False).detect_batch,
                                   batch_size=256)
     for key in keys:
         assert [f.box for f in single[key]] == [f.box for f in celeba_detections[key]]
         assert [f.score for f in single[key]] == [f.score for f in celeba_detections[key]]
-    ours = agreement.landmark_accuracy(human_landmarks, _by_name(celeba_detections))
+    ours = agreement.landmark_accuracy(human_landmarks,
+                                       _by_name({key: celeba_detections[key] for key in keys}))
     theirs = agreement.landmark_accuracy(human_landmarks, _by_name(single))
     assert np.mean(ours.nme) < np.mean(theirs.nme) - 0.001
     assert np.median(ours.nme) < np.median(theirs.nme)
@@ -122,7 +124,7 @@ def high_recall():
 # half out of the picture beside the annotated face; CelebA 001001-004000: 2,996 annotated faces
 # found instead of 2,994, 3 extra faces, all real; benchmarks/RESULTS.md). One image per call:
 # the single-image networks are compiled for the other tests already.
-HIGH_RECALL_KEYS = [f"celeba_small/{n:06d}.jpg" for n in range(1001, 1033)] + [
+HIGH_RECALL_KEYS = [f"celeba_small/{n:06d}.jpg" for n in range(1001, 1017)] + [
     "celeba_small/001135.jpg"]
 
 
