@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flaxgan import convert, edit, sample
+from flaxgan import convert, edit
 from flaxgan.convert import export as export_lib
 from flaxgan.errors import InvalidArgument
 from flaxgan.metrics import pr
@@ -236,8 +236,9 @@ def load_discriminator(network: str | os.PathLike) -> Discriminator | None:
                                                 jnp.zeros([1, c_dim])))
     variables = convert.to_flax(params, buffers)
     convert.check_against(target, variables, source=path)
-    return Discriminator(module, sample.replicate(jax.tree.map(jnp.asarray, variables)),
-                         dict(kwargs))
+    # On one device: `d_scores` runs unsharded, and variables replicated over several devices
+    # would repeat the whole batch on each of them.
+    return Discriminator(module, jax.tree.map(jnp.asarray, variables), dict(kwargs))
 
 
 @functools.partial(jax.jit, static_argnums=0)
