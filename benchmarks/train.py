@@ -4,22 +4,23 @@ r"""StyleGAN2-ADA training iteration, flaxgan vs. the official stylegan2-ada-pyt
         [--config=cifar --resolution=32 --batch=32 --cycles=2 --fmaps=1 --channel_max=512 \
          --scaling_devices=8]
     python -m benchmarks.train ... --config=smoke --batch=16       # experiments/configs/smoke.py
-    python -m benchmarks.train ... --config=celeba256 --batch=8    # the official paper256 preset
+    python -m benchmarks.train ... --config=celeba256 --batch=8 --resolution=256  # paper256
 
 `--config=NAME[:variant]` times an experiments config instead (its networks, resolution, loss
-settings — R1 γ, path length, style mixing — and ADA pipeline, on both sides from the same
-kwargs), at `--batch`, ADA at the fixed `--p`, in `--precision`; `--fmaps` / `--channel_max` /
-`--resolution` override it when given. Default configuration: the official `train.py
---cfg=cifar` preset (z = w = 512, 2 mapping layers, channel_base `fmaps * 32768` (fmaps 1),
-channel_max 512, conv_clamp 256, D architecture `orig`, minibatch-std group 32, R1 γ 0.01, no path-length regularisation, no style
-mixing, G EMA 500 kimg with ramp-up 0.05, Adam lr 0.0025, betas (0, 0.99), lazy regularisation
-G every 4 / D every 16) with the official default ADA pipeline `bgc` at a fixed p (`--p`,
-default 0.2, no ADA adjustment). `--fmaps` / `--channel_max` shrink both networks alike when the
-full preset is too slow for the machine. Reals are random uint8 batches made before timing (no
-data loading is timed), c_dim 0. Precision (`--precision`): `fp32` (default) sets
-`num_fp16_res=0` in both networks, the official `--fp32`: the same float32 arithmetic on both
-sides (without it the official code runs its top four resolutions in float16 even on a CPU);
-`mixed` keeps the preset's `num_fp16_res=4` (official float16, flaxgan bfloat16 on accelerators).
+settings — R1 γ, path length, style mixing — and ADA pipeline, on both sides from the same kwargs),
+at `--batch`, ADA at the fixed `--p`, in `--precision`; `--fmaps` / `--channel_max` / `--resolution`
+override it when given (a config that takes its resolution from its dataset needs `--resolution`).
+Default configuration: the official `train.py --cfg=cifar` preset (z = w = 512, 2 mapping layers,
+channel_base `fmaps * 32768` (fmaps 1), channel_max 512, conv_clamp 256, D architecture `orig`,
+minibatch-std group 32, R1 γ 0.01, no path-length regularisation, no style mixing, G EMA 500 kimg
+with ramp-up 0.05, Adam lr 0.0025, betas (0, 0.99), lazy regularisation G every 4 / D every 16) with
+the official default ADA pipeline `bgc` at a fixed p (`--p`, default 0.2, no ADA adjustment).
+`--fmaps` / `--channel_max` shrink both networks alike when the full preset is too slow for the
+machine. Reals are random uint8 batches made before timing (no data loading is timed), c_dim 0.
+Precision (`--precision`): `fp32` (default) sets `num_fp16_res=0` in both networks, the official
+`--fp32`: the same float32 arithmetic on both sides (without it the official code runs its top four
+resolutions in float16 even on a CPU); `mixed` keeps the preset's `num_fp16_res=4` (official
+float16, flaxgan bfloat16 on accelerators).
 
 Each implementation runs in its own subprocess (so the peak memory is its own):
 
@@ -392,6 +393,9 @@ def _flag_config():
                           _P.value, _PRECISION.value)
     if _RESOLUTION.value is not None:
         config.data.resolution = _RESOLUTION.value
+    if not config.data.get("resolution"):
+        raise app.UsageError(f"--config={_CONFIG.value} takes its resolution from its dataset: "
+                             f"give --resolution")
     return config
 
 
