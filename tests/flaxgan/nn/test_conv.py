@@ -140,7 +140,7 @@ def test_blocked_weight_gradient_equals_xla(kernel, stride, padding, rows, monke
     a gradient norm), against `lax.conv_general_dilated`, with the blocked weight gradient
     forced on and blocks of `rows` patch rows (several blocks, strided and padded views)."""
     row_bytes = 2 * 9 * kernel * kernel * 3 * 4  # batch x out_w x kh x kw x C x float32
-    monkeypatch.setattr(conv, "_MIN_BLOCKED_PIXELS", 0)
+    monkeypatch.setattr(conv, "_MIN_BLOCKED_FLOPS", 0)
     monkeypatch.setattr(conv, "_PATCH_BLOCK_BYTES", rows * row_bytes)
     rng = np.random.default_rng(kernel * 10 + stride)
     x = jnp.asarray(rng.normal(size=(2, 14, (9 - 1) * stride + kernel - 2 * padding[1], 3)),
@@ -175,7 +175,7 @@ def test_blocked_weight_gradient_is_summed_over_the_mesh(monkeypatch):
     """Replicated weights, per-device batches (the training step's `shard_map`): the blocked
     gradient is per device and JAX sums it over the mesh, as for XLA's own gradient (the
     gradient of a replicated input comes back replicated: already the sum, not 1/8 of it)."""
-    monkeypatch.setattr(conv, "_MIN_BLOCKED_PIXELS", 0)
+    monkeypatch.setattr(conv, "_MIN_BLOCKED_FLOPS", 0)
     mesh = jax.make_mesh((jax.device_count(),), ("batch",))
     spec = jax.sharding.PartitionSpec
     rng = np.random.default_rng(5)
