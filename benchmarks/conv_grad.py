@@ -6,7 +6,7 @@ For the 3x3 layers of a 256² StyleGAN2 (`paper256` widths, 4 images per device)
 `y = conv(x, w)` and `d sum(y * t) / d(x, w)` three ways, float32, same inputs: XLA's own
 convolution gradient (`lax.conv_general_dilated` under `jax.grad`, what flaxgan runs), a
 candidate kept here as an experiment — XLA's input gradient with the weight gradient as
-blocked im2col GEMMs (`conv_weight_gradient`; 2-9x faster per layer, but not faster in whole
+blocked im2col GEMMs (`conv_weight_gradient`; 1.2-7.8x faster per layer, not faster in whole
 training iterations, see `RESULTS.md`, so not in the library) — and torch's `conv2d` backward
 (oneDNN) when torch is installed. Prints the median and min-max of
 `--repeats` timed calls after one warm-up, and the largest weight-gradient difference between
@@ -31,12 +31,12 @@ _TORCH_THREADS = flags.DEFINE_integer("torch_threads", 2, "torch.set_num_threads
 _PATCH_BLOCK_BYTES = 4 << 20
 
 
-def _lax_conv(x: jax.Array, w: jax.Array, stride: int, padding: tuple[int, int],
-              groups: int = 1) -> jax.Array:
+def _lax_conv(x: jax.Array, w: jax.Array, stride: int, padding: tuple[int, int]) -> jax.Array:
+    """XLA's convolution (flaxgan's), NHWC / HWIO, `padding = (py, px)` on both sides."""
     py, px = padding
     return jax.lax.conv_general_dilated(
         x, w, window_strides=(stride, stride), padding=[(py, py), (px, px)],
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
 def _block_rows(out_h: int, row_bytes: int) -> int:
@@ -166,8 +166,7 @@ def main(argv):
         have_torch = True
     except ImportError:
         have_torch = False
-    xla = _jax_gradients(lambda x, w: jax.lax.conv_general_dilated(
-        x, w, (1, 1), [(1, 1), (1, 1)], dimension_numbers=("NHWC", "HWIO", "NHWC")))
+    xla = _jax_gradients(lambda x, w: _lax_conv(x, w, 1, (1, 1)))
     ours = _jax_gradients(lambda x, w: _conv_blocked_grad(x, w, 1, (1, 1)))
     print(f"jax {jax.__version__}, {jax.devices()[0].device_kind}, float32, "
           f"{_REPEATS.value} repeats; ms median (min-max)")
