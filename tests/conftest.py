@@ -171,11 +171,32 @@ _LONGEST_FIRST = (  # measured on 2 cores (FLAXGAN_TEST_COMPILE_LOG), longest fi
 )
 
 
+def _repo_path(item) -> str:
+    return pathlib.Path(str(item.fspath)).resolve().relative_to(REPO_ROOT).as_posix()
+
+
 def pytest_collection_modifyitems(items):
     rank = {path: i for i, path in enumerate(_LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_repo_path(item), len(rank)))  # stable: files keep order
 
-    def key(item):
-        path = pathlib.Path(str(item.fspath)).resolve().relative_to(REPO_ROOT).as_posix()
-        return rank.get(path, len(rank))
 
-    items.sort(key=key)  # stable: the rest keep their order, tests within a file too
+# Test files that run on the worker of another file: they use its session fixture, and with it
+# the programs that worker compiled in memory (file -> the file whose worker runs it).
+_SAME_WORKER_AS = {
+    # Both train, resume and damage the session fixture `tiny_run` (tests/flaxgan/train).
+    "tests/flaxgan/train/test_checkpoint_recovery.py": "tests/flaxgan/train/test_loop.py",
+}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile` with the files of `_SAME_WORKER_AS` sent to one worker."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling  # noqa: PLC0415 (only under xdist)
+
+    class SharedFileScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return _SAME_WORKER_AS.get(path, path)
+
+    return SharedFileScheduling(config, log)

@@ -19,16 +19,15 @@ import pytest
 from experiments import eval as eval_main
 from flaxgan import sample
 from flaxgan.train import checkpoint, loop
-from tests.flaxgan.train.test_loop import BATCH, _config, _records
+from tests.flaxgan.train import tiny_run as tiny
 
 FIRST_STEP, LAST_STEP = 2, 4  # the run's checkpoints (iterations); a tick is 2 iterations
 
 
-@pytest.fixture(scope="module")
-def base_run(tmp_path_factory) -> str:
-    workdir = str(tmp_path_factory.mktemp("base"))
-    loop.train(_config(total_kimg=BATCH * LAST_STEP / 1000), workdir)
-    return workdir
+@pytest.fixture
+def base_run(tiny_run) -> str:
+    """The shared 4-iteration run (LAST_STEP), never modified here."""
+    return tiny_run[0]
 
 
 @pytest.fixture
@@ -40,7 +39,7 @@ def workdir(base_run, tmp_path) -> str:
 
 
 def _ticks(workdir: str) -> list[int]:
-    return [r["tick"] for r in _records(workdir)]
+    return [r["tick"] for r in tiny.records(workdir)]
 
 
 def _checkpoints(workdir: str) -> list[str]:
@@ -97,7 +96,7 @@ def test_damaged_latest_checkpoint_falls_back_and_is_kept_aside(workdir, damage,
     DAMAGES[damage](workdir, LAST_STEP)
     caplog.set_level(logging.WARNING)
     # Resume to where the intact checkpoint is: restores it and stops (no training needed).
-    assert loop.train(_config(total_kimg=BATCH * FIRST_STEP / 1000), workdir) == {}
+    assert loop.train(tiny.config(total_kimg=tiny.BATCH * FIRST_STEP / 1000), workdir) == {}
     lines = _skip_lines(caplog)
     assert len(lines) == 1 and "\n" not in lines[0], lines
     assert f"checkpoints/{LAST_STEP} (" in lines[0]
@@ -111,7 +110,7 @@ def test_fallback_then_training_matches_the_undamaged_run(base_run, workdir, cap
     """Truncated data in checkpoint 4: resume from 2, redo tick 2 bit-exactly, log it once."""
     _truncate_data(workdir, LAST_STEP)
     caplog.set_level(logging.WARNING)
-    record = loop.train(_config(total_kimg=BATCH * LAST_STEP / 1000), workdir)
+    record = loop.train(tiny.config(total_kimg=tiny.BATCH * LAST_STEP / 1000), workdir)
     assert record["tick"] == 2 and len(_skip_lines(caplog)) == 1
     assert _ticks(workdir) == [1, 2]
     assert _checkpoints(workdir) == [str(FIRST_STEP), str(LAST_STEP), f"{LAST_STEP}.corrupt"]
@@ -128,7 +127,7 @@ def test_no_checkpoint_restores_is_one_line_and_nothing_moves(workdir):
     for step in (FIRST_STEP, LAST_STEP):
         _empty_metadata(workdir, step)
     with pytest.raises(checkpoint.CheckpointError, match="no checkpoint restores") as error:
-        loop.train(_config(total_kimg=BATCH * 6 / 1000), workdir)
+        loop.train(tiny.config(total_kimg=tiny.BATCH * 6 / 1000), workdir)
     message = str(error.value)
     assert "\n" not in message and message.startswith(workdir)
     assert f"checkpoint {LAST_STEP}: " in message and f"checkpoint {FIRST_STEP}: " in message
@@ -137,7 +136,7 @@ def test_no_checkpoint_restores_is_one_line_and_nothing_moves(workdir):
 
 def test_checkpoint_of_another_model_sets_nothing_aside(workdir):
     with pytest.raises(checkpoint.CheckpointError, match="does not match") as error:
-        loop.train(_config(total_kimg=BATCH * 6 / 1000, channel_max=8), workdir)
+        loop.train(tiny.config(total_kimg=tiny.BATCH * 6 / 1000, channel_max=8), workdir)
     assert "\n" not in str(error.value)
     assert _checkpoints(workdir) == [str(FIRST_STEP), str(LAST_STEP)]
 
@@ -156,26 +155,26 @@ def test_kill_between_tick_log_and_checkpoint_logs_the_tick_once(workdir, monkey
 
     monkeypatch.setattr(checkpoint.Checkpointer, "save", save_or_die)
     with pytest.raises(_Killed):
-        loop.train(_config(total_kimg=BATCH * 6 / 1000), workdir)
+        loop.train(tiny.config(total_kimg=tiny.BATCH * 6 / 1000), workdir)
     assert _ticks(workdir) == [1, 2, 3]
     with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
         f.write('{"tick": 4, "ki')  # and a line cut off mid-write
     monkeypatch.setattr(checkpoint.Checkpointer, "save", save)
-    record = loop.train(_config(total_kimg=BATCH * 6 / 1000), workdir)
+    record = loop.train(tiny.config(total_kimg=tiny.BATCH * 6 / 1000), workdir)
     assert record["tick"] == 3 and _ticks(workdir) == [1, 2, 3]
 
 
 def test_batch_size_change_needs_the_flag(workdir, caplog):
-    config = _config(total_kimg=BATCH * LAST_STEP / 1000)
-    config.train.batch_size = 2 * BATCH
+    config = tiny.config(total_kimg=tiny.BATCH * LAST_STEP / 1000)
+    config.train.batch_size = 2 * tiny.BATCH
     with pytest.raises(checkpoint.CheckpointError, match="allow_batch_size_change") as error:
         loop.train(config, workdir)
-    assert "\n" not in str(error.value) and f"train.batch_size={BATCH}" in str(error.value)
+    assert "\n" not in str(error.value) and f"train.batch_size={tiny.BATCH}" in str(error.value)
     config.train.allow_batch_size_change = True
     caplog.set_level(logging.WARNING)
     assert loop.train(config, workdir) == {}  # already at total_kimg: restore, notice, stop
     notices = [r.getMessage() for r in caplog.records if "batch_size changes" in r.getMessage()]
-    assert len(notices) == 1 and f"from {BATCH} (checkpoint) to {2 * BATCH}" in notices[0]
+    assert len(notices) == 1 and f"from {tiny.BATCH} (checkpoint) to {2 * tiny.BATCH}" in notices[0]
 
 
 @pytest.mark.parametrize(("old", "new", "want"), [(8, 16, 2), (16, 24, 3), (16, 8, 8)])

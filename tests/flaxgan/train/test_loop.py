@@ -16,49 +16,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from experiments.configs import common
 from flaxgan import convert, sample
 from flaxgan.train import checkpoint, loop
 from tests.conftest import REPO_ROOT, TEST_DATA
-
-BATCH = 8
-
-
-def _config(total_kimg: float, channel_max: int = 16) -> ml_collections.ConfigDict:
-    config = common.stylegan2_config(
-        batch_size=BATCH, gamma=1.0, ema_kimg=0.1, ema_rampup=0.05, mbstd=1,
-        fmaps=channel_max * 16 / 32768, mapping_layers=2, total_kimg=total_kimg, z_dim=16,
-        w_dim=16, channel_max=channel_max)
-    config.data.name = str(TEST_DATA / "celeba_small")
-    config.data.resolution = 16
-    config.data.xflip = True
-    config.train.g_reg_interval = 2
-    config.train.d_reg_interval = 2
-    config.augment.pipe = ""  # ADA has its own tests; keeps compile time down
-    config.log.kimg_per_tick = BATCH * 2 / 1000  # a tick every 2 iterations
-    config.log.snapshot_every_ticks = 1
-    config.log.image_every_ticks = 1
-    config.log.metrics = ()
-    config.log.grid_size = (4, 2)
-    config.log.progress = False
-    return config
+from tests.flaxgan.train import tiny_run as tiny
 
 
-@pytest.fixture(scope="module")
-def first_run(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("run"))
-    record = loop.train(_config(total_kimg=BATCH * 4 / 1000), workdir)
-    return workdir, record
-
-
-def _records(workdir):
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f]
-
-
-def test_writes_metrics_grids_checkpoints_and_exports(first_run):
-    workdir, record = first_run
-    records = _records(workdir)
+def test_writes_metrics_grids_checkpoints_and_exports(tiny_run):
+    workdir, record = tiny_run
+    records = tiny.records(workdir)
     assert [r["tick"] for r in records] == [1, 2]
     assert records[-1]["kimg"] == pytest.approx(0.032)
     for key in ("Loss/G/loss", "Loss/D/loss", "Loss/r1_penalty", "Loss/pl_penalty",
@@ -73,9 +39,9 @@ def test_writes_metrics_grids_checkpoints_and_exports(first_run):
     snapshot = os.path.join(workdir, "snapshots", "network-snapshot-000000")
     assert sorted(os.listdir(snapshot)) == ["D.npz", "G.npz", "G_ema.npz", "network.json"]
     g = sample.load(snapshot)
-    assert (g.img_resolution, g.z_dim) == (16, 16)
+    assert (g.img_resolution, g.z_dim) == (8, 16)
     images = sample.generate(g, [0, 1])
-    assert images[0].size == (16, 16)
+    assert images[0].size == (8, 8)
 
 
 def test_tick_record_reports_peak_host_rss_in_mib():
@@ -115,23 +81,23 @@ def test_tensorboard_counts_whole_kimg_and_tags_metrics_as_official(tmp_path):
     assert json.loads((tmp_path / "metrics.jsonl").read_text())["kimg"] == 2.5
 
 
-def test_resumes_where_it_stopped(first_run, tmp_path):
+def test_resumes_where_it_stopped(tiny_run, tmp_path):
     workdir = str(tmp_path / "resumed")
-    shutil.copytree(first_run[0], workdir)
-    record = loop.train(_config(total_kimg=BATCH * 6 / 1000), workdir)
-    records = _records(workdir)
+    shutil.copytree(tiny_run[0], workdir)
+    record = loop.train(tiny.config(total_kimg=tiny.BATCH * 6 / 1000), workdir)
+    records = tiny.records(workdir)
     assert [r["tick"] for r in records] == [1, 2, 3]
     assert record["kimg"] == pytest.approx(0.048)
     assert checkpoint.Checkpointer(workdir).latest_step() == 6
     # Already done: a rerun restores and returns without training.
-    assert loop.train(_config(total_kimg=BATCH * 6 / 1000), workdir) == {}
-    assert len(_records(workdir)) == 3
+    assert loop.train(tiny.config(total_kimg=tiny.BATCH * 6 / 1000), workdir) == {}
+    assert len(tiny.records(workdir)) == 3
 
 
-def test_divergence_stops_and_keeps_the_last_checkpoint(first_run, tmp_path):
+def test_divergence_stops_and_keeps_the_last_checkpoint(tiny_run, tmp_path):
     workdir = str(tmp_path / "diverged")
-    shutil.copytree(first_run[0], workdir)
-    config = _config(total_kimg=BATCH * 8 / 1000)
+    shutil.copytree(tiny_run[0], workdir)
+    config = tiny.config(total_kimg=tiny.BATCH * 8 / 1000)
     config.train.d_lr = float("nan")
     with pytest.raises(loop.TrainingDiverged, match="non-finite"):
         loop.train(config, workdir)
@@ -139,15 +105,15 @@ def test_divergence_stops_and_keeps_the_last_checkpoint(first_run, tmp_path):
     assert ckpt.latest_step() == 4
 
 
-def test_checkpoint_of_another_model_is_one_clear_error(first_run, tmp_path):
+def test_checkpoint_of_another_model_is_one_clear_error(tiny_run, tmp_path):
     workdir = str(tmp_path / "other")
-    shutil.copytree(first_run[0], workdir)
+    shutil.copytree(tiny_run[0], workdir)
     with pytest.raises(checkpoint.CheckpointError, match="does not match"):
-        loop.train(_config(total_kimg=BATCH * 8 / 1000, channel_max=8), workdir)
+        loop.train(tiny.config(total_kimg=tiny.BATCH * 8 / 1000, channel_max=8), workdir)
 
 
 def test_missing_dataset_names_the_command_that_prepares_it(tmp_path):
-    config = _config(total_kimg=0.1)
+    config = tiny.config(total_kimg=0.1)
     config.data.name = "celeba_faces/mtcnn_256"
     config.data.data_dir = str(tmp_path / "no_datasets")
     config.data.prepare = "python -m data_pipelines.build celeba_faces --manual_dir=DIR"
@@ -193,31 +159,31 @@ def _snapshot_arrays(workdir):
     return out
 
 
-def test_resume_equals_uninterrupted_training_bit_for_bit(first_run, tmp_path):
-    """2 iterations + resume for 2 more == the 4 uninterrupted iterations of `first_run`:
+def test_resume_equals_uninterrupted_training_bit_for_bit(tiny_run, tmp_path):
+    """2 iterations + resume for 2 more == the 4 uninterrupted iterations of `tiny_run`:
     parameters, EMA, optimizer moments (through the updates), RNG and data position."""
     workdir = str(tmp_path / "halves")
-    loop.train(_config(total_kimg=BATCH * 2 / 1000), workdir)
-    loop.train(_config(total_kimg=BATCH * 4 / 1000), workdir)
-    want, got = _snapshot_arrays(first_run[0]), _snapshot_arrays(workdir)
+    loop.train(tiny.config(total_kimg=tiny.BATCH * 2 / 1000), workdir)
+    loop.train(tiny.config(total_kimg=tiny.BATCH * 4 / 1000), workdir)
+    want, got = _snapshot_arrays(tiny_run[0]), _snapshot_arrays(workdir)
     # Bit equality is the contract here: both runs execute the same compiled steps on the same
     # machine and device count from a bit-exact restored state.
     assert want.keys() == got.keys()
     for name in want:
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
-    assert _records(workdir)[-1]["Loss/G/loss"] == _records(first_run[0])[1]["Loss/G/loss"]
+    assert tiny.records(workdir)[-1]["Loss/G/loss"] == tiny.records(tiny_run[0])[1]["Loss/G/loss"]
 
 
 CONFIG_FILE = """
-from tests.flaxgan.train.test_loop import _config
+from tests.flaxgan.train.tiny_run import config
 
 def get_config(arg=None):
-    return _config(total_kimg={total_kimg})
+    return config(total_kimg={total_kimg})
 """
 
 
-def test_sigkill_mid_run_keeps_finished_checkpoints_and_resumes(first_run, tmp_path):
-    total_kimg = BATCH * 8 / 1000
+def test_sigkill_mid_run_keeps_finished_checkpoints_and_resumes(tiny_run, tmp_path):
+    total_kimg = tiny.BATCH * 8 / 1000
     config_path = tmp_path / "tiny.py"
     config_path.write_text(CONFIG_FILE.format(total_kimg=total_kimg))
     workdir = tmp_path / "killed"
@@ -238,10 +204,10 @@ def test_sigkill_mid_run_keeps_finished_checkpoints_and_resumes(first_run, tmp_p
         process.wait()
     finished = checkpoint.Checkpointer(str(workdir)).latest_step()
     assert finished is not None and finished >= 2
-    record = loop.train(_config(total_kimg=total_kimg), str(workdir))
+    record = loop.train(tiny.config(total_kimg=total_kimg), str(workdir))
     assert record["kimg"] == pytest.approx(total_kimg)
     assert checkpoint.Checkpointer(str(workdir)).latest_step() == 8
-    ticks = [r["tick"] for r in _records(str(workdir))]
+    ticks = [r["tick"] for r in tiny.records(str(workdir))]
     assert ticks[-1] == 4 and sorted(set(ticks)) == [1, 2, 3, 4]
 
 
@@ -252,7 +218,7 @@ def _config_with_metric(name: str, evaluator, tmp_path, monkeypatch
     from flaxgan.metrics import registry
 
     monkeypatch.setitem(registry._METRICS, name, evaluator)
-    config = _config(total_kimg=BATCH * 4 / 1000)
+    config = tiny.config(total_kimg=tiny.BATCH * 4 / 1000)
     config.log.metrics = (name,)
     config.log.metrics_every_ticks = 1
     config.log.metrics_cache_dir = str(tmp_path / "cache")
@@ -305,7 +271,7 @@ def _official_config(reference: str) -> ml_collections.ConfigDict:
     """`_config` with the networks of an official reference snapshot (its json kwargs)."""
     with open(TEST_DATA / "reference" / f"{reference}.json") as f:
         kwargs = json.load(f)
-    config = _config(total_kimg=0)
+    config = tiny.config(total_kimg=0)
     config.data.resolution = kwargs["G_kwargs"]["img_resolution"]
     drop = {"class_name", "img_resolution", "img_channels", "c_dim"}
     for net in ("G", "D"):
@@ -336,23 +302,23 @@ def _assert_first_grid_is(g: sample.LoadedGenerator, config, workdir: str) -> No
                                atol=1)
 
 
-def test_fine_tuning_starts_from_a_float16_bundle(first_run, tmp_path):
+def test_fine_tuning_starts_from_a_float16_bundle(tiny_run, tmp_path):
     """The demo's fine-tuning path: an export in the bundled models' format (G_ema and D with
     float16 parameters) starts a new run (G from G_ema), which then trains."""
-    snapshot = os.path.join(first_run[0], "snapshots", "network-snapshot-000000")
+    snapshot = os.path.join(tiny_run[0], "snapshots", "network-snapshot-000000")
     bundle = str(tmp_path / "bundle")
     for key in ("G_ema", "D"):
         kwargs, parameters, buffers = sample.read_export(snapshot, key)
         sample.export_variables(bundle, key, kwargs, convert.to_flax(parameters, buffers),
                                 param_dtype=np.float16)
     with np.load(os.path.join(bundle, "G_ema.npz")) as f:
-        assert f["synthesis.b16.conv0.weight"].dtype == np.float16
-    config = _config(total_kimg=BATCH * 2 / 1000)
+        assert f["synthesis.b8.conv0.weight"].dtype == np.float16
+    config = tiny.config(total_kimg=tiny.BATCH * 2 / 1000)
     config.resume_pkl = bundle
     workdir = str(tmp_path / "finetune")
     record = loop.train(config, workdir)
-    assert record["kimg"] == pytest.approx(BATCH * 2 / 1000)
-    assert np.isfinite(_records(workdir)[-1]["Loss/G/loss"])
+    assert record["kimg"] == pytest.approx(tiny.BATCH * 2 / 1000)
+    assert np.isfinite(tiny.records(workdir)[-1]["Loss/G/loss"])
     _assert_first_grid_is(sample.load(bundle), config, workdir)
 
 

@@ -1,0 +1,48 @@
+"""The tiny StyleGAN2 run that the loop's end-to-end tests train, resume and damage.
+
+`test_loop` and `test_checkpoint_recovery` run on one xdist worker (`tests/conftest.py`) and
+share the session fixture `tiny_run` (tests/flaxgan/train/conftest.py): its four iterations
+are trained once per test run, and every later `loop.train` of this config reuses the compiled
+phases in memory (the loop caches them per networks, hyperparameters and mesh).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import ml_collections
+
+from experiments.configs import common
+from tests.conftest import TEST_DATA
+
+BATCH = 8
+
+
+def config(total_kimg: float, channel_max: int = 16) -> ml_collections.ConfigDict:
+    """8² (blocks b4, b8), 16 channels, every phase (path length and R1 every 2nd iteration),
+    no augmentation (ADA has its own tests), a tick, a checkpoint and a grid every 2 iterations.
+    """
+    cfg = common.stylegan2_config(
+        batch_size=BATCH, gamma=1.0, ema_kimg=0.1, ema_rampup=0.05, mbstd=1,
+        fmaps=channel_max * 16 / 32768, mapping_layers=2, total_kimg=total_kimg, z_dim=16,
+        w_dim=16, channel_max=channel_max)
+    cfg.data.name = str(TEST_DATA / "celeba_small")
+    cfg.data.resolution = 8
+    cfg.data.xflip = True
+    cfg.train.g_reg_interval = 2
+    cfg.train.d_reg_interval = 2
+    cfg.augment.pipe = ""
+    cfg.log.kimg_per_tick = BATCH * 2 / 1000  # a tick every 2 iterations
+    cfg.log.snapshot_every_ticks = 1
+    cfg.log.image_every_ticks = 1
+    cfg.log.metrics = ()
+    cfg.log.grid_size = (4, 2)
+    cfg.log.progress = False
+    return cfg
+
+
+def records(workdir: str) -> list[dict]:
+    """The run's `metrics.jsonl`, one dict per tick."""
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
