@@ -224,7 +224,7 @@ def test_stylegan3_r_trains_with_its_official_objective():
     G = registry.build_generator("training.networks_stylegan3.Generator", dict(
         z_dim=16, c_dim=0, w_dim=16, img_resolution=RES, img_channels=3,
         mapping_kwargs=dict(num_layers=2), channel_base=256, channel_max=8, num_fp16_res=0,
-        conv_kernel=1, use_radial_filters=True, num_layers=4))  # 4 of 14 layers: the objective,
+        conv_kernel=1, use_radial_filters=True, num_layers=3))  # 3 of 14 layers: the objective,
     # not the depth, is under test (and the gradient program's compile time scales with it)
     D = registry.build_discriminator("training.networks_stylegan2.Discriminator", dict(
         c_dim=0, img_resolution=RES, img_channels=3, architecture="orig", channel_base=128,
