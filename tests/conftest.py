@@ -183,8 +183,10 @@ def pytest_collection_modifyitems(items):
 # Test files that run on the worker of another file: they use its session fixture, and with it
 # the programs that worker compiled in memory (file -> the file whose worker runs it).
 _SAME_WORKER_AS = {
-    # Both train, resume and damage the session fixture `tiny_run` (tests/flaxgan/train).
+    # Train, resume and damage the session fixture `tiny_run` (tests/flaxgan/train), or run
+    # its compiled phases.
     "tests/flaxgan/train/test_checkpoint_recovery.py": "tests/flaxgan/train/test_loop.py",
+    "tests/flaxgan/train/test_step.py": "tests/flaxgan/train/test_loop.py",
 }
 
 

@@ -8,12 +8,13 @@ import numpy as np
 import optax
 import pytest
 
-from flaxgan import augment, losses
+from flaxgan import losses
 from flaxgan.errors import InvalidArgument
 from flaxgan.models import registry
 from flaxgan.train import sharding
 from flaxgan.train import state as state_lib
 from flaxgan.train import step as step_lib
+from tests.flaxgan.train import tiny_run as tiny
 
 RES, BATCH = 16, 8
 
@@ -29,15 +30,15 @@ def _networks(mbstd_group_size: int = 1):
     return G, D
 
 
-def _batch(mesh, seed=0):
+def _batch(mesh, seed=0, res=RES):
     rng = np.random.default_rng(seed)
     return sharding.global_batch({
-        "image": rng.integers(0, 256, (BATCH, RES, RES, 3), dtype=np.uint8),
+        "image": rng.integers(0, 256, (BATCH, res, res, 3), dtype=np.uint8),
         "label": np.zeros((BATCH, 0), np.float32)}, mesh)
 
 
-def _state(G, D, mesh, optimizers, ada_p=0.0):
-    g_vars, d_vars = state_lib.init_variables(G, D, jax.random.key(0), RES, 3, 0)
+def _state(G, D, mesh, optimizers, ada_p=0.0, res=RES):
+    g_vars, d_vars = state_lib.init_variables(G, D, jax.random.key(0), res, 3, 0)
     g_vars, d_vars = jax.tree.map(np.asarray, (g_vars, d_vars))  # fresh copies per state
     return sharding.replicate(state_lib.create_state(g_vars, d_vars, *optimizers,
                                                      jax.random.key(1), ada_p=ada_p), mesh)
@@ -140,13 +141,15 @@ def test_r1_gradient_is_the_global_batch_mean_on_8_devices():
 
 @pytest.fixture(scope="module")
 def trained():
-    """Four iterations of every phase on 8 devices with ADA on; compile events recorded."""
-    G, D = _networks(mbstd_group_size=1)
-    hp = step_lib.Hyperparameters(batch_size=BATCH, g_reg_interval=2, d_reg_interval=2,
-                                  ada_interval=2, ada_kimg=1.0, ema_kimg=0.1, ema_rampup=None)
+    """Four iterations of every phase on 8 devices with ADA on ('bgc'); compile events recorded.
+
+    The phases are those `loop.train` runs for `tiny_run.config` (8², 16 channels; ADA every 2nd
+    iteration by batch * 2 / 1000; no EMA ramp-up): when the loop's tests ran first on this
+    worker, nothing is compiled here."""
     mesh = sharding.make_mesh()
-    steps = step_lib.make_train_steps(G, D, hp, mesh, augment=augment.make_augment_fn("bgc"))
-    state = _state(G, D, mesh, step_lib.make_optimizers(hp), ada_p=0.2)
+    G, D, hp, steps = tiny.networks_and_steps(mesh)
+    res = tiny.config(0).data.resolution
+    state = _state(G, D, mesh, step_lib.make_optimizers(hp), ada_p=0.2, res=res)
     compiles = []
     jax.monitoring.register_event_duration_secs_listener(
         lambda event, _, **kw: compiles.append(event)
@@ -155,7 +158,7 @@ def trained():
     for i in range(4):
         before = jax.tree.map(np.asarray, state)
         compiles_before = len(compiles)
-        state, metrics = steps.iteration(state, _batch(mesh, seed=i), i)
+        state, metrics = steps.iteration(state, _batch(mesh, seed=i, res=res), i)
         history.append((before, jax.device_get(metrics), len(compiles) - compiles_before))
     return hp, history, jax.tree.map(np.asarray, state)
 
