@@ -16,34 +16,22 @@ import sys
 
 import ml_collections
 
-from experiments.configs import common
-from tests.conftest import TEST_DATA
+from tests.flaxgan.train import tiny_run
 
-BATCH = 8  # global batch: one example per device of the 8-device layouts
+BATCH = tiny_run.BATCH  # global batch: one example per device of the 8-device layouts
 
 
 def config(iterations: int) -> ml_collections.ConfigDict:
-    """A tiny StyleGAN2 at 8² (16 channels) training `iterations` steps of `BATCH` images,
-    with a tick, an Orbax checkpoint and an export after every iteration. Phases: G main, D
-    main and, every 2 steps from step 0, D regularisation (R1); no path-length regularisation,
-    whose phase would cost about a third of each process's compile time."""
-    config = common.stylegan2_config(
-        batch_size=BATCH, gamma=1.0, ema_kimg=0.1, ema_rampup=0.05, mbstd=1,
-        fmaps=16 * 16 / 32768, mapping_layers=2, total_kimg=BATCH * iterations / 1000,
-        z_dim=16, w_dim=16, channel_max=16)
-    config.data.name = str(TEST_DATA / "celeba_small")
-    config.data.resolution = 8
-    config.data.xflip = True
+    """`tiny_run.config` (8², 16 channels) training `iterations` steps of `BATCH` images, with a
+    tick, an Orbax checkpoint and an export after every iteration. Phases: G main, D main and,
+    every 2 steps from step 0, D regularisation (R1); no path-length regularisation, whose
+    phase would cost about a third of each process's compile time, and no ADA (not
+    multi-process specific)."""
+    config = tiny_run.config(total_kimg=BATCH * iterations / 1000)
     config.train.pl_weight = 0.0
     config.train.g_reg_interval = None
-    config.train.d_reg_interval = 2
-    config.augment.pipe = ""  # ADA is not multi-process specific; keeps compile time down
+    config.augment.pipe = ""
     config.log.kimg_per_tick = BATCH / 1000
-    config.log.snapshot_every_ticks = 1
-    config.log.image_every_ticks = 1
-    config.log.metrics = ()
-    config.log.grid_size = (4, 2)
-    config.log.progress = False
     return config
 
 
