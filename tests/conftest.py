@@ -190,6 +190,7 @@ _SAME_WORKER_AS = {
 }
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown without the plugin
 def pytest_xdist_make_scheduler(config, log):
     """`--dist loadfile` with the files of `_SAME_WORKER_AS` sent to one worker."""
     if config.getvalue("dist") != "loadfile":
