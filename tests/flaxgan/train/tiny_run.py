@@ -3,7 +3,7 @@
 `test_loop`, `test_checkpoint_recovery` and `test_step` run on one xdist worker
 (`tests/conftest.py`); the first two share the session fixture `tiny_run`
 (tests/flaxgan/train/conftest.py): its four iterations are trained once per test run, and every
-later `loop.train` of this config (and `test_step`'s phases, built by `steps`) reuses the
+later `loop.train` of this config (and `test_step`, through `networks_and_steps`) reuses the
 compiled phases in memory (the loop caches them per networks, hyperparameters and mesh).
 """
 
