@@ -148,7 +148,7 @@ def trained():
     worker, nothing is compiled here."""
     mesh = sharding.make_mesh()
     G, D, hp, steps = tiny.networks_and_steps(mesh)
-    res = tiny.config(0).data.resolution
+    res = tiny.RESOLUTION
     state = _state(G, D, mesh, step_lib.make_optimizers(hp), ada_p=0.2, res=res)
     compiles = []
     jax.monitoring.register_event_duration_secs_listener(

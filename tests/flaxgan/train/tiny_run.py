@@ -18,6 +18,7 @@ from experiments.configs import common
 from tests.conftest import TEST_DATA
 
 BATCH = 8
+RESOLUTION = 8  # blocks b4, b8
 
 
 def config(total_kimg: float, channel_max: int = 16) -> ml_collections.ConfigDict:
@@ -29,7 +30,7 @@ def config(total_kimg: float, channel_max: int = 16) -> ml_collections.ConfigDic
         fmaps=channel_max * 16 / 32768, mapping_layers=2, total_kimg=total_kimg, z_dim=16,
         w_dim=16, channel_max=channel_max)
     cfg.data.name = str(TEST_DATA / "celeba_small")
-    cfg.data.resolution = 8
+    cfg.data.resolution = RESOLUTION
     cfg.data.xflip = True
     cfg.train.g_reg_interval = 2
     cfg.train.d_reg_interval = 2
@@ -49,7 +50,7 @@ def networks_and_steps(mesh):
     from flaxgan.train import loop  # noqa: PLC0415 (collection needs no JAX programs)
 
     cfg = config(total_kimg=0)
-    _, _, G, D = loop.build_networks(cfg.model, cfg.data.resolution, 3, 0)
+    _, _, G, D = loop.build_networks(cfg.model, RESOLUTION, 3, 0)
     hp = loop.hyperparameters(cfg.train, cfg.augment)
     return G, D, hp, loop._train_steps(G, D, hp, mesh, loop._make_augment(cfg.augment))
 
