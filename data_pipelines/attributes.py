@@ -190,7 +190,7 @@ def batches(source: Any, batch_size: int, *, shuffle: bool = False, seed: int = 
     """
     ds = grain.MapDataset.source(source)
     if shuffle:
-        ds = ds.shuffle(seed=seed)
+        ds = data_input.BlockShuffle(ds, seed=seed)
     ds = ds.repeat(num_epochs)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4 * batch_size)

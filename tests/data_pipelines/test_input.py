@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import grain
 import numpy as np
 import pytest
 
@@ -25,6 +26,26 @@ def folder(tmp_path_factory):
 
 def _take(it, n):
     return [next(it) for _ in range(n)]
+
+
+def test_block_shuffle_permutes_every_block_anew():
+    # An epoch-wise shuffle (block = the parent's length), repeated: each epoch is a new
+    # permutation of the 6 indices, the same for the same seed.
+    epochs = lambda seed: [dp_input.BlockShuffle(grain.MapDataset.range(6), seed=seed)
+                           .repeat(4)[i] for i in range(24)]
+    got = np.reshape(epochs(1), (4, 6))
+    assert all(sorted(row) == list(range(6)) for row in got)
+    assert len({tuple(row) for row in got}) > 1 and epochs(1) == got.ravel().tolist()
+    assert epochs(2) != epochs(1)
+    # Windows of 4 over a longer dataset: indices stay inside their window.
+    windows = dp_input.BlockShuffle(grain.MapDataset.range(100), seed=3, block_size=4)
+    assert len(windows) == 100
+    for start in range(0, 100, 4):
+        assert sorted(windows[i] for i in range(start, start + 4)) == list(
+            range(start, start + 4))
+    assert [windows[i] for i in range(100)] != list(range(100))
+    with pytest.raises(ValueError, match="block size >= 1"):
+        dp_input.BlockShuffle(grain.MapDataset.range(0), seed=0)
 
 
 def test_tfds_batches_and_metadata(celeba_mtcnn, tfds_dir):
