@@ -19,7 +19,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.signal
 import scipy.special
 
 from flaxgan.models.stylegan2 import GeneratorBase, MappingNetwork, default_reduced_dtype
@@ -53,13 +52,15 @@ def design_lowpass_filter(numtaps: int, cutoff: float, width: float, fs: float,
         raise ValueError(f"numtaps must be >= 1, got {numtaps}")
     if numtaps == 1:
         return None
+    # Imported here: scipy.signal takes ~2 s to import, and every entry point imports this module.
+    from scipy import signal  # noqa: PLC0415
     if not radial:
-        return scipy.signal.firwin(numtaps=numtaps, cutoff=cutoff, width=width,
+        return signal.firwin(numtaps=numtaps, cutoff=cutoff, width=width,
                                    fs=fs).astype(np.float32)
     x = (np.arange(numtaps) - (numtaps - 1) / 2) / fs
     r = np.hypot(*np.meshgrid(x, x))
     f = scipy.special.j1(2 * cutoff * (np.pi * r)) / (np.pi * r)
-    beta = scipy.signal.kaiser_beta(scipy.signal.kaiser_atten(numtaps, width / (fs / 2)))
+    beta = signal.kaiser_beta(signal.kaiser_atten(numtaps, width / (fs / 2)))
     window = np.kaiser(numtaps, beta)
     f = f * np.outer(window, window)
     return (f / np.sum(f)).astype(np.float32)
