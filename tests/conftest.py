@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import platform
+import resource
 
 import jax
 import pytest
@@ -126,10 +127,22 @@ if _COMPILE_LOG_DIR:
     monitoring.register_event_duration_secs_listener(_on_duration)
     monitoring.register_event_listener(_on_event)
 
+    def _cpu_seconds() -> tuple[float, float]:
+        """(this process's CPU seconds, all threads; its finished children's)."""
+        own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                            resource.RUSAGE_CHILDREN))
+        return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(item, nextitem):
         _current_test[0] = item.nodeid
+        before = _cpu_seconds()
         yield
+        # CPU rather than wall time: with two workers on two cores a test's wall time also
+        # counts the other worker's threads.
+        for key, start, end in zip(("cpu_seconds", "subprocess_cpu_seconds"), before,
+                                   _cpu_seconds(), strict=True):
+            _add(key, end - start)
 
     def pytest_sessionfinish(session):
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
