@@ -53,8 +53,11 @@ def test_conv2d_resample_matches_naive(kernel, up, down, groups, flip_weight):
     x = rng.standard_normal([2, 8, 8, 4]).astype(np.float32)
     w = rng.standard_normal([kernel, kernel, 4 // groups, 6]).astype(np.float32)
     f = setup_filter([1, 3, 3, 1])
-    got = conv.conv2d_resample(jnp.asarray(x), jnp.asarray(w), f, up=up, down=down,
-                               padding=kernel // 2, groups=groups, flip_weight=flip_weight)
+    # Jitted here and below: one program instead of a compile per eager op (XLA's fusion moves
+    # float32 results by ~1e-7, far inside the tolerances).
+    got = jax.jit(lambda x, w: conv.conv2d_resample(
+        x, w, f, up=up, down=down, padding=kernel // 2, groups=groups,
+        flip_weight=flip_weight))(jnp.asarray(x), jnp.asarray(w))
     want = _naive_conv2d_resample(x, w, f, up, down, kernel // 2, groups, flip_weight)
     assert got.shape == want.shape
     np.testing.assert_allclose(np.asarray(got), want, atol=1e-4)
@@ -71,17 +74,25 @@ def test_modulated_conv2d_fused_equals_nonfused_and_explicit(up, demodulate):
     f = setup_filter([1, 3, 3, 1])
     kwargs = dict(noise=noise, up=up, padding=1, resample_filter=f, demodulate=demodulate,
                   flip_weight=(up == 1))
-    fused = conv.modulated_conv2d(x, weight, styles, fused_modconv=True, **kwargs)
-    nonfused = conv.modulated_conv2d(x, weight, styles, fused_modconv=False, **kwargs)
-    np.testing.assert_allclose(np.asarray(fused), np.asarray(nonfused), atol=1e-4)
+    modulated = lambda fused: jax.jit(lambda x, w, s: conv.modulated_conv2d(
+        x, w, s, fused_modconv=fused, **kwargs))(x, weight, styles)
+    fused = modulated(True)
+    np.testing.assert_allclose(np.asarray(fused), np.asarray(modulated(False)), atol=1e-4)
 
-    # Explicit per-sample weights (eq. 1 and 3 of the StyleGAN2 paper).
-    for i in range(3):
-        wi = weight * styles[i][None, None, :, None]
-        if demodulate:
-            wi = wi / jnp.sqrt(jnp.sum(wi**2, axis=(0, 1, 2), keepdims=True) + 1e-8)
-        yi = conv.conv2d_resample(x[i:i + 1], wi, f, up=up, padding=1, flip_weight=(up == 1))
-        np.testing.assert_allclose(np.asarray(fused[i:i + 1]), np.asarray(yi + noise), atol=1e-4)
+    @jax.jit
+    def explicit(x, weight, styles):
+        """Explicit per-sample weights (eq. 1 and 3 of the StyleGAN2 paper)."""
+        out = []
+        for i in range(3):
+            wi = weight * styles[i][None, None, :, None]
+            if demodulate:
+                wi = wi / jnp.sqrt(jnp.sum(wi**2, axis=(0, 1, 2), keepdims=True) + 1e-8)
+            out.append(conv.conv2d_resample(x[i:i + 1], wi, f, up=up, padding=1,
+                                            flip_weight=(up == 1)) + noise)
+        return jnp.concatenate(out)
+
+    np.testing.assert_allclose(np.asarray(fused), np.asarray(explicit(x, weight, styles)),
+                               atol=1e-4)
 
 
 def test_modulated_conv2d_reduced_precision_stays_close():
@@ -105,7 +116,8 @@ def test_modulated_conv2d_checks_style_shape():
 def test_conv2d_resample_is_differentiable():
     x = jnp.ones([1, 4, 4, 2])
     w = jnp.ones([3, 3, 2, 2])
-    g = jax.grad(lambda w: conv.conv2d_resample(x, w, setup_filter([1, 3, 3, 1]), up=2).sum())(w)
+    g = jax.jit(jax.grad(
+        lambda w: conv.conv2d_resample(x, w, setup_filter([1, 3, 3, 1]), up=2).sum()))(w)
     assert g.shape == w.shape and np.all(np.isfinite(np.asarray(g)))
 
 

@@ -31,7 +31,8 @@ def test_matches_the_plain_numpy_composition(up, down, padding, fu, fd, flip_fil
     x = rng.standard_normal([2, 12, 10, 3]).astype(np.float32)
     b = rng.standard_normal([3]).astype(np.float32)
     kwargs = dict(up=up, down=down, padding=padding, clamp=1.5, flip_filter=flip_filter)
-    fused = filtered_lrelu(jnp.asarray(x), fu, fd, jnp.asarray(b), **kwargs)
+    # Jitted (filters and options as constants): one program, not a compile per eager op.
+    fused = jax.jit(lambda x, b: filtered_lrelu(x, fu, fd, b, **kwargs))(x, b)
 
     # Bias, zero-stuffing upsampler + filter, lrelu·sqrt(2), clamp, filter + decimation.
     y = reference_ops.upfirdn2d(x + b, np.ones(1) if fu is None else fu, up=up,
