@@ -56,7 +56,7 @@ def design_lowpass_filter(numtaps: int, cutoff: float, width: float, fs: float,
     from scipy import signal  # noqa: PLC0415
     if not radial:
         return signal.firwin(numtaps=numtaps, cutoff=cutoff, width=width,
-                                   fs=fs).astype(np.float32)
+                             fs=fs).astype(np.float32)
     x = (np.arange(numtaps) - (numtaps - 1) / 2) / fs
     r = np.hypot(*np.meshgrid(x, x))
     f = scipy.special.j1(2 * cutoff * (np.pi * r)) / (np.pi * r)
