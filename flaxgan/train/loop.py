@@ -334,18 +334,19 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         tick = int(meta.get("tick", 0))
         logging.info("resumed %s at %.3f kimg (tick %d)", workdir, int(state.nimg) / 1e3, tick)
     else:
-        partial = bool(config.get("resume_partial", False))
+        resume_pkl = config.get("resume_pkl")
+        resume_partial = bool(config.get("resume_partial", False))
         # A whole snapshot replaces every initial value (the import checks that it has exactly
         # the networks' entries and shapes): then shapes are all it needs, nothing is compiled.
-        if config.get("resume_pkl") and not partial:
+        if resume_pkl and not resume_partial:
             g_vars, d_vars = jax.eval_shape(init_variables)
         else:
             g_vars, d_vars = jax.jit(init_variables)()
         ema_vars = None
-        if config.get("resume_pkl"):  # outside jit: snapshot weights are data, not constants
-            g_vars, d_vars, ema_vars = _import_snapshot(config.resume_pkl, g_vars, d_vars,
-                                                        partial)
-            logging.info("starting from the networks of %s", config.resume_pkl)
+        if resume_pkl:  # outside jit: snapshot weights are data, not constants
+            g_vars, d_vars, ema_vars = _import_snapshot(resume_pkl, g_vars, d_vars,
+                                                        resume_partial)
+            logging.info("starting from the networks of %s", resume_pkl)
         state = sharding.replicate(new_state(g_vars, d_vars, ema_vars), mesh)
     plan.start(state, resumed=resumed)
     if is_chief:  # what `experiments.eval --workdir` reads the dataset from
