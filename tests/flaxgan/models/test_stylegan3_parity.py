@@ -1,8 +1,9 @@
 """Parity of the StyleGAN3 generator (configs T and R) with the official code.
 
 Parametrized over every StyleGAN3 reference file; networks are built from the json kwargs.
-Synthesis runs jitted (`ref.apply`): one compile per shape and option set in this file, where
-eager dispatch of the filtered-lrelu layers took 4x the compile time on every call.
+Synthesis runs jitted (`ref.apply`), where eager dispatch of the filtered-lrelu layers took 4x
+the compile time on every call, and through one program (`_render`) for every image and layer
+test of a file: compiling a StyleGAN3 synthesis network is most of this file's time.
 """
 
 from __future__ import annotations
@@ -28,6 +29,17 @@ def case(request):
     return arrays, meta, G, ref.with_w_avg(g_vars, w_avg), request.param
 
 
+def _render(arrays, G, g_vars, ws, transform=None):
+    """`(images, layer outputs)` of `ws` through `transform` (default: the stored one, which
+    the module also uses without one): the traced transform and the captured layers make the
+    image, transformed-grid and intermediate tests one program per file."""
+    if transform is None:
+        transform = arrays["state/G.synthesis.input.transform"]
+    img, state = ref.apply(G, g_vars, jnp.asarray(ws), transform=np.asarray(transform),
+                           method="synthesize", capture_intermediates=True)
+    return img, state["intermediates"]["synthesis"]
+
+
 def _truncations(meta):
     yield "1.0", 1.0, None
     for key, spec in meta.get("truncation", {"io/ws_psi0.7": {"psi": 0.7, "cutoff": None},
@@ -42,18 +54,23 @@ def test_mapping_and_images_at_every_truncation(case):
     for tag, psi, cutoff in _truncations(meta):
         if f"io/ws_psi{tag}" not in arrays:
             continue
-        ws = G.apply(g_vars, jnp.asarray(arrays["io/z"]), c, psi, cutoff, method=G.map)
+        # ψ traced: one program per cutoff (the mapping is exact at a traced ψ = 1).
+        ws = ref.apply(G, g_vars, jnp.asarray(arrays["io/z"]), c,
+                       truncation_psi=np.asarray(psi, np.float32), truncation_cutoff=cutoff,
+                       method="map")
         ref.assert_close(ws, arrays[f"io/ws_psi{tag}"], f"ws psi{tag}")
-        img = ref.apply(G, g_vars, jnp.asarray(arrays[f"io/ws_psi{tag}"]), method="synthesize")
+        img, _ = _render(arrays, G, g_vars, arrays[f"io/ws_psi{tag}"])
         ref.assert_close(ref.nchw(img), arrays[f"io/img_psi{tag}"], f"img psi{tag}")
 
 
 @pytest.mark.parametrize("fused", [True, False])
 def test_fused_and_nonfused_modulated_convs_agree_with_official(case, fused):
     arrays, meta, G, g_vars, _ = case
-    options = {} if fused else {"fused_modconv": False}  # fused is the default: one program
-    img = ref.apply(G, g_vars, jnp.asarray(arrays["io/ws_psi1.0"]), method="synthesize",
-                    **options)
+    if fused:  # the default
+        img, _ = _render(arrays, G, g_vars, arrays["io/ws_psi1.0"])
+    else:
+        img = ref.apply(G, g_vars, jnp.asarray(arrays["io/ws_psi1.0"]), method="synthesize",
+                        fused_modconv=False)
     ref.assert_close(ref.nchw(img), arrays["io/img_psi1.0"], f"img fused={fused}")
 
 
@@ -61,8 +78,7 @@ def test_transformed_input_grid(case):
     arrays, meta, G, g_vars, _ = case
     if "io/transform" not in arrays:
         pytest.skip("no transformed image recorded")
-    img = ref.apply(G, g_vars, jnp.asarray(arrays["io/ws_psi0.7"]),
-                    transform=jnp.asarray(arrays["io/transform"]), method="synthesize")
+    img, _ = _render(arrays, G, g_vars, arrays["io/ws_psi0.7"], arrays["io/transform"])
     ref.assert_close(ref.nchw(img), arrays["io/img_psi0.7_transformed"], "transformed")
     # The recorded transform is the inverse of the official make_transform((0.1, -0.05), 10°).
     np.testing.assert_allclose(
@@ -72,19 +88,19 @@ def test_transformed_input_grid(case):
 
 def test_layer_intermediates(case):
     arrays, meta, G, g_vars, _ = case
-    ws = jnp.asarray(arrays["io/ws_psi1.0"][:1])
-    _, state = ref.apply(G, g_vars, ws, method="synthesize", capture_intermediates=True)
-    layers = state["intermediates"]["synthesis"]
+    # Recorded for sample 0: the whole batch's program (no layer mixes batch rows), row 0.
+    _, layers = _render(arrays, G, g_vars, arrays["io/ws_psi1.0"])
     names = meta.get("layer_names") or [k.split(".")[-1] for k in arrays
                                         if k.startswith("inter/G.synthesis.L")]
     assert sorted(n for n in layers if n != "__call__") == sorted(["input", *names])
     for name in ["input", *names]:
-        ref.assert_close(ref.nchw(layers[name]["__call__"][0]),
+        ref.assert_close(ref.nchw(layers[name]["__call__"][0])[:1],
                          arrays[f"inter/G.synthesis.{name}"], name)
     if "inter/G.mapping" in arrays:
-        ws0 = G.apply(g_vars, jnp.asarray(arrays["io/z"][:1]), ref.labels(arrays, meta)[:1],
-                      method=G.map)
-        ref.assert_close(ws0, arrays["inter/G.mapping"], "mapping")
+        ws = ref.apply(G, g_vars, jnp.asarray(arrays["io/z"]), ref.labels(arrays, meta),
+                       truncation_psi=np.asarray(1.0, np.float32), truncation_cutoff=None,
+                       method="map")  # the truncation test's program
+        ref.assert_close(np.asarray(ws)[:1], arrays["inter/G.mapping"], "mapping")
 
 
 def test_designed_filters_equal_the_official_buffers(case):
@@ -113,8 +129,7 @@ def test_style_mixing(case):
     mixed[:, int(arrays["io/mix_cutoff"]):] = ws[2:4, int(arrays["io/mix_cutoff"]):]
     ref.assert_close(mixed, arrays["io/ws_mix"], "ws_mix")
     # Rendered beside ws[2:]: the batch of the other tests' program (one compile less).
-    img = ref.apply(G, g_vars, jnp.asarray(np.concatenate([mixed, ws[2:]])),
-                    method="synthesize")[:2]
+    img = _render(arrays, G, g_vars, np.concatenate([mixed, ws[2:]]))[0][:2]
     ref.assert_close(ref.nchw(img), arrays["io/img_mix"], "img_mix")
 
 
