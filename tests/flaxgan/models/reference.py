@@ -43,6 +43,26 @@ def apply(module, variables, *args, method: str | None = None, **kwargs):
     return _jitted_apply(module, method, static, variables, traced, *args)
 
 
+def synthesize_with_layers(module, variables, ws, **kwargs):
+    """`(images, layer outputs)` of `module.synthesize(ws, **kwargs)`, jitted.
+
+    The parity tests of a file read images and layer outputs from this one program (per option
+    set) rather than compiling a second network that captures the layers of one sample: no
+    synthesis layer mixes batch rows, so row 0 of a batch is the sample-0 recording.
+    """
+    img, state = apply(module, variables, jnp.asarray(ws), method="synthesize",
+                       capture_intermediates=True, **kwargs)
+    return img, state["intermediates"]["synthesis"]
+
+
+def mapping(module, variables, z, c, psi: float, cutoff: int | None = None) -> np.ndarray:
+    """`module.map(z, c, psi, cutoff)`, jitted with ψ traced: one program per cutoff (the
+    mapping is exact at a traced ψ = 1)."""
+    return np.asarray(apply(module, variables, jnp.asarray(z), c,
+                            truncation_psi=np.asarray(psi, np.float32),
+                            truncation_cutoff=cutoff, method="map"))
+
+
 def nchw(x) -> np.ndarray:
     return np.asarray(x).transpose(0, 3, 1, 2)
 

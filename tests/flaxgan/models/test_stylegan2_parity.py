@@ -44,7 +44,7 @@ def test_mapping_at_every_truncation(case):
     g_vars = ref.with_w_avg(g_vars, arrays.get("io/w_avg_before", arrays["state/G.mapping.w_avg"]))
     c = ref.labels(arrays, meta)
     for tag, psi, cutoff in _truncations(arrays, meta):
-        ws = G.apply(g_vars, jnp.asarray(arrays["io/z"]), c, psi, cutoff, method=G.map)
+        ws = ref.mapping(G, g_vars, arrays["io/z"], c, psi, cutoff)
         ref.assert_close(ws, arrays[f"io/ws_psi{tag}"], f"ws psi{tag}")
 
 
@@ -68,7 +68,7 @@ def test_synthesis_images_every_variant(case):
             module, variables = ref.generator(arrays, meta, conv_clamp=float(m.group(1)))
         elif variant:
             pytest.fail(f"unknown image variant {key}")
-        img = ref.apply(module, variables, ws, method="synthesize", **kwargs)
+        img, _ = ref.synthesize_with_layers(module, variables, ws, **kwargs)
         ref.assert_close(ref.nchw(img), arrays[key], key)
         checked += 1
     assert checked >= 3
@@ -77,16 +77,16 @@ def test_synthesis_images_every_variant(case):
 @pytest.mark.parametrize("fused", [True, False])
 def test_synthesis_intermediates(case, fused):
     arrays, meta, G, g_vars, _ = case
-    ws = jnp.asarray(arrays["io/ws_psi1.0"][:1])
-    _, state = ref.apply(G, g_vars, ws, noise_mode="const", fused_modconv=fused,
-                         method="synthesize", capture_intermediates=True)
-    blocks = state["intermediates"]["synthesis"]
+    # Recorded for sample 0: row 0 of the whole batch (non-fused: the "nonfused" image
+    # variant's program; fused: explicit, as the default fuses only a batch of one).
+    _, blocks = ref.synthesize_with_layers(G, g_vars, arrays["io/ws_psi1.0"],
+                                           noise_mode="const", fused_modconv=fused)
     keys = [k for k in arrays if k.startswith("inter/G.synthesis.")]
     assert keys
     for key in keys:
         block, index = key.split(".")[-2:]
         x, img = blocks[block]["__call__"][0]
-        ref.assert_close(ref.nchw((x, img)[int(index)]), arrays[key], key)
+        ref.assert_close(ref.nchw((x, img)[int(index)])[:1], arrays[key], key)
 
 
 def test_style_mixing(case):
@@ -97,8 +97,8 @@ def test_style_mixing(case):
     mixed[:, cutoff:] = ws[2:4, cutoff:]
     ref.assert_close(mixed, arrays["io/ws_mix"], "ws_mix")
     # Rendered beside ws[2:]: the batch of the other tests' program (one compile less).
-    img = ref.apply(G, g_vars, jnp.asarray(np.concatenate([mixed, ws[2:]])),
-                    noise_mode="const", method="synthesize")[:2]
+    img = ref.synthesize_with_layers(G, g_vars, np.concatenate([mixed, ws[2:]]),
+                                     noise_mode="const")[0][:2]
     ref.assert_close(ref.nchw(img), arrays["io/img_mix"], "img_mix")
 
 

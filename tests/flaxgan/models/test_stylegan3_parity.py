@@ -35,9 +35,7 @@ def _render(arrays, G, g_vars, ws, transform=None):
     image, transformed-grid and intermediate tests one program per file."""
     if transform is None:
         transform = arrays["state/G.synthesis.input.transform"]
-    img, state = ref.apply(G, g_vars, jnp.asarray(ws), transform=np.asarray(transform),
-                           method="synthesize", capture_intermediates=True)
-    return img, state["intermediates"]["synthesis"]
+    return ref.synthesize_with_layers(G, g_vars, ws, transform=np.asarray(transform))
 
 
 def _truncations(meta):
@@ -54,10 +52,7 @@ def test_mapping_and_images_at_every_truncation(case):
     for tag, psi, cutoff in _truncations(meta):
         if f"io/ws_psi{tag}" not in arrays:
             continue
-        # ψ traced: one program per cutoff (the mapping is exact at a traced ψ = 1).
-        ws = ref.apply(G, g_vars, jnp.asarray(arrays["io/z"]), c,
-                       truncation_psi=np.asarray(psi, np.float32), truncation_cutoff=cutoff,
-                       method="map")
+        ws = ref.mapping(G, g_vars, arrays["io/z"], c, psi, cutoff)
         ref.assert_close(ws, arrays[f"io/ws_psi{tag}"], f"ws psi{tag}")
         img, _ = _render(arrays, G, g_vars, arrays[f"io/ws_psi{tag}"])
         ref.assert_close(ref.nchw(img), arrays[f"io/img_psi{tag}"], f"img psi{tag}")
@@ -97,10 +92,8 @@ def test_layer_intermediates(case):
         ref.assert_close(ref.nchw(layers[name]["__call__"][0])[:1],
                          arrays[f"inter/G.synthesis.{name}"], name)
     if "inter/G.mapping" in arrays:
-        ws = ref.apply(G, g_vars, jnp.asarray(arrays["io/z"]), ref.labels(arrays, meta),
-                       truncation_psi=np.asarray(1.0, np.float32), truncation_cutoff=None,
-                       method="map")  # the truncation test's program
-        ref.assert_close(np.asarray(ws)[:1], arrays["inter/G.mapping"], "mapping")
+        ws = ref.mapping(G, g_vars, arrays["io/z"], ref.labels(arrays, meta), 1.0)
+        ref.assert_close(ws[:1], arrays["inter/G.mapping"], "mapping")  # the batch's row 0
 
 
 def test_designed_filters_equal_the_official_buffers(case):
