@@ -44,16 +44,26 @@ def _gen(G, g_vars, params, z, c):
     return ref.apply(G, variables, z, c, noise_mode="const", fused_modconv=False)
 
 
-def test_generator_main_phase(setup):
+@pytest.fixture(scope="module")
+def generator_main(setup):
+    """The G main phase's `(logits, per-sample loss, fakes), G gradients`: its program also
+    gives the D main phase its fakes (the same generator call, no second program)."""
     arrays, meta, G, g_vars, D, d_vars = setup
     z, c = jnp.asarray(arrays["io/z"]), ref.labels(arrays, meta)
 
     def loss_fn(params):
-        logits = D.apply(d_vars, _gen(G, g_vars, params, z, c), c)
+        fakes = _gen(G, g_vars, params, z, c)
+        logits = D.apply(d_vars, fakes, c)
         per_sample = losses.generator_loss(logits)
-        return jnp.mean(per_sample), (logits, per_sample)
+        return jnp.mean(per_sample), (logits, per_sample, fakes)
 
-    (_, (logits, per_sample)), grads = _value_and_grad(loss_fn)(g_vars["params"])
+    (_, aux), grads = _value_and_grad(loss_fn)(g_vars["params"])
+    return aux, grads
+
+
+def test_generator_main_phase(setup, generator_main):
+    arrays = setup[0]
+    (logits, per_sample, _), grads = generator_main
     ref.assert_close(logits, arrays["loss/Gmain/Loss/scores/fake"], "scores/fake")
     ref.assert_close(per_sample, arrays["loss/Gmain/Loss/G/loss"], "G/loss")
     _check_grads(arrays, "Gmain", "G", grads)
@@ -83,10 +93,10 @@ def test_generator_path_length_phase(setup):
     _check_grads(arrays, "Greg", "G", grads)
 
 
-def test_discriminator_main_phase(setup):
-    arrays, meta, G, g_vars, D, d_vars = setup
-    z, c = jnp.asarray(arrays["io/z"]), ref.labels(arrays, meta)
-    fake = jax.lax.stop_gradient(_gen(G, g_vars, g_vars["params"], z, c))
+def test_discriminator_main_phase(setup, generator_main):
+    arrays, meta, _, _, D, d_vars = setup
+    c = ref.labels(arrays, meta)
+    (_, _, fake), _ = generator_main  # G(z) at the recorded parameters, a constant here
     real = ref.nhwc(arrays["io/d_real_img"])
 
     def loss_fn(params):
