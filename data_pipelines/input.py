@@ -531,6 +531,9 @@ def _resolve_weights(source_weights: str | Mapping[str, float] | None, meta: Dat
 class BlockShuffle(grain.MapDataset):
     """`parent` with its indices permuted within consecutive blocks of `block_size` (default
     `len(parent)`: a new order every epoch), block b by a permutation drawn from `(seed, b)`.
+    Blocks count from the start of every pass over `parent` (indices past its length are later
+    passes, as grain's `repeat` reads them); a pass's last, shorter block is permuted within
+    itself.
 
     What grain's `shuffle` (block = epoch) and `WindowShuffleMapDataset` do, at a cost that does
     not depend on the block size: grain permutes one index at a time with a Feistel network that
@@ -548,6 +551,7 @@ class BlockShuffle(grain.MapDataset):
         if self._block_size < 1:
             raise ValueError(f"expected a block size >= 1, got {self._block_size}")
         self._seed = int(seed)
+        self._blocks_per_pass = -(-len(parent) // self._block_size)
         self._permutations: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
 
@@ -557,12 +561,12 @@ class BlockShuffle(grain.MapDataset):
     def __str__(self) -> str:
         return f"BlockShuffle(block_size={self._block_size}, seed={self._seed})"
 
-    def _permutation(self, block: int) -> np.ndarray:
+    def _permutation(self, block: int, size: int) -> np.ndarray:
+        """Block `block`'s permutation of its `size` positions (drawn once, then cached)."""
         with self._lock:
             permutation = self._permutations.get(block)
             if permutation is None:
-                permutation = np.random.default_rng([self._seed, block]).permutation(
-                    self._block_size)
+                permutation = np.random.default_rng([self._seed, block]).permutation(size)
                 self._permutations[block] = permutation
                 if len(self._permutations) > self._CACHED_BLOCKS:
                     del self._permutations[min(self._permutations)]
@@ -571,8 +575,13 @@ class BlockShuffle(grain.MapDataset):
     def __getitem__(self, index):
         if isinstance(index, slice):
             return self.slice(index)
-        block, position = divmod(index, self._block_size)
-        return self._parent[block * self._block_size + int(self._permutation(block)[position])]
+        length = len(self._parent)
+        passes, position = divmod(index, length)
+        block, offset = divmod(position, self._block_size)
+        start = passes * length + block * self._block_size
+        permutation = self._permutation(passes * self._blocks_per_pass + block,
+                                        min(self._block_size, length - block * self._block_size))
+        return self._parent[start + int(permutation[offset])]
 
 
 def _source_seed(seed: int, source: int) -> int:

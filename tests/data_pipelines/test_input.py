@@ -44,6 +44,11 @@ def test_block_shuffle_permutes_every_block_anew():
         assert sorted(windows[i] for i in range(start, start + 4)) == list(
             range(start, start + 4))
     assert [windows[i] for i in range(100)] != list(range(100))
+    # A pass's last, shorter window is permuted within itself, on every pass.
+    ragged = dp_input.BlockShuffle(grain.MapDataset.range(10), seed=3, block_size=4).repeat(3)
+    for start in range(0, 30, 10):
+        assert [sorted(ragged[i] for i in range(start + lo, start + hi)) for lo, hi in
+                ((0, 4), (4, 8), (8, 10))] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     with pytest.raises(ValueError, match="block size >= 1"):
         dp_input.BlockShuffle(grain.MapDataset.range(0), seed=0)
 
