@@ -37,7 +37,7 @@ from flax.core import FrozenDict
 
 from flaxgan.errors import InvalidArgument
 from flaxgan.nn.activation import ACTIVATIONS
-from flaxgan.nn.conv import upsampling_conv2d
+from flaxgan.nn.conv import conv2d, upsampling_conv2d
 from flaxgan.nn.fir import setup_filter
 from flaxgan.nn.layers import at_least_float32, minibatch_std
 from flaxgan.nn.polyphase import upfirdn2d
@@ -254,7 +254,15 @@ def _bias(module: nn.Module, x: jax.Array, lrmul: float = 1.0) -> jax.Array:
 
 
 def _conv(x: jax.Array, w: jax.Array, stride: int = 1) -> jax.Array:
-    """TF `conv2d(..., padding='SAME')`: NHWC `x`, HWIO `w`."""
+    """TF `conv2d(..., padding='SAME')`: NHWC `x`, HWIO `w`.
+
+    'SAME' pads `(ceil(n / s) - 1) * s + k - n` per axis, the odd pixel after; every layer of
+    the official networks pads evenly (odd kernels at stride 1, the fused 4x4 kernel at stride
+    2 on even sizes): those take `nn.conv2d` (its CPU weight gradient)."""
+    pads = [max((-(-n // stride) - 1) * stride + k - n, 0)
+            for n, k in zip(x.shape[1:3], w.shape[:2], strict=True)]
+    if all(p % 2 == 0 for p in pads):
+        return conv2d(x, w, stride, (pads[0] // 2, pads[1] // 2))
     return jax.lax.conv_general_dilated(
         x, w.astype(x.dtype), (stride, stride), "SAME",
         dimension_numbers=("NHWC", "HWIO", "NHWC"))

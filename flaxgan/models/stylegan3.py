@@ -22,6 +22,7 @@ import numpy as np
 import scipy.special
 
 from flaxgan.models.stylegan2 import GeneratorBase, MappingNetwork, default_reduced_dtype
+from flaxgan.nn.conv import conv2d
 from flaxgan.nn.filtered_lrelu import filtered_lrelu
 from flaxgan.nn.layers import FullyConnectedLayer
 
@@ -218,9 +219,7 @@ def modulated_conv2d(x: jax.Array, weight: jax.Array, styles: jax.Array, demodul
               else jnp.ones((batch, out_channels)))  # [N, O]
     gain = jnp.ones((batch, in_channels)) if input_gain is None else jnp.broadcast_to(
         input_gain, (batch, in_channels))
-    conv = lambda lhs, rhs, groups: jax.lax.conv_general_dilated(
-        lhs, rhs.astype(lhs.dtype), (1, 1), [(padding, padding)] * 2,
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
+    conv = lambda lhs, rhs, groups: conv2d(lhs, rhs, 1, (padding, padding), groups)
 
     if not (batch == 1 if fused is None else fused):
         x = x * (styles * gain).astype(x.dtype)[:, None, None, :]

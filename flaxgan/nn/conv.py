@@ -7,6 +7,8 @@ as a transposed convolution followed by the FIR filter).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,26 +21,206 @@ from flaxgan.nn.fir import (
 )
 from flaxgan.nn.polyphase import upfirdn2d
 
-__all__ = ["conv2d_resample", "modulated_conv2d", "upsampling_conv2d"]
+__all__ = [
+    "conv2d",
+    "conv2d_resample",
+    "conv_weight_gradient",
+    "modulated_conv2d",
+    "upsampling_conv2d",
+]
 
 
-def _conv(
+# Convolution gradients on XLA CPU. XLA lowers a weight gradient (`dL/dw`) to a convolution
+# whose "kernel" is the whole output-gradient image, which Eigen evaluates 8-16x slower than
+# the forward pass at 128-256 px (2-core x86: 3x3, 64 ch, 4 x 256^2: forward 0.20 s, weight
+# gradient 4.6 s; torch/oneDNN 0.28 s), and a strided layer's input gradient to a correlation
+# of the zero-stuffed output gradient. Second derivatives (R1, path length) are made of both.
+# Here the weight gradient is an im2col product over blocks of output rows (each block's
+# patches stay in cache and feed one GEMM: about the forward pass's cost), and every input
+# gradient is a stride-1 convolution taking the same rule, so the second derivatives do too
+# (paper256 widths at 64^2, 4 images per device: path-length phase 35.1 -> 5.4 s, R1 phase
+# 33.2 -> 7.3 s; `benchmarks/RESULTS.md`).
+_PATCH_BLOCK_BYTES = 4 << 20
+# Below this many multiply-adds (x2) per layer XLA's own gradients are as fast and compile to
+# less (the test suite's networks). Measured, whole training phases on 2 host devices: the
+# `smoke` config's 32^2 x 32-channel layers (1.5e8) slower blocked (0.142 vs 0.124 s per
+# iteration), the 128-channel cifar preset's 16^2 and 32^2 layers (6e8, 2.4e9) faster (R1
+# 0.87 -> 0.63 s per call).
+_MIN_BLOCKED_FLOPS = 5e8
+
+
+def _lax_conv(x: jax.Array, w: jax.Array, stride: int, padding: tuple[int, int],
+              groups: int = 1) -> jax.Array:
+    py, px = padding
+    return jax.lax.conv_general_dilated(
+        x, w, window_strides=(stride, stride), padding=[(py, py), (px, px)],
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
+
+
+def _block_rows(out_h: int, row_bytes: int) -> int:
+    """The largest divisor of `out_h` whose block of patch rows fits `_PATCH_BLOCK_BYTES`."""
+    fits = max(1, _PATCH_BLOCK_BYTES // max(row_bytes, 1))
+    return max(d for d in range(1, min(out_h, fits) + 1) if out_h % d == 0)
+
+
+def conv_weight_gradient(x: jax.Array, dy: jax.Array, kernel: tuple[int, int], stride: int,
+                         padding: tuple[int, int]) -> jax.Array:
+    """`dL/dw` of `y = conv(x, w)` (NHWC / HWIO, `groups = 1`) as blocked im2col GEMMs.
+
+    dw[i, j, c, o] = sum_{n, h, w} x_pad[n, s*h + i, s*w + j, c] * dy[n, h, w, o]: per block of
+    output rows, the `kh * kw` shifted (strided) views of `x_pad` side by side along channels
+    ([N * rows * W', kh * kw * C]) times `dy`'s rows ([N * rows * W', O]), summed over blocks.
+
+    Args:
+      x: `[N, H, W, C]` forward input.
+      dy: `[N, H', W', O]` gradient of the output.
+      kernel: `(kh, kw)`.
+      stride: the forward stride.
+      padding: `(py, px)`, non-negative, on both sides (as the forward).
+
+    Returns:
+      `[kh, kw, C, O]`, float32 accumulation cast to `x`'s dtype.
+    """
+    (kh, kw), (py, px) = kernel, padding
+    batch, _, _, channels = x.shape
+    _, out_h, out_w, out_channels = dy.shape
+    x = jnp.pad(x, [(0, 0), (py, py), (px, px), (0, 0)])
+    rows = _block_rows(out_h, batch * out_w * kh * kw * channels * x.dtype.itemsize)
+    in_rows = (rows - 1) * stride + kh
+
+    def block_product(block):
+        xb = jax.lax.dynamic_slice_in_dim(x, block * rows * stride, in_rows, axis=1)
+        dyb = jax.lax.dynamic_slice_in_dim(dy, block * rows, rows, axis=1)
+        patches = jnp.concatenate(
+            [xb[:, i:i + (rows - 1) * stride + 1:stride, j:j + (out_w - 1) * stride + 1:stride]
+             for i in range(kh) for j in range(kw)], axis=-1)
+        return jax.lax.dot_general(
+            patches.reshape(-1, kh * kw * channels), dyb.reshape(-1, out_channels),
+            (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+
+    # The first block starts the sum (a zeros carry would lack the inputs' varying mesh axes
+    # inside `shard_map`).
+    total = jax.lax.fori_loop(1, out_h // rows, lambda block, t: t + block_product(block),
+                              block_product(0))
+    return total.reshape(kh, kw, channels, out_channels).astype(x.dtype)
+
+
+def _varying_axes(a: jax.Array) -> frozenset[str]:
+    """The mesh axes `a` varies over inside `shard_map` (empty outside)."""
+    aval = jax.typeof(a)
+    manual = getattr(aval, "manual_axis_type", None)  # JAX 0.10; earlier releases: `vma`
+    return frozenset(manual.varying if manual is not None else getattr(aval, "vma", ()))
+
+
+def _same_varying_axes(*arrays: jax.Array) -> list[jax.Array]:
+    """`arrays`, each cast to vary over every mesh axis that any of them varies over."""
+    vma = [_varying_axes(a) for a in arrays]
+    axes = frozenset().union(*vma)
+    return [jax.lax.pcast(a, tuple(sorted(axes - v)), to="varying") if axes - v else a
+            for a, v in zip(arrays, vma, strict=True)]
+
+
+def _space_to_depth_conv(x: jax.Array, w: jax.Array, stride: int,
+                         padding: tuple[int, int]) -> jax.Array:
+    """`_lax_conv(x, w, stride, padding)` as a stride-1 convolution (with the blocked gradients).
+
+    With the kernel zero-padded to `K = s * ceil(k / s)` taps per axis, `y[i] = sum_{a<K}
+    x_pad[s*i + a] w[a] = sum_{a'<K/s} sum_{p<s} xs[i + a', p] w[s*a' + p]`, where
+    `xs[i, p] = x_pad[s*i + p]` is the space-to-depth input: the `s * s` phases of `x_pad` side
+    by side along channels ([N, H'', W'', s*s*C]) against the kernel re-ordered to match
+    ([K/s, K/s, s*s*C, O]). Costs (K/k)^2 of the strided form's products (16/9 for 3x3 at
+    stride 2): used for the input gradient, which would otherwise correlate stuffed zeros.
+
+    Args:
+      x: `[N, H, W, C]`.
+      w: `[kh, kw, C, O]`.
+      stride: `s` > 1, both axes.
+      padding: `(py, px)`, non-negative, on both sides.
+
+    Returns:
+      `[N, H', W', O]`, as the strided convolution.
+    """
+    (kh, kw), (py, px) = w.shape[:2], padding
+    batch, height, width, channels = x.shape
+    out_h, out_w = (height + 2 * py - kh) // stride + 1, (width + 2 * px - kw) // stride + 1
+    taps_y, taps_x = -(-kh // stride), -(-kw // stride)
+    rows, cols = stride * (out_h + taps_y - 1), stride * (out_w + taps_x - 1)
+    # Pad (or crop: rows the strided form never reads) to whole phases.
+    x = jax.lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (py, rows - height - py, 0),
+                                                 (px, cols - width - px, 0), (0, 0, 0)])
+    xs = x.reshape(batch, rows // stride, stride, cols // stride, stride, channels)
+    xs = xs.transpose(0, 1, 3, 2, 4, 5).reshape(batch, rows // stride, cols // stride,
+                                                stride * stride * channels)
+    out_channels = w.shape[3]
+    ws = jnp.pad(w, [(0, taps_y * stride - kh), (0, taps_x * stride - kw), (0, 0), (0, 0)])
+    ws = ws.reshape(taps_y, stride, taps_x, stride, channels, out_channels)
+    ws = ws.transpose(0, 2, 1, 3, 4, 5).reshape(taps_y, taps_x, stride * stride * channels,
+                                                out_channels)
+    return _conv_blocked_grad(xs, ws, 1, (0, 0))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_blocked_grad(x: jax.Array, w: jax.Array, stride: int,
+                       padding: tuple[int, int]) -> jax.Array:
+    """`_lax_conv` whose weight gradient is `conv_weight_gradient` and whose input gradient is
+    a stride-1 `_conv_blocked_grad` again (`_space_to_depth_conv` for strided layers)."""
+    return _lax_conv(x, w, stride, padding)
+
+
+def _conv_blocked_grad_fwd(x, w, stride, padding):
+    return _lax_conv(x, w, stride, padding), (x, w)
+
+
+def _conv_blocked_grad_bwd(stride, padding, residuals, dy):
+    x, w = residuals
+    kh, kw = w.shape[:2]
+    py, px = padding
+    if stride == 1 and py <= kh - 1 and px <= kw - 1:
+        # dx = dy correlated with the flipped, transposed kernel: the same operation again,
+        # so a second derivative (R1, path length) also takes the blocked weight gradient.
+        dx = _conv_blocked_grad(dy, jnp.flip(w, (0, 1)).swapaxes(2, 3), 1,
+                                (kh - 1 - py, kw - 1 - px))
+    elif stride > 1:
+        # The transpose of the stride-1 form: no multiplications by stuffed zeros, and its
+        # own derivatives take this rule again.
+        dx = jax.vjp(lambda x_: _space_to_depth_conv(x_, w, stride, padding), x)[1](dy)[0]
+    else:
+        dx = jax.vjp(lambda x_: _lax_conv(x_, w, stride, padding), x)[1](dy)[0]
+    dw = conv_weight_gradient(x, dy, (kh, kw), stride, padding)
+    return dx, dw.astype(w.dtype)
+
+
+_conv_blocked_grad.defvjp(_conv_blocked_grad_fwd, _conv_blocked_grad_bwd)
+# Jitted so that an eager (op-by-op) call re-uses its trace; inlined under an outer `jit`.
+_conv_blocked_grad_jit = jax.jit(_conv_blocked_grad, static_argnums=(2, 3))
+
+
+def conv2d(
     x: jax.Array,
     w: jax.Array,
     stride: int = 1,
     padding: tuple[int, int] = (0, 0),
     groups: int = 1,
 ) -> jax.Array:
-    """Cross-correlation of NHWC `x` with HWIO `w`; `padding = (py, px)` on both sides."""
-    py, px = padding
-    return jax.lax.conv_general_dilated(
-        x,
-        w.astype(x.dtype),
-        window_strides=(stride, stride),
-        padding=[(py, py), (px, px)],
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=groups,
-    )
+    """Cross-correlation of NHWC `x` with HWIO `w`; `padding = (py, px)` on both sides.
+
+    Equal to `lax.conv_general_dilated` in value and gradients; when JAX's default backend is
+    the CPU, large ungrouped layers take their weight gradient from `conv_weight_gradient`
+    and their input gradient from stride-1 convolutions (see the note above
+    `_PATCH_BLOCK_BYTES`); accelerators keep their own convolution gradients.
+    """
+    w = w.astype(x.dtype)
+    out_h = (x.shape[1] + 2 * padding[0] - w.shape[0]) // stride + 1
+    out_w = (x.shape[2] + 2 * padding[1] - w.shape[1]) // stride + 1
+    flops = 2 * x.shape[0] * out_h * out_w * w.shape[0] * w.shape[1] * w.shape[2] * w.shape[3]
+    if (groups == 1 and min(padding) >= 0 and jax.default_backend() == "cpu"
+            and flops >= _MIN_BLOCKED_FLOPS):
+        # Inside `shard_map`, replicated weights meet per-device activations: mark them
+        # per-device here (as XLA's own rule does implicitly) so that the custom gradient is
+        # per-device and JAX sums it over the mesh, as for any replicated parameter.
+        x, w = _same_varying_axes(x, w)
+        return _conv_blocked_grad_jit(x, w, stride, tuple(padding))
+    return _lax_conv(x, w, stride, tuple(padding), groups)
 
 
 def _phase_taps(kernel: int, up: int, pad_lo: int) -> tuple[int, list[list[tuple[int, int]]]]:
@@ -88,7 +270,7 @@ def upsampling_conv2d(x: jax.Array, w: jax.Array, padding: tuple[int, int], grou
     config = [(0, 0, 0), (-dy_min, rows + size_y - 1 - height + dy_min, 0),
               (-dx_min, cols + size_x - 1 - width + dx_min, 0), (0, 0, 0)]
     x = jax.lax.pad(x, jnp.zeros((), x.dtype), config)
-    y = _conv(x, stacked, groups=groups)  # [N, rows, cols, g * up * up * O/g]
+    y = conv2d(x, stacked, groups=groups)  # [N, rows, cols, g * up * up * O/g]
     y = y.reshape(batch, rows, cols, groups, up, up, out_per_group)
     y = jnp.transpose(y, (0, 1, 4, 2, 5, 3, 6)).reshape(batch, rows * up, cols * up,
                                                         out_channels)
@@ -134,16 +316,16 @@ def conv2d_resample(
     # 1x1 kernels commute with the FIR resampling: convolve at the lower resolution.
     if kw == 1 and kh == 1 and down > 1 and up == 1:
         x = upfirdn2d(x, f, down=down, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
-        return _conv(x, w, groups=groups)
+        return conv2d(x, w, groups=groups)
     if kw == 1 and kh == 1 and up > 1 and down == 1:
-        x = _conv(x, w, groups=groups)
+        x = conv2d(x, w, groups=groups)
         return upfirdn2d(x, f, up=up, padding=[px0, px1, py0, py1], gain=up**2,
                          flip_filter=flip_filter)
 
     # Downsampling only: filter, then strided convolution.
     if down > 1 and up == 1:
         x = upfirdn2d(x, f, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
-        return _conv(x, w, stride=down, groups=groups)
+        return conv2d(x, w, stride=down, groups=groups)
 
     # Upsampling: a transposed convolution, i.e. a correlation of the zero-stuffed input, in
     # its sub-pixel form; the official transposed-conv path flips the kernel once more, so the
@@ -164,11 +346,11 @@ def conv2d_resample(
 
     # No resampling, symmetric non-negative padding: a plain convolution.
     if px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
-        return _conv(x, w, padding=(py0, px0), groups=groups)
+        return conv2d(x, w, padding=(py0, px0), groups=groups)
 
     # General case.
     x = upfirdn2d(x, None, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
-    x = _conv(x, w, groups=groups)
+    x = conv2d(x, w, groups=groups)
     if down > 1:
         x = upfirdn2d(x, f, down=down, flip_filter=flip_filter)
     return x

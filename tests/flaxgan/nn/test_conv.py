@@ -136,3 +136,87 @@ def test_sub_pixel_upsampling_conv_equals_the_zero_stuffed_correlation(kernel, u
     assert sub_pixel.shape == stuffed.shape
     # The same <= 75 products per output summed in another order: float32 rounding only.
     np.testing.assert_allclose(sub_pixel, stuffed, rtol=1e-5, atol=1e-5)
+
+
+def _lax_conv(x, w, stride, padding):
+    return jax.lax.conv_general_dilated(x, w, (stride, stride), [(padding[0],) * 2,
+                                                                 (padding[1],) * 2],
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@pytest.mark.parametrize("kernel,stride,padding,rows", [
+    (3, 1, (1, 1), 2), (3, 2, (0, 0), 1), (1, 1, (0, 0), 7), (2, 1, (0, 0), 3),
+    (3, 2, (2, 1), 2), (4, 1, (3, 3), 1), (4, 2, (1, 1), 2), (3, 3, (1, 0), 1)])
+def test_blocked_weight_gradient_equals_xla(kernel, stride, padding, rows, monkeypatch):
+    """`conv2d` in value, gradients and the second derivatives of R1 / path length (gradient of
+    a gradient norm), against `lax.conv_general_dilated`, with the blocked weight gradient
+    forced on and blocks of `rows` patch rows (several blocks, strided and padded views; the
+    strided layers' input gradient through the space-to-depth form)."""
+    row_bytes = 2 * 9 * kernel * kernel * 3 * 4  # batch x out_w x kh x kw x C x float32
+    monkeypatch.setattr(conv, "_MIN_BLOCKED_FLOPS", 0)
+    monkeypatch.setattr(conv, "_PATCH_BLOCK_BYTES", rows * row_bytes)
+    rng = np.random.default_rng(kernel * 10 + stride)
+    x = jnp.asarray(rng.normal(size=(2, 14, (9 - 1) * stride + kernel - 2 * padding[1], 3)),
+                    jnp.float32)
+    w = jnp.asarray(rng.normal(size=(kernel, kernel, 3, 5)), jnp.float32)
+    target = jnp.asarray(rng.normal(size=_lax_conv(x, w, stride, padding).shape), jnp.float32)
+    assert target.shape[2] == 9
+
+    def losses(f):
+        loss = lambda x, w: jnp.sum(jnp.sin(f(x, w, stride, padding)) * target)
+        r1 = lambda x, w: jnp.sum(jnp.square(jax.grad(loss)(x, w)))
+        return jax.grad(loss, (0, 1)), jax.grad(r1, (0, 1))
+
+    np.testing.assert_array_equal(conv.conv2d(x, w, stride, padding),
+                                  _lax_conv(x, w, stride, padding))
+    for got, want in zip(losses(conv.conv2d), losses(_lax_conv), strict=True):
+        for g, r in zip(jax.jit(got)(x, w), want(x, w), strict=True):
+            # The same products summed in another order (blocks, im2col GEMM): float32 rounding
+            # of sums of <= 14 * 9 * 2 terms per weight, relative to the largest entry.
+            np.testing.assert_allclose(g, r, rtol=0, atol=1e-5 * float(jnp.max(jnp.abs(r))))
+
+
+@pytest.mark.parametrize("kernel,stride,padding,size", [
+    (3, 2, (0, 0), (9, 8)), (3, 2, (1, 1), (8, 9)), (4, 2, (1, 2), (10, 7)),
+    (1, 2, (0, 0), (7, 6)), (3, 3, (1, 0), (11, 13)), (2, 2, (0, 1), (6, 6))])
+def test_space_to_depth_conv_equals_the_strided_conv(kernel, stride, padding, size):
+    """Odd and even sizes (rows the strided form never reads are cropped, missing ones padded),
+    kernels shorter and longer than the stride."""
+    rng = np.random.default_rng(kernel * 10 + stride)
+    x = jnp.asarray(rng.normal(size=(2, *size, 3)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(kernel, kernel, 3, 4)), jnp.float32)
+    want = _lax_conv(x, w, stride, padding)
+    got = jax.jit(conv._space_to_depth_conv, static_argnums=(2, 3))(x, w, stride, padding)
+    assert got.shape == want.shape
+    # The same <= 27 products per output plus zero-kernel taps, in another order: float32
+    # rounding only.
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_weight_gradient_blocks_divide_the_output_rows(monkeypatch):
+    monkeypatch.setattr(conv, "_PATCH_BLOCK_BYTES", 1000)
+    assert conv._block_rows(12, 300) == 3  # 1000 // 300 = 3 rows fit; 3 divides 12
+    assert conv._block_rows(13, 300) == 1  # prime height: one row per block
+    assert conv._block_rows(12, 5000) == 1  # a row larger than a block still makes progress
+    assert conv._block_rows(4, 10) == 4  # everything in one block
+
+
+def test_blocked_weight_gradient_is_summed_over_the_mesh(monkeypatch):
+    """Replicated weights, per-device batches (the training step's `shard_map`): the blocked
+    gradient is per device and JAX sums it over the mesh, as for XLA's own gradient (the
+    gradient of a replicated input comes back replicated: already the sum, not 1/8 of it)."""
+    monkeypatch.setattr(conv, "_MIN_BLOCKED_FLOPS", 0)
+    mesh = jax.make_mesh((jax.device_count(),), ("batch",))
+    spec = jax.sharding.PartitionSpec
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.normal(size=(2 * jax.device_count(), 6, 6, 3)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(3, 3, 3, 4)), jnp.float32)
+    loss = lambda f: lambda w, x: jnp.sum(jnp.sin(f(x, w, 1, (1, 1))))
+    per_device = jax.shard_map(
+        lambda w, x: jax.grad(loss(conv.conv2d))(w, x), mesh=mesh,
+        in_specs=(spec(), spec("batch")), out_specs=spec())
+    got = jax.jit(per_device)(
+        jax.device_put(w, jax.sharding.NamedSharding(mesh, spec())),
+        jax.device_put(x, jax.sharding.NamedSharding(mesh, spec("batch"))))
+    want = jax.grad(loss(_lax_conv))(w, x)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * float(jnp.max(jnp.abs(want))))
