@@ -38,8 +38,8 @@ __all__ = [
 # Here the weight gradient is an im2col product over blocks of output rows (each block's
 # patches stay in cache and feed one GEMM: about the forward pass's cost), and every input
 # gradient is a stride-1 convolution taking the same rule, so the second derivatives do too
-# (paper256 widths at 64^2, 4 images per device: path-length phase 35.1 -> 5.4 s, R1 phase
-# 33.2 -> 7.3 s; `benchmarks/RESULTS.md`).
+# (paper256 widths at 64^2, 4 images per device: path-length phase 35.1 -> 6.5 s, R1 phase
+# 33.2 -> 7.3 s; paper256 training 1.56x the official code's speed: `benchmarks/RESULTS.md`).
 _PATCH_BLOCK_BYTES = 4 << 20
 # Below this many multiply-adds (x2) per layer XLA's own gradients are as fast and compile to
 # less (the test suite's networks). Measured, whole training phases on 2 host devices: the
