@@ -31,7 +31,7 @@ __all__ = [
 
 
 # Convolution gradients on XLA CPU. XLA lowers a weight gradient (`dL/dw`) to a convolution
-# whose "kernel" is the whole output-gradient image, which Eigen evaluates 8-16x slower than
+# whose "kernel" is the whole output-gradient image, which XLA CPU runs 8-16x slower than
 # the forward pass at 128-256 px (2-core x86: 3x3, 64 ch, 4 x 256^2: forward 0.20 s, weight
 # gradient 4.6 s; torch/oneDNN 0.28 s), and a strided layer's input gradient to a correlation
 # of the zero-stuffed output gradient. Second derivatives (R1, path length) are made of both.
