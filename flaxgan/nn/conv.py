@@ -400,8 +400,12 @@ def modulated_conv2d(
         )
         styles = styles / jnp.max(jnp.abs(styles), axis=1, keepdims=True)
 
-    w = weight[None] * styles[:, None, None, :, None]  # [N, KH, KW, I, O]
-    dcoefs = jax.lax.rsqrt(jnp.sum(jnp.square(w), axis=(1, 2, 3)) + 1e-8) if demodulate else None
+    # sum_ik (s_i w_ijk)^2 = sum_i s_i^2 (sum_k w_ijk^2): an [N, I] x [I, O] product instead of
+    # a reduction over the [N, KH, KW, I, O] modulated weights (which only the fused path needs).
+    dcoefs = None
+    if demodulate:
+        energy = jnp.square(styles) @ jnp.sum(jnp.square(weight), axis=(0, 1))  # [N, O]
+        dcoefs = jax.lax.rsqrt(energy + 1e-8)
 
     if not fused_modconv:
         x = x * styles.astype(x.dtype)[:, None, None, :]
@@ -413,6 +417,7 @@ def modulated_conv2d(
             x = x + noise.astype(x.dtype)
         return x
 
+    w = weight[None] * styles[:, None, None, :, None]  # [N, KH, KW, I, O]
     if demodulate:
         w = w * dcoefs[:, None, None, None, :]
     # Fold the batch into channel groups: input [1, H, W, N*I], kernel [KH, KW, I, N*O].
