@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from flaxgan import sample
+from flaxgan import sample, xla_cpu
 from flaxgan.models import build_generator
 from flaxgan.train import sharding
 
@@ -82,8 +82,8 @@ def flaxgan_step(kwargs: dict, zs: np.ndarray, fused: bool | None) -> Callable[[
     variables = sample.replicate(G.init({"params": jax.random.key(0)}, jnp.zeros([1, G.z_dim]),
                                         noise_mode="const"))
     rows = sharding.batch_sharded(sharding.make_mesh(local=True))
-    run = jax.jit(lambda v, z: G.apply(v, z, noise_mode="const", fused_modconv=fused),
-                  out_shardings=rows)
+    run = xla_cpu.jit(lambda v, z: G.apply(v, z, noise_mode="const", fused_modconv=fused),
+                      out_shardings=rows)
     z_dev = [jax.device_put(z, rows) for z in zs]
     return lambda i: run(variables, z_dev[i % len(z_dev)]).block_until_ready()
 

@@ -318,7 +318,7 @@ def _flaxgan(pkl: str, cfg: dict, dtype: str = "float32", adam: str = "tf1"):
     import optax
     from flax.core import unfreeze
 
-    from flaxgan import losses
+    from flaxgan import losses, xla_cpu
     from flaxgan.train import step as step_lib
 
     G, Gs, D, d_vars = _networks(pkl, cfg)
@@ -326,7 +326,7 @@ def _flaxgan(pkl: str, cfg: dict, dtype: str = "float32", adam: str = "tf1"):
     none = jnp.zeros([mb, 0], dtype)
     gen_module = Gs.module
 
-    @jax.jit
+    @xla_cpu.jit
     def generate(variables, z):
         return gen_module.apply(variables, z, jnp.zeros([z.shape[0], 0]), truncation_psi=None,
                                 randomize_noise=False)
@@ -344,7 +344,7 @@ def _flaxgan(pkl: str, cfg: dict, dtype: str = "float32", adam: str = "tf1"):
     def d_scores(d_params, d_buffers, img):
         return D.apply({"params": d_params, "buffers": d_buffers}, img, none)
 
-    @functools.partial(jax.jit, donate_argnums=0)
+    @functools.partial(xla_cpu.jit, donate_argnums=0)
     def iteration(state, zd, zg, reals):
         g, d, gs = state["G"], state["D"], state["Gs"]
 

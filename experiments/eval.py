@@ -36,7 +36,7 @@ import jax
 from absl import app, flags, logging
 
 from experiments import cli
-from flaxgan import cpu_layout
+from flaxgan import cpu_layout, xla_cpu
 from flaxgan.errors import InvalidArgument, UserError
 from flaxgan.metrics import detectors, evaluation, features, registry
 
@@ -178,6 +178,7 @@ def main(argv: Sequence[str]) -> None:
     del argv
     cli.quiet_dependency_logs()
     logging.info(cpu_layout.configure('metrics', devices=_CPU_DEVICES.value))  # before JAX starts
+    logging.info(xla_cpu.describe())
     check_metrics(_METRICS.value)
     check_real_dir(_REAL_DIR.value)
     network, data, out = _NETWORK.value, _DATA.value or _REAL_DIR.value, _OUT.value

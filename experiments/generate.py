@@ -21,7 +21,7 @@ from typing import Any
 from absl import app, flags, logging
 
 from experiments import cli
-from flaxgan import sample
+from flaxgan import sample, xla_cpu
 from flaxgan.errors import InvalidArgument
 
 _NETWORK = flags.DEFINE_string(
@@ -88,6 +88,7 @@ def main(argv: list[str]) -> None:
                               "for no grid")
     cli.check_outdir(_OUTDIR.value)
     extra = input_transform(_TRANSLATE.value, _ROTATE.value)
+    logging.info(xla_cpu.describe())
     g = sample.load(_NETWORK.value, key=_KEY.value)
     logging.info("Loaded %s: %dx%d, z_dim %d, c_dim %d", _NETWORK.value, g.img_resolution,
                  g.img_resolution, g.z_dim, g.c_dim)

@@ -31,7 +31,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments import cli
-from flaxgan import cpu_layout
+from flaxgan import cpu_layout, xla_cpu
 from flaxgan.errors import InvalidArgument
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent / "configs"
@@ -135,6 +135,7 @@ def main(argv: Sequence[str]) -> None:
         # Both before anything asks JAX for its devices: the CPU layout (dividing the batch),
         # then (several processes) joining the run.
         logging.info(cpu_layout.configure("training", batch, _CPU_DEVICES.value))
+        logging.info(xla_cpu.describe())
         sharding.initialize_distributed()
         check_batch_split(batch, jax.device_count())
         cli.check_dataset(_CONFIG.value.data, data_dir_flag="--config.data.data_dir")

@@ -23,6 +23,8 @@ What the package offers, by module (`import flaxgan.<module>`; nothing heavy is 
 - `errors`: `UserError`, the one-line errors of bad input.
 - `cpu_layout`: how many XLA host devices a CPU-only training process splits into (one per
   core, chosen before JAX starts; `experiments.train` applies it).
+- `xla_cpu`: `jit`, `jax.jit` compiling convolutions on XLA CPU's own kernels instead of
+  YNNPACK's (measured faster for every workload; every program of the package uses it).
 
 Entry points live in `experiments/` (`python -m experiments.train`, `.generate`, `.eval`, ...),
 dataset preparation in `data_pipelines/`.

@@ -47,7 +47,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from flaxgan import files, sample
+from flaxgan import files, sample, xla_cpu
 from flaxgan.errors import InvalidArgument
 
 __all__ = [
@@ -171,7 +171,7 @@ def classifier_labeller(classifier: Any, names: Sequence[str],
     if missing:
         raise InvalidArgument(f"the attribute classifier has no {', '.join(missing)} output")
     columns = np.array([clf.attributes.index(n) for n in names])
-    logits = jax.jit(lambda p, x: attributes.logits_fn(
+    logits = xla_cpu.jit(lambda p, x: attributes.logits_fn(
         p, attributes.to_classifier_input(x, clf.config.resolution), clf.config))
 
     def fn(images: np.ndarray) -> np.ndarray:

@@ -59,7 +59,7 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from flaxgan import sample
+from flaxgan import sample, xla_cpu
 from flaxgan.errors import InvalidArgument
 from flaxgan.train import sharding
 
@@ -423,7 +423,7 @@ def _loss(config: _Config, variables: Mapping[str, Any], dist_params: Params,
     return jnp.sum(loss), (dist, loss)
 
 
-@functools.partial(jax.jit, static_argnums=0, donate_argnums=4)
+@functools.partial(xla_cpu.jit, static_argnums=0, donate_argnums=4)
 def _step(config: _Config, variables: Mapping[str, Any], dist_params: Params,
           target_features: Any, state: _State, key: jax.Array, num_steps: jax.Array,
           w_std: jax.Array) -> tuple[_State, dict[str, jax.Array]]:
@@ -448,12 +448,12 @@ def _step(config: _Config, variables: Mapping[str, Any], dist_params: Params,
     return new, {"w": w, "dist": dist, "loss": loss}
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@functools.partial(xla_cpu.jit, static_argnums=0)
 def _target_features(features: Callable, dist_params: Params, targets: jax.Array) -> Any:
     return features(dist_params, area_downsample(targets.astype(jnp.float32)))
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@functools.partial(xla_cpu.jit, static_argnums=0)
 def _render(module: Any, variables: Mapping[str, Any], ws: jax.Array, noise: Noise) -> jax.Array:
     return _synthesize(module, variables, ws, noise)
 

@@ -28,7 +28,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from PIL import Image
 
-from flaxgan import convert
+from flaxgan import convert, xla_cpu
 from flaxgan import pretrained as pretrained_lib
 from flaxgan.convert import tf_snapshot, tf_stylegan1
 from flaxgan.convert.export import NETWORK_JSON, resolve_network
@@ -318,14 +318,14 @@ def labels(g: LoadedGenerator, c: Any, n: int) -> np.ndarray:
     return np.eye(g.c_dim, dtype=np.float32)[idx]
 
 
-@functools.partial(jax.jit, static_argnums=0, static_argnames=("truncation_cutoff",))
+@functools.partial(xla_cpu.jit, static_argnums=0, static_argnames=("truncation_cutoff",))
 def _map(module, variables, z, c, truncation_psi, truncation_cutoff=None):
     return module.apply(variables, z, c, truncation_psi, truncation_cutoff,
                         method=lambda m, *a: m.map(*a))
 
 
-@functools.partial(jax.jit, static_argnums=0,
-                   static_argnames=("noise_mode", "noise_layers", "fused_modconv"))
+@functools.partial(xla_cpu.jit, static_argnums=0,
+                       static_argnames=("noise_mode", "noise_layers", "fused_modconv"))
 def _synthesize(module, variables, ws, rng, noise_mode="const", noise_layers=None,
                 fused_modconv=None, **kwargs):
     return module.apply(variables, ws, noise_mode=noise_mode, noise_layers=noise_layers,
@@ -333,7 +333,7 @@ def _synthesize(module, variables, ws, rng, noise_mode="const", noise_layers=Non
                         method=lambda m, w, **k: m.synthesize(w, **k), **kwargs)
 
 
-@functools.partial(jax.jit, static_argnums=0, static_argnames=("noise_mode", "noise_layers"))
+@functools.partial(xla_cpu.jit, static_argnums=0, static_argnames=("noise_mode", "noise_layers"))
 def _synthesize_v1(module, variables, ws, rng, noise_mode="const", noise_layers=None, **kwargs):
     return module.apply(variables, ws, noise_mode=noise_mode, noise_layers=noise_layers,
                         rngs={"noise": rng}, method=lambda m, w, **k: m.synthesize(w, **k),

@@ -61,6 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from data_pipelines.detection.face import Face, as_rgb_uint8
+from flaxgan import xla_cpu
 
 __all__ = [
     "MTCNN",
@@ -305,7 +306,7 @@ def _normalize(images: jax.Array) -> jax.Array:
     return (images.astype(jnp.float32) - 127.5) / 128.0
 
 
-@functools.partial(jax.jit, static_argnames=("sizes",))
+@functools.partial(xla_cpu.jit, static_argnames=("sizes",))
 def _pnet_pyramid(params: dict, images: jax.Array,
                   sizes: tuple[tuple[int, int], ...]) -> list[tuple[jax.Array, jax.Array]]:
     """uint8 `[N, H, W, 3]` -> per level `(prob [N, h, w], reg [N, h, w, 4])`."""
@@ -313,7 +314,7 @@ def _pnet_pyramid(params: dict, images: jax.Array,
     return [_PNET.apply(params, area_resize(x, size)) for size in sizes]
 
 
-@functools.partial(jax.jit, static_argnames=("size", "mirror", "supersample"))
+@functools.partial(xla_cpu.jit, static_argnames=("size", "mirror", "supersample"))
 def _refine(params: dict, images: jax.Array, boxes: jax.Array, image_index: jax.Array,
             size: int, mirror: bool = False, supersample: int = 1) -> tuple[jax.Array, ...]:
     """Crops `[B, size, size, 3]` of uint8 `images` scored by R-Net (24) or O-Net (48).

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flaxgan import xla_cpu
 from flaxgan.augment.params import COLOR, GEOMETRIC, AugmentConfig, resolve_params, sample_draws
 from flaxgan.nn import polyphase
 from flaxgan.nn.fir import setup_filter
@@ -309,7 +310,7 @@ def apply_params(images: jax.Array, params: Mapping[str, jax.Array],
     return x.astype(dtype)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "skip_identity"))
+@functools.partial(xla_cpu.jit, static_argnames=("config", "skip_identity"))
 def augment_with_draws(images: jax.Array, draws: Mapping[str, Mapping[str, jax.Array]],
                        p: jax.Array | float, config: AugmentConfig,
                        skip_identity: bool = True) -> jax.Array:
@@ -317,7 +318,7 @@ def augment_with_draws(images: jax.Array, draws: Mapping[str, Mapping[str, jax.A
     return apply_params(images, resolve_params(draws, p, config), skip_identity)
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
+@functools.partial(xla_cpu.jit, static_argnames=("config",))
 def augment(images: jax.Array, key: jax.Array, p: jax.Array | float,
             config: AugmentConfig) -> jax.Array:
     """Augments a batch with probability `p`, each sample independently.

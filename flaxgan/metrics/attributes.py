@@ -42,7 +42,7 @@ import optax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from flaxgan import files
+from flaxgan import files, xla_cpu
 from flaxgan.metrics import features
 from flaxgan.models.stylegan2 import DiscriminatorBlock, _channels
 from flaxgan.nn.layers import Conv2dLayer, FullyConnectedLayer
@@ -188,7 +188,7 @@ def logits_fn(params: Any, images: jax.Array, config: ClassifierConfig) -> jax.A
     return AttributeNet(config).apply({'params': params}, images)
 
 
-@functools.partial(jax.jit, static_argnames='config')
+@functools.partial(xla_cpu.jit, static_argnames='config')
 def classify(params: Any, images: jax.Array,
              config: ClassifierConfig = ClassifierConfig()) -> jax.Array:
     """uint8 ``[B, H, W, 3]`` -> ``P(attribute present)`` float32 ``[B, num_attributes]``.
@@ -203,7 +203,7 @@ def classify(params: Any, images: jax.Array,
 def init_params(config: ClassifierConfig, key: jax.Array) -> Any:
     """Fresh parameters of :class:`AttributeNet`."""
     r = config.resolution
-    return jax.jit(lambda k: AttributeNet(config).init(k, jnp.zeros((1, r, r, 3)))['params'])(
+    return xla_cpu.jit(lambda k: AttributeNet(config).init(k, jnp.zeros((1, r, r, 3)))['params'])(
         key)
 
 
@@ -295,7 +295,7 @@ def make_train_step(config: ClassifierConfig, optimizer: optax.GradientTransform
     mapped = jax.shard_map(local, mesh=mesh,
                            in_specs=(P(), P(), P(BATCH_AXIS), P(BATCH_AXIS), P()),
                            out_specs=(P(), P(), P(), P()))
-    return jax.jit(mapped, donate_argnums=(0, 1))
+    return xla_cpu.jit(mapped, donate_argnums=(0, 1))
 
 
 def heldout_accuracy(classifier: AttributeClassifier, batches: Iterable[Mapping[str, Any]],

@@ -32,6 +32,7 @@ import numpy as np
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
+from flaxgan import xla_cpu
 from flaxgan.images import to_uint8
 from flaxgan.metrics import detectors, features, ppl, registry
 from flaxgan.train import sharding
@@ -149,7 +150,7 @@ def network_source(G, variables, c_dim: int, seed: int = 0, mesh: Mesh | None = 
                          rngs={"noise": key})
         return to_uint8(images, rgb=True)
 
-    @functools.partial(jax.jit, static_argnums=2)
+    @functools.partial(xla_cpu.jit, static_argnums=2)
     def draw(variables, key: jax.Array, n: int) -> jax.Array:
         k_z, k_c, k_noise = jax.random.split(key, 3)
         z = jax.random.normal(k_z, (n, G.z_dim))

@@ -29,7 +29,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-from flaxgan import images
+from flaxgan import images, xla_cpu
 from flaxgan.errors import UserError
 from flaxgan.train import sharding
 from flaxgan.train.sharding import BATCH_AXIS
@@ -100,7 +100,7 @@ def make_extractor(detector: Detector, params: Any, *, mesh: Mesh | None = None,
     replicated = jax.device_put(params, NamedSharding(mesh, P()))
     data_sharding = NamedSharding(mesh, P(BATCH_AXIS))
 
-    @jax.jit
+    @xla_cpu.jit
     def sharded(p, x):
         return jax.shard_map(detector, mesh=mesh, in_specs=(P(), P(BATCH_AXIS)),
                              out_specs=P(BATCH_AXIS))(p, x)

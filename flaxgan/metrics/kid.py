@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flaxgan import xla_cpu
+
 __all__ = ['kid', 'subset_indices']
 
 
@@ -37,7 +39,7 @@ def subset_indices(n_gen: int, n_real: int, num_subsets: int, m: int,
     return np.stack(gen), np.stack(real)
 
 
-@functools.partial(jax.jit, static_argnames=('precision',))
+@functools.partial(xla_cpu.jit, static_argnames=('precision',))
 def _row_sums(gen: jax.Array, real: jax.Array, idx_gen: jax.Array, idx_real: jax.Array,
               precision: jax.lax.Precision = jax.lax.Precision.HIGHEST) -> jax.Array:
     """Per subset and row: ``[S, 3, m]`` = (rowsum k(x,x) + k(y,y), its diagonal, rowsum k(x,y))."""

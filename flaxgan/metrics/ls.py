@@ -37,6 +37,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
+from flaxgan import xla_cpu
 from flaxgan.images import to_uint8
 from flaxgan.metrics import ppl
 from flaxgan.metrics.features import class_labels
@@ -176,7 +177,7 @@ def sample_attributes(generator: ppl.LatentGenerator,
         probs = classify_fn(to_uint8(generator.synthesis(ws, noise_key), rgb=True))
         return ws[:, -1], probs.astype(jnp.float32)
 
-    @jax.jit
+    @xla_cpu.jit
     def step(key):
         z_key, c_key, noise_key = jax.random.split(key, 3)
         z = jax.random.normal(z_key, (batch_size, generator.z_dim))

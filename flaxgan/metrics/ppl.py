@@ -30,6 +30,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
+from flaxgan import xla_cpu
 from flaxgan.metrics.features import class_labels
 from flaxgan.train.sharding import BATCH_AXIS, make_mesh
 
@@ -159,7 +160,7 @@ def ppl(mapping: Callable, synthesis: Callable, lpips_features: Callable, z_dim:
     local = lambda ws0, ws1, k: pair_distances(ws0, ws1, k, synthesis, lpips_features, epsilon,
                                                crop)
 
-    @jax.jit
+    @xla_cpu.jit
     def step(key):
         lat_key, noise_key = jax.random.split(key)
         ws0, ws1 = pair_latents(lat_key, batch_size, z_dim, mapping, space, sampling, epsilon,

@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flaxgan import xla_cpu
+
 __all__ = ['knn_radii', 'manifold_coverage', 'pairwise_distances', 'precision_recall']
 
 _HIGHEST = jax.lax.Precision.HIGHEST
@@ -51,7 +53,7 @@ def _col_chunks(cols: jax.Array, col_batch: int) -> tuple[jax.Array, jax.Array]:
     return chunks, valid
 
 
-@functools.partial(jax.jit, static_argnames=('k', 'col_batch', 'half'))
+@functools.partial(xla_cpu.jit, static_argnames=('k', 'col_batch', 'half'))
 def _kth_smallest(rows: jax.Array, cols: jax.Array, k: int, col_batch: int,
                   half: bool) -> jax.Array:
     """``[R]`` k-th smallest distance from each row to ``cols`` (running top-k over chunks)."""
@@ -68,7 +70,7 @@ def _kth_smallest(rows: jax.Array, cols: jax.Array, k: int, col_batch: int,
     return best[:, k - 1]
 
 
-@functools.partial(jax.jit, static_argnames=('col_batch', 'half'))
+@functools.partial(xla_cpu.jit, static_argnames=('col_batch', 'half'))
 def _covered(probes: jax.Array, manifold: jax.Array, radii: jax.Array, col_batch: int,
              half: bool) -> jax.Array:
     """``[P]`` bool: whether each probe lies within some manifold ball."""

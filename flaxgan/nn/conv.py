@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flaxgan import xla_cpu
 from flaxgan.nn.fir import (
     Padding,
     downsample2d_padding,
@@ -192,7 +193,7 @@ def _conv_blocked_grad_bwd(stride, padding, residuals, dy):
 
 _conv_blocked_grad.defvjp(_conv_blocked_grad_fwd, _conv_blocked_grad_bwd)
 # Jitted so that an eager (op-by-op) call re-uses its trace; inlined under an outer `jit`.
-_conv_blocked_grad_jit = jax.jit(_conv_blocked_grad, static_argnums=(2, 3))
+_conv_blocked_grad_jit = xla_cpu.jit(_conv_blocked_grad, static_argnums=(2, 3))
 
 
 def conv2d(

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flaxgan import convert, edit
+from flaxgan import convert, edit, xla_cpu
 from flaxgan.convert import export as export_lib
 from flaxgan.errors import InvalidArgument
 from flaxgan.metrics import pr
@@ -157,7 +157,7 @@ def realism_radii(real_features: np.ndarray, k: int = REALISM_K) -> np.ndarray:
     return np.where(radii > np.median(radii), 0.0, radii).astype(np.float32)
 
 
-@jax.jit
+@xla_cpu.jit
 def _realism(gen: jax.Array, real: jax.Array, radii: jax.Array) -> jax.Array:
     d = pr.pairwise_distances(gen, real)
     return jnp.max(radii[None, :] / jnp.maximum(d, 1e-18), axis=1)
@@ -241,7 +241,7 @@ def load_discriminator(network: str | os.PathLike) -> Discriminator | None:
     return Discriminator(module, jax.tree.map(jnp.asarray, variables), dict(kwargs))
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@functools.partial(xla_cpu.jit, static_argnums=0)
 def _d_logits(module, variables, images, c):
     x = images.astype(jnp.float32) / 127.5 - 1  # the stored uint8 image, back in [-1, 1]
     return module.apply(variables, x, c)[:, 0]

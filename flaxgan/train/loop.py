@@ -49,7 +49,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from flaxgan import files, images
+from flaxgan import files, images, xla_cpu
 from flaxgan.convert import export
 from flaxgan.models import registry
 from flaxgan.train import checkpoint as ckpt
@@ -254,7 +254,7 @@ def _data_state(iterator) -> dict[str, Any]:
     return {"iterator": get_state()} if get_state else {}
 
 
-@jax.jit
+@xla_cpu.jit
 def _all_finite(tree) -> jax.Array:
     """Whether every float leaf of `tree` is finite: one program per tree (checked leaf by leaf
     outside jit, each leaf shape compiled two one-op programs, ~50 at a run's first snapshot)."""
@@ -341,7 +341,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         if resume_pkl and not resume_partial:
             g_vars, d_vars = jax.eval_shape(init_variables)
         else:
-            g_vars, d_vars = jax.jit(init_variables)()
+            g_vars, d_vars = xla_cpu.jit(init_variables)()
         ema_vars = None
         if resume_pkl:  # outside jit: snapshot weights are data, not constants
             g_vars, d_vars, ema_vars = _import_snapshot(resume_pkl, g_vars, d_vars,
@@ -483,7 +483,7 @@ def _progress(enabled: bool, total: int, initial: int):
 
 def _grid_renderer(G, z: np.ndarray, c: np.ndarray, truncation_psi: float):
     """`ema_variables -> uint8 [N, H, W, C]` at fixed latents (const noise)."""
-    @jax.jit
+    @xla_cpu.jit
     def render(variables):
         out = G.apply(variables, jnp.asarray(z), jnp.asarray(c), noise_mode="const",
                       truncation_psi=truncation_psi)

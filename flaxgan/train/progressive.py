@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from flaxgan import xla_cpu
 from flaxgan.train.state import GanState
 
 if TYPE_CHECKING:  # step.py imports this module (fade_reals, active_layers)
@@ -253,7 +254,7 @@ def _configure_fn(hp: Hyperparameters) -> Callable[..., GanState]:
     """`_configure` jitted for the optimizers of `hp` (one compilation per process)."""
     from flaxgan.train.step import make_optimizers  # noqa: PLC0415 (step imports this module)
     g_opt, d_opt = make_optimizers(hp)
-    return jax.jit(functools.partial(_configure, g_opt, d_opt), donate_argnums=0)
+    return xla_cpu.jit(functools.partial(_configure, g_opt, d_opt), donate_argnums=0)
 
 
 # ------------------------------------------------------------------------------------ plans

@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from flaxgan import xla_cpu
+
 __all__ = ["GanState", "init_variables", "create_state"]
 
 Variables = dict[str, Any]
@@ -74,7 +76,7 @@ def init_variables(G: nn.Module, D: nn.Module, key: jax.Array, resolution: int,
     return _init_variables(G, D, key, resolution, channels, c_dim)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 3, 4, 5))
+@functools.partial(xla_cpu.jit, static_argnums=(0, 1, 3, 4, 5))
 def _init_variables(G: nn.Module, D: nn.Module, key: jax.Array, resolution: int,
                     channels: int, c_dim: int) -> tuple[Variables, Variables]:
     k_g, k_d = jax.random.split(key)

@@ -29,7 +29,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from flaxgan import augment as augment_lib
-from flaxgan import losses
+from flaxgan import losses, xla_cpu
 from flaxgan.errors import InvalidArgument
 from flaxgan.train import progressive
 from flaxgan.train.sharding import BATCH_AXIS
@@ -433,10 +433,10 @@ def make_train_steps(G: nn.Module, D: nn.Module, hp: Hyperparameters, mesh: Mesh
     def sharded(fn):
         mapped = jax.shard_map(fn, mesh=mesh, in_specs=(P(), P(BATCH_AXIS)),
                                out_specs=(P(), P()))
-        return jax.jit(mapped, donate_argnums=0)
+        return xla_cpu.jit(mapped, donate_argnums=0)
 
     run_phase: dict[str, Any] = {}
     for index, phase in enumerate(all_phases):
         body = g_phase if phase.network == "G" else d_phase
         run_phase[phase.name] = sharded(functools.partial(body, phase, index))
-    return TrainSteps(all_phases, run_phase, jax.jit(finish, donate_argnums=0))
+    return TrainSteps(all_phases, run_phase, xla_cpu.jit(finish, donate_argnums=0))

@@ -1,0 +1,70 @@
+"""How XLA CPU compiles flaxgan's programs: convolutions on XLA's own kernels, not YNNPACK's.
+
+jaxlib 0.10 hands convolutions and dots to YNNPACK fusions on the CPU. On StyleGAN-sized
+convolutions those run slower than XLA's own convolution kernels (`benchmarks/RESULTS.md`,
+"Convolutions on XLA CPU"): with them off for convolutions, dots staying on YNNPACK, FID
+Inception features ran 2.3x faster, MTCNN detection 1.5-1.8x, training phases 1.2-1.3x at
+128 and 512 channels, sampling 512-channel 32² generators 1.3x (256²: level), and nothing we
+measured got slower beyond the run-to-run spread.
+
+`jit` is `jax.jit` with that choice as a per-program compile option: it touches no process-wide
+state, does not start a JAX backend, and leaves programs compiled for accelerators unchanged
+(the option is read by the CPU compiler only). It applies when
+
+- the installed jaxlib is one where the choice was measured (`VERIFIED_JAXLIB`): the option's
+  name is experimental, and XLA rejects an unknown option at compile time; elsewhere JAX's
+  default stands;
+- the user has not set the same XLA option in `XLA_FLAGS` (an explicit setting wins).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jaxlib
+
+__all__ = ["COMPILER_OPTIONS", "VERIFIED_JAXLIB", "YNN_FUSION_OPTION", "compiler_options",
+           "describe", "jit"]
+
+YNN_FUSION_OPTION = "xla_cpu_experimental_ynn_fusion_type"
+# The fusion kinds YNNPACK keeps: dots, one per fusion (jaxlib 0.10's default adds convolutions).
+_DOTS_ONLY = "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"
+VERIFIED_JAXLIB = ("0.10.2",)  # the jaxlib versions the choice was measured on
+
+
+def compiler_options(jaxlib_version: str, xla_flags: str) -> dict[str, str]:
+    """The compile options `jit` passes, for a jaxlib version and an `XLA_FLAGS` value."""
+    if jaxlib_version not in VERIFIED_JAXLIB or YNN_FUSION_OPTION in xla_flags:
+        return {}
+    return {YNN_FUSION_OPTION: _DOTS_ONLY}
+
+
+COMPILER_OPTIONS = compiler_options(jaxlib.__version__, os.environ.get("XLA_FLAGS", ""))
+
+
+def jit(fun: Callable | None = None, /, **kwargs: Any) -> Any:
+    """`jax.jit(fun, **kwargs)` with `COMPILER_OPTIONS`; usable as `@jit`, `@partial(jit, ...)`.
+
+    Raises:
+      TypeError: `compiler_options` given (they are this module's to set).
+    """
+    if "compiler_options" in kwargs:
+        raise TypeError("flaxgan.xla_cpu.jit sets compiler_options itself; use jax.jit")
+    if fun is None:
+        return functools.partial(jit, **kwargs)
+    return jax.jit(fun, compiler_options=COMPILER_OPTIONS or None, **kwargs)
+
+
+def describe() -> str:
+    """One line for the log: which convolution kernels XLA CPU compiles flaxgan's programs with."""
+    if COMPILER_OPTIONS:
+        return "CPU convolutions: XLA's own kernels (YNNPACK keeps dots; XLA_FLAGS=--" \
+               f"{YNN_FUSION_OPTION}=... to choose)"
+    if YNN_FUSION_OPTION in os.environ.get("XLA_FLAGS", ""):
+        return f"CPU convolutions: as set by XLA_FLAGS ({YNN_FUSION_OPTION})"
+    return (f"CPU convolutions: JAX's default (jaxlib {jaxlib.__version__} is not one the "
+            f"choice was measured on: {', '.join(VERIFIED_JAXLIB)})")
