@@ -49,6 +49,10 @@ COMPILER_OPTIONS = compiler_options(jaxlib.__version__, os.environ.get("XLA_FLAG
 def jit(fun: Callable | None = None, /, **kwargs: Any) -> Any:
     """`jax.jit(fun, **kwargs)` with `COMPILER_OPTIONS`; usable as `@jit`, `@partial(jit, ...)`.
 
+    JAX accepts compile options on top-level programs only, so when such a function is traced
+    inside another program (a library step calling a jitted helper) it runs without them,
+    inlined into the caller, whose own options then apply.
+
     Raises:
       TypeError: `compiler_options` given (they are this module's to set).
     """
@@ -56,7 +60,31 @@ def jit(fun: Callable | None = None, /, **kwargs: Any) -> Any:
         raise TypeError("flaxgan.xla_cpu.jit sets compiler_options itself; use jax.jit")
     if fun is None:
         return functools.partial(jit, **kwargs)
-    return jax.jit(fun, compiler_options=COMPILER_OPTIONS or None, **kwargs)
+    if not COMPILER_OPTIONS:
+        return jax.jit(fun, **kwargs)
+    return _TopLevelOptions(fun, kwargs)
+
+
+class _TopLevelOptions:
+    """A jitted function compiled with `COMPILER_OPTIONS` when called at top level."""
+
+    def __init__(self, fun: Callable, kwargs: dict[str, Any]):
+        self._top = jax.jit(fun, compiler_options=COMPILER_OPTIONS, **kwargs)
+        self._nested = jax.jit(fun, **kwargs)
+        functools.update_wrapper(self, fun)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return (self._top if _at_top_level() else self._nested)(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:  # lower, trace, eval_shape, clear_cache, ...
+        return getattr(self._top, name)
+
+
+def _at_top_level() -> bool:
+    """Whether no trace is active. JAX has no public query for it; `COMPILER_OPTIONS` is only
+    non-empty on `VERIFIED_JAXLIB`, where this private one exists."""
+    from jax._src import core  # noqa: PLC0415
+    return core.trace_state_clean()
 
 
 def describe() -> str:

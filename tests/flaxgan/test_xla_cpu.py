@@ -7,6 +7,8 @@ import pathlib
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
 
 from flaxgan import xla_cpu
@@ -81,3 +83,21 @@ def test_describe_names_the_choice(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", f"--{xla_cpu.YNN_FUSION_OPTION}=LIBRARY_FUSION_TYPE_DOT")
     assert "as set by XLA_FLAGS" in xla_cpu.describe()
     assert os.environ["XLA_FLAGS"]  # restored by monkeypatch afterwards
+
+
+def test_jitted_helpers_run_inside_other_programs_and_under_transformations():
+    """JAX rejects compile options on nested jits: a helper made with `jit` and called from
+    another `jit`, `grad`, `vmap` or `shard_map` runs without them (inlined)."""
+    @xla_cpu.jit
+    def square(x):
+        return x * x
+
+    @xla_cpu.jit
+    def outer(x):
+        return square(x) + 1
+
+    assert float(outer(3.0)) == 10.0
+    assert float(jax.jit(lambda x: square(x))(2.0)) == 4.0
+    assert float(jax.grad(square)(3.0)) == 6.0
+    np.testing.assert_array_equal(jax.vmap(square)(np.arange(3.0)), [0.0, 1.0, 4.0])
+    assert square.__name__ == "square" and "square" in square.lower(1.0).as_text()
