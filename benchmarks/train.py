@@ -85,6 +85,10 @@ _TORCH_THREADS = flags.DEFINE_integer("torch_threads", 2, "torch.set_num_threads
 _SCALING = flags.DEFINE_integer("scaling_devices", 0,
                                 "Also run flaxgan on this many fake CPU devices (0 = skip).")
 _SIDES = flags.DEFINE_list("sides", ["flaxgan", "official"], "Implementations to run.")
+_FLAXGAN_XLA_FLAGS = flags.DEFINE_string(
+    "flaxgan_xla_flags", "", "Extra XLA_FLAGS for every flaxgan worker (A/B runs of an XLA "
+    "option, e.g. --xla_cpu_experimental_ynn_fusion_type=...; the workers otherwise start "
+    "without the caller's XLA_FLAGS).")
 _WORKER = flags.DEFINE_enum("worker", None, ["flaxgan", "official"],
                             "Internal: run one side in this process and print its result.")
 
@@ -189,6 +193,7 @@ def run_flaxgan(config, cycles: int) -> dict:
     import jax
     import numpy as np
 
+    from flaxgan import xla_cpu
     from flaxgan.augment import make_augment_fn
     from flaxgan.train import loop, sharding
     from flaxgan.train import state as state_lib
@@ -226,7 +231,7 @@ def run_flaxgan(config, cycles: int) -> dict:
             "peak_rss_delta": _peak_rss_bytes() - base_rss, "base_rss": base_rss,
             "device": f"{jax.device_count()} x {jax.devices()[0].device_kind} "
                       f"({jax.default_backend()})",
-            "notes": f"jax {jax.__version__}; phases {phases}"}
+            "notes": f"jax {jax.__version__}; phases {phases}; {xla_cpu.describe()}"}
 
 
 # ----------------------------------------------------------------------------------- official
@@ -360,6 +365,8 @@ def _spawn(worker: str, env_extra: dict[str, str]) -> dict:
     env = dict(os.environ)
     env.pop("XLA_FLAGS", None)
     env.update(env_extra)
+    if worker == "flaxgan" and _FLAXGAN_XLA_FLAGS.value:
+        env["XLA_FLAGS"] = " ".join(filter(None, [env.get("XLA_FLAGS"), _FLAXGAN_XLA_FLAGS.value]))
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     load_before = os.getloadavg()[0]

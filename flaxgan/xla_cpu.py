@@ -3,9 +3,11 @@
 jaxlib 0.10 hands convolutions and dots to YNNPACK fusions on the CPU. On StyleGAN-sized
 convolutions those run slower than XLA's own convolution kernels (`benchmarks/RESULTS.md`,
 "Convolutions on XLA CPU"): with them off for convolutions, dots staying on YNNPACK, FID
-Inception features ran 2.3x faster, MTCNN detection 1.5-1.8x, training phases 1.2-1.3x at
-128 and 512 channels, sampling 512-channel 32² generators 1.3x (256²: level), and nothing we
-measured got slower beyond the run-to-run spread.
+Inception features ran 2.1-2.3x faster, MTCNN detection 1.5-1.8x, training phases 1.3x at
+paper256 widths, training on one host device 1.1-1.2x at every width timed, sampling
+512-channel 32² generators 1.3x (256²: level); 32-channel training on two host devices moved
+within the run-to-run spread (interleaved repeats: -4 % and +6 %), and nothing measured got
+slower beyond it.
 
 `jit` is `jax.jit` with that choice as a per-program compile option: it touches no process-wide
 state, does not start a JAX backend, and leaves programs compiled for accelerators unchanged
