@@ -27,6 +27,7 @@ __all__ = [
     "conv2d_resample",
     "conv_weight_gradient",
     "modulated_conv2d",
+    "transposed_conv2d",
     "upsampling_conv2d",
 ]
 
@@ -37,8 +38,10 @@ __all__ = [
 # gradient 4.6 s; torch/oneDNN 0.28 s), and a strided layer's input gradient to a correlation
 # of the zero-stuffed output gradient. Second derivatives (R1, path length) are made of both.
 # Here the weight gradient is an im2col product over blocks of output rows (each block's
-# patches stay in cache and feed one GEMM: about the forward pass's cost), and every input
-# gradient is a stride-1 convolution taking the same rule, so the second derivatives do too
+# patches stay in cache and feed one GEMM: about the forward pass's cost), a stride-1
+# layer's input gradient is a stride-1 convolution taking the same rule and a strided
+# layer's the transposed convolution of the output gradient (`transposed_conv2d`, whose own
+# input gradient is the strided convolution again), so the second derivatives take them too
 # (paper256 widths at 64^2, 4 images per device: path-length phase 35.1 -> 6.5 s, R1 phase
 # 33.2 -> 7.3 s; paper256 training 1.56x the official code's speed: `benchmarks/RESULTS.md`).
 _PATCH_BLOCK_BYTES = 4 << 20
@@ -121,50 +124,11 @@ def _same_varying_axes(*arrays: jax.Array) -> list[jax.Array]:
             for a, v in zip(arrays, vma, strict=True)]
 
 
-def _space_to_depth_conv(x: jax.Array, w: jax.Array, stride: int,
-                         padding: tuple[int, int]) -> jax.Array:
-    """`_lax_conv(x, w, stride, padding)` as a stride-1 convolution (with the blocked gradients).
-
-    With the kernel zero-padded to `K = s * ceil(k / s)` taps per axis, `y[i] = sum_{a<K}
-    x_pad[s*i + a] w[a] = sum_{a'<K/s} sum_{p<s} xs[i + a', p] w[s*a' + p]`, where
-    `xs[i, p] = x_pad[s*i + p]` is the space-to-depth input: the `s * s` phases of `x_pad` side
-    by side along channels ([N, H'', W'', s*s*C]) against the kernel re-ordered to match
-    ([K/s, K/s, s*s*C, O]). Costs (K/k)^2 of the strided form's products (16/9 for 3x3 at
-    stride 2): used for the input gradient, which would otherwise correlate stuffed zeros.
-
-    Args:
-      x: `[N, H, W, C]`.
-      w: `[kh, kw, C, O]`.
-      stride: `s` > 1, both axes.
-      padding: `(py, px)`, non-negative, on both sides.
-
-    Returns:
-      `[N, H', W', O]`, as the strided convolution.
-    """
-    (kh, kw), (py, px) = w.shape[:2], padding
-    batch, height, width, channels = x.shape
-    out_h, out_w = (height + 2 * py - kh) // stride + 1, (width + 2 * px - kw) // stride + 1
-    taps_y, taps_x = -(-kh // stride), -(-kw // stride)
-    rows, cols = stride * (out_h + taps_y - 1), stride * (out_w + taps_x - 1)
-    # Pad (or crop: rows the strided form never reads) to whole phases.
-    x = jax.lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (py, rows - height - py, 0),
-                                                 (px, cols - width - px, 0), (0, 0, 0)])
-    xs = x.reshape(batch, rows // stride, stride, cols // stride, stride, channels)
-    xs = xs.transpose(0, 1, 3, 2, 4, 5).reshape(batch, rows // stride, cols // stride,
-                                                stride * stride * channels)
-    out_channels = w.shape[3]
-    ws = jnp.pad(w, [(0, taps_y * stride - kh), (0, taps_x * stride - kw), (0, 0), (0, 0)])
-    ws = ws.reshape(taps_y, stride, taps_x, stride, channels, out_channels)
-    ws = ws.transpose(0, 2, 1, 3, 4, 5).reshape(taps_y, taps_x, stride * stride * channels,
-                                                out_channels)
-    return _conv_blocked_grad(xs, ws, 1, (0, 0))
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv_blocked_grad(x: jax.Array, w: jax.Array, stride: int,
                        padding: tuple[int, int]) -> jax.Array:
     """`_lax_conv` whose weight gradient is `conv_weight_gradient` and whose input gradient is
-    a stride-1 `_conv_blocked_grad` again (`_space_to_depth_conv` for strided layers)."""
+    a stride-1 `_conv_blocked_grad` again (`transposed_conv2d` for strided layers)."""
     return _lax_conv(x, w, stride, padding)
 
 
@@ -182,9 +146,9 @@ def _conv_blocked_grad_bwd(stride, padding, residuals, dy):
         dx = _conv_blocked_grad(dy, jnp.flip(w, (0, 1)).swapaxes(2, 3), 1,
                                 (kh - 1 - py, kw - 1 - px))
     elif stride > 1:
-        # The transpose of the stride-1 form: no multiplications by stuffed zeros, and its
-        # own derivatives take this rule again.
-        dx = jax.vjp(lambda x_: _space_to_depth_conv(x_, w, stride, padding), x)[1](dy)[0]
+        # The transposed convolution of `dy` (scattered with the same taps): no products with
+        # stuffed zeros, and its own derivatives come back here.
+        dx = _strided_conv_input_gradient(dy, w, stride, padding, x.shape[1:3])
     else:
         dx = jax.vjp(lambda x_: _lax_conv(x_, w, stride, padding), x)[1](dy)[0]
     dw = conv_weight_gradient(x, dy, (kh, kw), stride, padding)
@@ -192,6 +156,109 @@ def _conv_blocked_grad_bwd(stride, padding, residuals, dy):
 
 
 _conv_blocked_grad.defvjp(_conv_blocked_grad_fwd, _conv_blocked_grad_bwd)
+
+
+def _conv_flops(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...], out_hw: tuple[int, int]
+                ) -> int:
+    """Multiply-adds x 2 of a convolution: batch x output pixels x kernel taps x C_in x C_out."""
+    return 2 * x_shape[0] * out_hw[0] * out_hw[1] * int(np.prod(kernel_shape))
+
+
+def _weight_gradient(x: jax.Array, dy: jax.Array, w: jax.Array, stride: int,
+                     padding: tuple[int, int]) -> jax.Array:
+    """`dL/dw` of `y = _lax_conv(x, w, stride, padding)`: `conv_weight_gradient` for layers
+    of at least `_MIN_BLOCKED_FLOPS`, XLA's own below (as fast there, and less to compile)."""
+    if _conv_flops(x.shape, w.shape, dy.shape[1:3]) >= _MIN_BLOCKED_FLOPS:
+        return conv_weight_gradient(x, dy, w.shape[:2], stride, padding).astype(w.dtype)
+    return jax.vjp(lambda w_: _lax_conv(x, w_, stride, padding), w)[1](dy)[0]
+
+
+def _transposed_conv_value(x: jax.Array, v: jax.Array, up: int) -> jax.Array:
+    """`transposed_conv2d`'s value: one GEMM of the input pixels with every tap's weights
+    ([N*H*W, C] x [C, kh*kw*O]), then per output phase `(ry, rx)` the sum of its taps
+    `(up*a + ry, up*b + rx)`, each shifted by `(a, b)` input pixels, and the phases interleaved
+    (depth-to-space): `kh * kw` multiply-adds per input pixel and channel pair, as a
+    scatter, with contiguous shifts only."""
+    batch, height, width, channels = x.shape
+    kh, kw, _, out_channels = v.shape
+    cols = jax.lax.dot_general(
+        x.reshape(-1, channels), v.transpose(2, 0, 1, 3).reshape(channels, -1),
+        (((1,), (0,)), ((), ()))).reshape(batch, height, width, kh, kw, out_channels)
+    taps_y, taps_x = -(-kh // up), -(-kw // up)
+    rows, cols_out = height + taps_y - 1, width + taps_x - 1  # per phase
+    phases = []
+    for ry in range(up):
+        row = []
+        for rx in range(up):
+            total = jnp.zeros((batch, rows, cols_out, out_channels), x.dtype)
+            for a in range(taps_y):
+                for b in range(taps_x):
+                    if up * a + ry < kh and up * b + rx < kw:
+                        total = total + jnp.pad(
+                            cols[:, :, :, up * a + ry, up * b + rx],
+                            [(0, 0), (a, rows - height - a), (b, cols_out - width - b), (0, 0)])
+            row.append(total)
+        phases.append(jnp.stack(row, axis=3))  # [N, rows, cols, rx, O]
+    y = jnp.stack(phases, axis=2).reshape(batch, up * rows, up * cols_out, out_channels)
+    return y[:, :up * (height - 1) + kh, :up * (width - 1) + kw]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _transposed_conv(x: jax.Array, v: jax.Array, up: int) -> jax.Array:
+    """`transposed_conv2d` (ungrouped, unpadded); its input gradient is the stride-`up`
+    correlation of `dy` with the same taps (`conv2d`, whose input gradient comes back here)
+    and its weight gradient `_weight_gradient` of that correlation."""
+    return _transposed_conv_value(x, v, up)
+
+
+def _transposed_conv_fwd(x, v, up):
+    return _transposed_conv_value(x, v, up), (x, v)
+
+
+def _transposed_conv_bwd(up, residuals, dy):
+    x, v = residuals
+    dx = conv2d(dy, v.swapaxes(2, 3), stride=up)
+    return dx, _weight_gradient(dy, x, v.swapaxes(2, 3), up, (0, 0)).swapaxes(2, 3)
+
+
+_transposed_conv.defvjp(_transposed_conv_fwd, _transposed_conv_bwd)
+
+
+def transposed_conv2d(x: jax.Array, v: jax.Array, up: int) -> jax.Array:
+    """Transposed convolution (fractionally strided; torch's `conv_transpose2d`), NHWC.
+
+    `y[n, up*i + a, up*j + b, o] += x[n, i, j, c] * v[a, b, c, o]`: each input pixel scatters
+    its kernel-sized patch onto the `up`-times larger output. Equal to the correlation of the
+    `up`-times zero-stuffed input with the flipped kernel, padded by `k - 1`
+    (`upsampling_conv2d`), at the scatter's `kh * kw` multiply-adds per input pixel and
+    channel pair (the sub-pixel form takes `ceil(k / up)**2 * up**2`, 16 for 3x3 at up 2).
+    Its input gradient is the stride-`up` convolution of the output gradient, its weight
+    gradient that convolution's; derivatives of any order keep these forms.
+
+    Args:
+      x: `[N, H, W, C]`.
+      v: `[kh, kw, C, O]`, the scatter (not flipped) kernel.
+      up: integer stride >= 1.
+
+    Returns:
+      `[N, up * (H - 1) + kh, up * (W - 1) + kw, O]`.
+    """
+    v = v.astype(x.dtype)
+    x, v = _same_varying_axes(x, v)
+    return _transposed_conv(x, v, up)
+
+
+def _strided_conv_input_gradient(dy: jax.Array, w: jax.Array, stride: int,
+                                 padding: tuple[int, int], in_hw: tuple[int, int]
+                                 ) -> jax.Array:
+    """`dL/dx` of `y = _lax_conv(x, w, stride, padding)` for `x` of spatial size `in_hw`: the
+    transposed convolution of `dy`, less the padding (rows and columns the strided form never
+    reads get zero)."""
+    full = transposed_conv2d(dy, w.swapaxes(2, 3), stride)  # the padded input's gradient
+    (py, px), (height, width) = padding, in_hw
+    config = [(0, 0, 0), (-py, height + py - full.shape[1], 0),
+              (-px, width + px - full.shape[2], 0), (0, 0, 0)]
+    return jax.lax.pad(full, jnp.zeros((), full.dtype), config)
 # Jitted so that an eager (op-by-op) call re-uses its trace; inlined under an outer `jit`.
 _conv_blocked_grad_jit = xla_cpu.jit(_conv_blocked_grad, static_argnums=(2, 3))
 
@@ -213,9 +280,8 @@ def conv2d(
     w = w.astype(x.dtype)
     out_h = (x.shape[1] + 2 * padding[0] - w.shape[0]) // stride + 1
     out_w = (x.shape[2] + 2 * padding[1] - w.shape[1]) // stride + 1
-    flops = 2 * x.shape[0] * out_h * out_w * w.shape[0] * w.shape[1] * w.shape[2] * w.shape[3]
     if (groups == 1 and min(padding) >= 0 and jax.default_backend() == "cpu"
-            and flops >= _MIN_BLOCKED_FLOPS):
+            and _conv_flops(x.shape, w.shape, (out_h, out_w)) >= _MIN_BLOCKED_FLOPS):
         # Inside `shard_map`, replicated weights meet per-device activations: mark them
         # per-device here (as XLA's own rule does implicitly) so that the custom gradient is
         # per-device and JAX sums it over the mesh, as for any replicated parameter.
@@ -249,6 +315,13 @@ def upsampling_conv2d(x: jax.Array, w: jax.Array, padding: tuple[int, int], grou
     multiplies the stuffed zeros). Same sums as the stuffed form, in another order."""
     batch, height, width, _ = x.shape
     kh, kw, in_per_group, out_channels = w.shape
+    crop_y, crop_x = kh - 1 - padding[0], kw - 1 - padding[1]
+    if groups == 1 and min(crop_y, crop_x) >= 0 and jax.default_backend() == "cpu":
+        # On the CPU the scatter form is cheaper still (9 multiply-adds for 3x3 at up 2, and
+        # a GEMM, which XLA CPU runs faster than its convolutions); it is the full transposed
+        # convolution of the flipped kernel, cropped to the padding asked for.
+        y = transposed_conv2d(x, jnp.flip(w, (0, 1)), up)
+        return y[:, crop_y:y.shape[1] - crop_y, crop_x:y.shape[2] - crop_x]
     out_h = (height - 1) * up + 1 + 2 * padding[0] - kh + 1
     out_w = (width - 1) * up + 1 + 2 * padding[1] - kw + 1
     dy_min, taps_y = _phase_taps(kh, up, padding[0])

@@ -151,7 +151,7 @@ def test_blocked_weight_gradient_equals_xla(kernel, stride, padding, rows, monke
     """`conv2d` in value, gradients and the second derivatives of R1 / path length (gradient of
     a gradient norm), against `lax.conv_general_dilated`, with the blocked weight gradient
     forced on and blocks of `rows` patch rows (several blocks, strided and padded views; the
-    strided layers' input gradient through the space-to-depth form)."""
+    strided layers' input gradient through the transposed convolution)."""
     row_bytes = 2 * 9 * kernel * kernel * 3 * 4  # batch x out_w x kh x kw x C x float32
     monkeypatch.setattr(conv, "_MIN_BLOCKED_FLOPS", 0)
     monkeypatch.setattr(conv, "_PATCH_BLOCK_BYTES", rows * row_bytes)
@@ -176,21 +176,45 @@ def test_blocked_weight_gradient_equals_xla(kernel, stride, padding, rows, monke
             np.testing.assert_allclose(g, r, rtol=0, atol=1e-5 * float(jnp.max(jnp.abs(r))))
 
 
-@pytest.mark.parametrize("kernel,stride,padding,size", [
-    (3, 2, (0, 0), (9, 8)), (3, 2, (1, 1), (8, 9)), (4, 2, (1, 2), (10, 7)),
-    (1, 2, (0, 0), (7, 6)), (3, 3, (1, 0), (11, 13)), (2, 2, (0, 1), (6, 6))])
-def test_space_to_depth_conv_equals_the_strided_conv(kernel, stride, padding, size):
-    """Odd and even sizes (rows the strided form never reads are cropped, missing ones padded),
-    kernels shorter and longer than the stride."""
-    rng = np.random.default_rng(kernel * 10 + stride)
+def _zero_stuffed_transposed_conv(x, v, up):
+    """The definition: the `up`-times zero-stuffed `x`, padded by `k - 1`, correlated with the
+    flipped kernel."""
+    kh, kw = v.shape[:2]
+    return jax.lax.conv_general_dilated(
+        x, jnp.flip(v, (0, 1)), (1, 1), [(kh - 1, kh - 1), (kw - 1, kw - 1)],
+        lhs_dilation=(up, up), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@pytest.mark.parametrize("kernel,up,size", [
+    ((3, 3), 2, (5, 6)), ((4, 4), 2, (4, 4)), ((1, 1), 2, (3, 5)), ((3, 2), 3, (4, 3)),
+    ((5, 5), 4, (3, 3)), ((2, 3), 1, (4, 4))])
+@pytest.mark.parametrize("blocked", [False, True])
+def test_transposed_conv2d_equals_the_zero_stuffed_correlation(kernel, up, size, blocked,
+                                                               monkeypatch):
+    """Value, gradients and the second derivatives of R1 / path length (gradient of a
+    gradient norm, with respect to the input and to the weights), kernels shorter and longer
+    than the stride, with XLA's weight gradients and with the blocked ones forced on."""
+    if blocked:
+        monkeypatch.setattr(conv, "_MIN_BLOCKED_FLOPS", 0)
+    rng = np.random.default_rng(kernel[0] * 10 + up)
     x = jnp.asarray(rng.normal(size=(2, *size, 3)), jnp.float32)
-    w = jnp.asarray(rng.normal(size=(kernel, kernel, 3, 4)), jnp.float32)
-    want = _lax_conv(x, w, stride, padding)
-    got = jax.jit(conv._space_to_depth_conv, static_argnums=(2, 3))(x, w, stride, padding)
-    assert got.shape == want.shape
-    # The same <= 27 products per output plus zero-kernel taps, in another order: float32
-    # rounding only.
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    v = jnp.asarray(rng.normal(size=(*kernel, 3, 4)), jnp.float32)
+    want = _zero_stuffed_transposed_conv(x, v, up)
+    assert want.shape == (2, up * (size[0] - 1) + kernel[0], up * (size[1] - 1) + kernel[1], 4)
+    target = jnp.asarray(rng.normal(size=want.shape), jnp.float32)
+
+    def derivatives(f):
+        loss = lambda x, v: jnp.sum(jnp.sin(f(x, v, up)) * target)
+        r1 = lambda x, v: jnp.sum(jnp.square(jax.grad(loss)(x, v)))
+        path_length = lambda x, v: jnp.sum(jnp.square(jax.grad(loss, 1)(x, v)))
+        return [jax.grad(g, (0, 1))(x, v) for g in (loss, r1, path_length)]
+
+    # The same <= 25 products per output summed in another order: float32 rounding only.
+    np.testing.assert_allclose(conv.transposed_conv2d(x, v, up), want, rtol=1e-5, atol=1e-5)
+    got = jax.jit(lambda: derivatives(conv.transposed_conv2d))()
+    for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(derivatives(
+            _zero_stuffed_transposed_conv)), strict=True):
+        np.testing.assert_allclose(g, r, rtol=0, atol=2e-5 * float(jnp.max(jnp.abs(r))))
 
 
 def test_weight_gradient_blocks_divide_the_output_rows(monkeypatch):
@@ -201,22 +225,33 @@ def test_weight_gradient_blocks_divide_the_output_rows(monkeypatch):
     assert conv._block_rows(4, 10) == 4  # everything in one block
 
 
-def test_blocked_weight_gradient_is_summed_over_the_mesh(monkeypatch):
-    """Replicated weights, per-device batches (the training step's `shard_map`): the blocked
-    gradient is per device and JAX sums it over the mesh, as for XLA's own gradient (the
-    gradient of a replicated input comes back replicated: already the sum, not 1/8 of it)."""
-    monkeypatch.setattr(conv, "_MIN_BLOCKED_FLOPS", 0)
+_MESH_LAYERS = {  # name: (flaxgan layer, its definition), both (x, w) -> y
+    "conv2d": (lambda x, w: conv.conv2d(x, w, 1, (1, 1)), lambda x, w: _lax_conv(x, w, 1, (1, 1))),
+    "transposed_conv2d": (lambda x, w: conv.transposed_conv2d(x, w, 2),
+                          lambda x, w: _zero_stuffed_transposed_conv(x, w, 2))}
+
+
+@pytest.mark.parametrize("layer", sorted(_MESH_LAYERS))
+@pytest.mark.parametrize("blocked", [False, True])
+def test_custom_gradients_are_summed_over_the_mesh(layer, blocked, monkeypatch):
+    """Replicated weights, per-device batches (the training step's `shard_map`): the custom
+    weight gradients (blocked or XLA's) are per device and JAX sums them over the mesh, as for
+    XLA's own gradient (the gradient of a replicated input comes back replicated: already the
+    sum, not 1/8 of it)."""
+    if blocked:
+        monkeypatch.setattr(conv, "_MIN_BLOCKED_FLOPS", 0)
+    layer_fn, definition = _MESH_LAYERS[layer]
     mesh = jax.make_mesh((jax.device_count(),), ("batch",))
     spec = jax.sharding.PartitionSpec
     rng = np.random.default_rng(5)
     x = jnp.asarray(rng.normal(size=(2 * jax.device_count(), 6, 6, 3)), jnp.float32)
     w = jnp.asarray(rng.normal(size=(3, 3, 3, 4)), jnp.float32)
-    loss = lambda f: lambda w, x: jnp.sum(jnp.sin(f(x, w, 1, (1, 1))))
+    loss = lambda f: lambda w, x: jnp.sum(jnp.sin(f(x, w)))
     per_device = jax.shard_map(
-        lambda w, x: jax.grad(loss(conv.conv2d))(w, x), mesh=mesh,
+        lambda w, x: jax.grad(loss(layer_fn))(w, x), mesh=mesh,
         in_specs=(spec(), spec("batch")), out_specs=spec())
     got = jax.jit(per_device)(
         jax.device_put(w, jax.sharding.NamedSharding(mesh, spec())),
         jax.device_put(x, jax.sharding.NamedSharding(mesh, spec("batch"))))
-    want = jax.grad(loss(_lax_conv))(w, x)
+    want = jax.grad(loss(definition))(w, x)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * float(jnp.max(jnp.abs(want))))
