@@ -25,32 +25,24 @@ from flaxgan.nn.polyphase import upfirdn2d
 __all__ = [
     "conv2d",
     "conv2d_resample",
-    "conv_weight_gradient",
     "modulated_conv2d",
     "transposed_conv2d",
     "upsampling_conv2d",
 ]
 
 
-# Convolution gradients on XLA CPU. XLA lowers a weight gradient (`dL/dw`) to a convolution
-# whose "kernel" is the whole output-gradient image, which XLA CPU runs 8-16x slower than
-# the forward pass at 128-256 px (2-core x86: 3x3, 64 ch, 4 x 256^2: forward 0.20 s, weight
-# gradient 4.6 s; torch/oneDNN 0.28 s), and a strided layer's input gradient to a correlation
-# of the zero-stuffed output gradient. Second derivatives (R1, path length) are made of both.
-# Here the weight gradient is an im2col product over blocks of output rows (each block's
-# patches stay in cache and feed one GEMM: about the forward pass's cost), a stride-1
-# layer's input gradient is a stride-1 convolution taking the same rule and a strided
-# layer's the transposed convolution of the output gradient (`transposed_conv2d`, whose own
-# input gradient is the strided convolution again), so the second derivatives take them too
-# (paper256 widths at 64^2, 4 images per device: path-length phase 35.1 -> 6.5 s, R1 phase
-# 33.2 -> 7.3 s; paper256 training 1.56x the official code's speed: `benchmarks/RESULTS.md`).
-_PATCH_BLOCK_BYTES = 4 << 20
-# Below this many multiply-adds (x2) per layer XLA's own gradients are as fast and compile to
-# less (the test suite's networks). Measured, whole training phases on 2 host devices: the
-# `smoke` config's 32^2 x 32-channel layers (1.5e8) slower blocked (0.142 vs 0.124 s per
-# iteration), the 128-channel cifar preset's 16^2 and 32^2 layers (6e8, 2.4e9) faster (R1
-# 0.87 -> 0.63 s per call).
-_MIN_BLOCKED_FLOPS = 5e8
+# Convolution gradients on XLA CPU. XLA differentiates a strided convolution into a
+# correlation of the zero-stuffed output gradient (stride**2 times the products, most of them
+# by zeros), and a transposed convolution (upsampling) into a correlation of the zero-stuffed
+# input; second derivatives (R1, path length) are made of both. On the CPU a strided layer's
+# input gradient is therefore the transposed convolution of the output gradient, computed as
+# a scatter (`transposed_conv2d`: a stride-1 convolution per output phase), whose own input
+# gradient is the strided convolution again, so derivatives of any order keep these forms.
+# Forward + gradients of one layer, 2-core x86 (`benchmarks/conv_grad.py`): the generator's
+# upsampling layers 28-42x faster than XLA's autodiff, the discriminator's strided ones
+# 1.4-1.9x; both level with or faster than torch/oneDNN. Weight gradients stay XLA's: with
+# convolutions on XLA's own kernels (`flaxgan.xla_cpu`) they run as fast as torch's at every
+# StyleGAN2 layer size measured, first and second order (`benchmarks/RESULTS.md`).
 
 
 def _lax_conv(x: jax.Array, w: jax.Array, stride: int, padding: tuple[int, int],
@@ -59,54 +51,6 @@ def _lax_conv(x: jax.Array, w: jax.Array, stride: int, padding: tuple[int, int],
     return jax.lax.conv_general_dilated(
         x, w, window_strides=(stride, stride), padding=[(py, py), (px, px)],
         dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
-
-
-def _block_rows(out_h: int, row_bytes: int) -> int:
-    """The largest divisor of `out_h` whose block of patch rows fits `_PATCH_BLOCK_BYTES`."""
-    fits = max(1, _PATCH_BLOCK_BYTES // max(row_bytes, 1))
-    return max(d for d in range(1, min(out_h, fits) + 1) if out_h % d == 0)
-
-
-def conv_weight_gradient(x: jax.Array, dy: jax.Array, kernel: tuple[int, int], stride: int,
-                         padding: tuple[int, int]) -> jax.Array:
-    """`dL/dw` of `y = conv(x, w)` (NHWC / HWIO, `groups = 1`) as blocked im2col GEMMs.
-
-    dw[i, j, c, o] = sum_{n, h, w} x_pad[n, s*h + i, s*w + j, c] * dy[n, h, w, o]: per block of
-    output rows, the `kh * kw` shifted (strided) views of `x_pad` side by side along channels
-    ([N * rows * W', kh * kw * C]) times `dy`'s rows ([N * rows * W', O]), summed over blocks.
-
-    Args:
-      x: `[N, H, W, C]` forward input.
-      dy: `[N, H', W', O]` gradient of the output.
-      kernel: `(kh, kw)`.
-      stride: the forward stride.
-      padding: `(py, px)`, non-negative, on both sides (as the forward).
-
-    Returns:
-      `[kh, kw, C, O]`, float32 accumulation cast to `x`'s dtype.
-    """
-    (kh, kw), (py, px) = kernel, padding
-    batch, _, _, channels = x.shape
-    _, out_h, out_w, out_channels = dy.shape
-    x = jnp.pad(x, [(0, 0), (py, py), (px, px), (0, 0)])
-    rows = _block_rows(out_h, batch * out_w * kh * kw * channels * x.dtype.itemsize)
-    in_rows = (rows - 1) * stride + kh
-
-    def block_product(block):
-        xb = jax.lax.dynamic_slice_in_dim(x, block * rows * stride, in_rows, axis=1)
-        dyb = jax.lax.dynamic_slice_in_dim(dy, block * rows, rows, axis=1)
-        patches = jnp.concatenate(
-            [xb[:, i:i + (rows - 1) * stride + 1:stride, j:j + (out_w - 1) * stride + 1:stride]
-             for i in range(kh) for j in range(kw)], axis=-1)
-        return jax.lax.dot_general(
-            patches.reshape(-1, kh * kw * channels), dyb.reshape(-1, out_channels),
-            (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
-
-    # The first block starts the sum (a zeros carry would lack the inputs' varying mesh axes
-    # inside `shard_map`).
-    total = jax.lax.fori_loop(1, out_h // rows, lambda block, t: t + block_product(block),
-                              block_product(0))
-    return total.reshape(kh, kw, channels, out_channels).astype(x.dtype)
 
 
 def _varying_axes(a: jax.Array) -> frozenset[str]:
@@ -124,90 +68,75 @@ def _same_varying_axes(*arrays: jax.Array) -> list[jax.Array]:
             for a, v in zip(arrays, vma, strict=True)]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv_blocked_grad(x: jax.Array, w: jax.Array, stride: int,
-                       padding: tuple[int, int]) -> jax.Array:
-    """`_lax_conv` whose weight gradient is `conv_weight_gradient` and whose input gradient is
-    a stride-1 `_conv_blocked_grad` again (`transposed_conv2d` for strided layers)."""
-    return _lax_conv(x, w, stride, padding)
-
-
-def _conv_blocked_grad_fwd(x, w, stride, padding):
-    return _lax_conv(x, w, stride, padding), (x, w)
-
-
-def _conv_blocked_grad_bwd(stride, padding, residuals, dy):
-    x, w = residuals
-    kh, kw = w.shape[:2]
-    py, px = padding
-    if stride == 1 and py <= kh - 1 and px <= kw - 1:
-        # dx = dy correlated with the flipped, transposed kernel: the same operation again,
-        # so a second derivative (R1, path length) also takes the blocked weight gradient.
-        dx = _conv_blocked_grad(dy, jnp.flip(w, (0, 1)).swapaxes(2, 3), 1,
-                                (kh - 1 - py, kw - 1 - px))
-    elif stride > 1:
-        # The transposed convolution of `dy` (scattered with the same taps): no products with
-        # stuffed zeros, and its own derivatives come back here.
-        dx = _strided_conv_input_gradient(dy, w, stride, padding, x.shape[1:3])
-    else:
-        dx = jax.vjp(lambda x_: _lax_conv(x_, w, stride, padding), x)[1](dy)[0]
-    dw = conv_weight_gradient(x, dy, (kh, kw), stride, padding)
-    return dx, dw.astype(w.dtype)
-
-
-_conv_blocked_grad.defvjp(_conv_blocked_grad_fwd, _conv_blocked_grad_bwd)
-
-
-def _conv_flops(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...], out_hw: tuple[int, int]
-                ) -> int:
-    """Multiply-adds x 2 of a convolution: batch x output pixels x kernel taps x C_in x C_out."""
-    return 2 * x_shape[0] * out_hw[0] * out_hw[1] * int(np.prod(kernel_shape))
-
-
 def _weight_gradient(x: jax.Array, dy: jax.Array, w: jax.Array, stride: int,
                      padding: tuple[int, int]) -> jax.Array:
-    """`dL/dw` of `y = _lax_conv(x, w, stride, padding)`: `conv_weight_gradient` for layers
-    of at least `_MIN_BLOCKED_FLOPS`, XLA's own below (as fast there, and less to compile)."""
-    if _conv_flops(x.shape, w.shape, dy.shape[1:3]) >= _MIN_BLOCKED_FLOPS:
-        return conv_weight_gradient(x, dy, w.shape[:2], stride, padding).astype(w.dtype)
+    """XLA's `dL/dw` of `y = _lax_conv(x, w, stride, padding)` (linear in `w`: only `w`'s
+    shape, dtype and mesh axes matter)."""
     return jax.vjp(lambda w_: _lax_conv(x, w_, stride, padding), w)[1](dy)[0]
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _strided_conv(x: jax.Array, w: jax.Array, stride: int,
+                  padding: tuple[int, int]) -> jax.Array:
+    """`_lax_conv` (stride > 1) whose input gradient is `transposed_conv2d` of `dy`."""
+    return _lax_conv(x, w, stride, padding)
+
+
+def _strided_conv_fwd(x, w, stride, padding):
+    return _lax_conv(x, w, stride, padding), (x, w)
+
+
+def _strided_conv_bwd(stride, padding, residuals, dy):
+    x, w = residuals
+    # x_pad's gradient scatters dy with the same taps; crop the padding (rows and columns the
+    # strided form never reads get zero).
+    full = transposed_conv2d(dy, w.swapaxes(2, 3), stride)
+    (py, px), (height, width) = padding, x.shape[1:3]
+    config = [(0, 0, 0), (-py, height + py - full.shape[1], 0),
+              (-px, width + px - full.shape[2], 0), (0, 0, 0)]
+    dx = jax.lax.pad(full, jnp.zeros((), full.dtype), config)
+    return dx, _weight_gradient(x, dy, w, stride, padding)
+
+
+_strided_conv.defvjp(_strided_conv_fwd, _strided_conv_bwd)
+# Jitted so that an eager (op-by-op) call re-uses its trace; inlined under an outer `jit`.
+_strided_conv_jit = xla_cpu.jit(_strided_conv, static_argnums=(2, 3))
+
+
 def _transposed_conv_value(x: jax.Array, v: jax.Array, up: int) -> jax.Array:
-    """`transposed_conv2d`'s value: one GEMM of the input pixels with every tap's weights
-    ([N*H*W, C] x [C, kh*kw*O]), then per output phase `(ry, rx)` the sum of its taps
-    `(up*a + ry, up*b + rx)`, each shifted by `(a, b)` input pixels, and the phases interleaved
-    (depth-to-space): `kh * kw` multiply-adds per input pixel and channel pair, as a
-    scatter, with contiguous shifts only."""
-    batch, height, width, channels = x.shape
+    """`transposed_conv2d`'s value, one output phase at a time: phase `(ry, rx)` (outputs
+    `(up*m + ry, up*l + rx)`) is `sum_{a,b} x[m - a, l - b] v[up*a + ry, up*b + rx]`, a
+    stride-1 correlation of `x` with just that phase's taps (flipped), padded to the common
+    phase size; then the phases are interleaved (depth-to-space). `kh * kw` multiply-adds per
+    input pixel and channel pair in all, as the scatter, and no `up`-times larger
+    intermediates (2-core x86, [4, 128^2, 64 -> 64]: 75 ms, against 124 for one GEMM over all
+    taps followed by shifted sums)."""
+    batch, height, width, _ = x.shape
     kh, kw, _, out_channels = v.shape
-    cols = jax.lax.dot_general(
-        x.reshape(-1, channels), v.transpose(2, 0, 1, 3).reshape(channels, -1),
-        (((1,), (0,)), ((), ()))).reshape(batch, height, width, kh, kw, out_channels)
-    taps_y, taps_x = -(-kh // up), -(-kw // up)
-    rows, cols_out = height + taps_y - 1, width + taps_x - 1  # per phase
+    taps_y, taps_x = -(-kh // up), -(-kw // up)  # the most taps of any phase, per axis
+    rows, cols = height + taps_y - 1, width + taps_x - 1  # outputs per phase, per axis
     phases = []
     for ry in range(up):
         row = []
         for rx in range(up):
-            total = jnp.zeros((batch, rows, cols_out, out_channels), x.dtype)
-            for a in range(taps_y):
-                for b in range(taps_x):
-                    if up * a + ry < kh and up * b + rx < kw:
-                        total = total + jnp.pad(
-                            cols[:, :, :, up * a + ry, up * b + rx],
-                            [(0, 0), (a, rows - height - a), (b, cols_out - width - b), (0, 0)])
-            row.append(total)
+            kernel = v[ry::up, rx::up][::-1, ::-1]  # [a', b'] = v[up*(ny-1-a') + ry, ...]
+            ny, nx = kernel.shape[:2]
+            if ny == 0 or nx == 0:  # a kernel smaller than the stride: no taps here
+                row.append(jnp.zeros((batch, rows, cols, out_channels), x.dtype))
+                continue
+            row.append(jax.lax.conv_general_dilated(
+                x, kernel, (1, 1), [(ny - 1, taps_y - 1), (nx - 1, taps_x - 1)],
+                dimension_numbers=("NHWC", "HWIO", "NHWC")))
         phases.append(jnp.stack(row, axis=3))  # [N, rows, cols, rx, O]
-    y = jnp.stack(phases, axis=2).reshape(batch, up * rows, up * cols_out, out_channels)
+    y = jnp.stack(phases, axis=2).reshape(batch, up * rows, up * cols, out_channels)
     return y[:, :up * (height - 1) + kh, :up * (width - 1) + kw]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _transposed_conv(x: jax.Array, v: jax.Array, up: int) -> jax.Array:
-    """`transposed_conv2d` (ungrouped, unpadded); its input gradient is the stride-`up`
-    correlation of `dy` with the same taps (`conv2d`, whose input gradient comes back here)
-    and its weight gradient `_weight_gradient` of that correlation."""
+    """`transposed_conv2d`; its input gradient is the stride-`up` correlation of `dy` with
+    the same taps (`conv2d`, whose input gradient comes back here), its weight gradient
+    XLA's gradient of that correlation."""
     return _transposed_conv_value(x, v, up)
 
 
@@ -231,9 +160,9 @@ def transposed_conv2d(x: jax.Array, v: jax.Array, up: int) -> jax.Array:
     its kernel-sized patch onto the `up`-times larger output. Equal to the correlation of the
     `up`-times zero-stuffed input with the flipped kernel, padded by `k - 1`
     (`upsampling_conv2d`), at the scatter's `kh * kw` multiply-adds per input pixel and
-    channel pair (the sub-pixel form takes `ceil(k / up)**2 * up**2`, 16 for 3x3 at up 2).
-    Its input gradient is the stride-`up` convolution of the output gradient, its weight
-    gradient that convolution's; derivatives of any order keep these forms.
+    channel pair (the sub-pixel form takes `ceil(k / up)**2 * up**2`, 16 for 3x3 at up 2;
+    the stuffed correlation `k**2 * up**2`). Its input gradient is the stride-`up`
+    convolution of the output gradient (`conv2d`); derivatives of any order keep these forms.
 
     Args:
       x: `[N, H, W, C]`.
@@ -243,24 +172,8 @@ def transposed_conv2d(x: jax.Array, v: jax.Array, up: int) -> jax.Array:
     Returns:
       `[N, up * (H - 1) + kh, up * (W - 1) + kw, O]`.
     """
-    v = v.astype(x.dtype)
-    x, v = _same_varying_axes(x, v)
+    x, v = _same_varying_axes(x, v.astype(x.dtype))
     return _transposed_conv(x, v, up)
-
-
-def _strided_conv_input_gradient(dy: jax.Array, w: jax.Array, stride: int,
-                                 padding: tuple[int, int], in_hw: tuple[int, int]
-                                 ) -> jax.Array:
-    """`dL/dx` of `y = _lax_conv(x, w, stride, padding)` for `x` of spatial size `in_hw`: the
-    transposed convolution of `dy`, less the padding (rows and columns the strided form never
-    reads get zero)."""
-    full = transposed_conv2d(dy, w.swapaxes(2, 3), stride)  # the padded input's gradient
-    (py, px), (height, width) = padding, in_hw
-    config = [(0, 0, 0), (-py, height + py - full.shape[1], 0),
-              (-px, width + px - full.shape[2], 0), (0, 0, 0)]
-    return jax.lax.pad(full, jnp.zeros((), full.dtype), config)
-# Jitted so that an eager (op-by-op) call re-uses its trace; inlined under an outer `jit`.
-_conv_blocked_grad_jit = xla_cpu.jit(_conv_blocked_grad, static_argnums=(2, 3))
 
 
 def conv2d(
@@ -273,20 +186,16 @@ def conv2d(
     """Cross-correlation of NHWC `x` with HWIO `w`; `padding = (py, px)` on both sides.
 
     Equal to `lax.conv_general_dilated` in value and gradients; when JAX's default backend is
-    the CPU, large ungrouped layers take their weight gradient from `conv_weight_gradient`
-    and their input gradient from stride-1 convolutions (see the note above
-    `_PATCH_BLOCK_BYTES`); accelerators keep their own convolution gradients.
+    the CPU, ungrouped strided layers take their input gradient from `transposed_conv2d` (see
+    the note above `_lax_conv`); accelerators keep their own convolution gradients.
     """
     w = w.astype(x.dtype)
-    out_h = (x.shape[1] + 2 * padding[0] - w.shape[0]) // stride + 1
-    out_w = (x.shape[2] + 2 * padding[1] - w.shape[1]) // stride + 1
-    if (groups == 1 and min(padding) >= 0 and jax.default_backend() == "cpu"
-            and _conv_flops(x.shape, w.shape, (out_h, out_w)) >= _MIN_BLOCKED_FLOPS):
+    if groups == 1 and stride > 1 and min(padding) >= 0 and jax.default_backend() == "cpu":
         # Inside `shard_map`, replicated weights meet per-device activations: mark them
         # per-device here (as XLA's own rule does implicitly) so that the custom gradient is
         # per-device and JAX sums it over the mesh, as for any replicated parameter.
         x, w = _same_varying_axes(x, w)
-        return _conv_blocked_grad_jit(x, w, stride, tuple(padding))
+        return _strided_conv_jit(x, w, stride, tuple(padding))
     return _lax_conv(x, w, stride, tuple(padding), groups)
 
 

@@ -144,36 +144,33 @@ def _lax_conv(x, w, stride, padding):
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-@pytest.mark.parametrize("kernel,stride,padding,rows", [
-    (3, 1, (1, 1), 2), (3, 2, (0, 0), 1), (1, 1, (0, 0), 7), (2, 1, (0, 0), 3),
-    (3, 2, (2, 1), 2), (4, 1, (3, 3), 1), (4, 2, (1, 1), 2), (3, 3, (1, 0), 1)])
-def test_blocked_weight_gradient_equals_xla(kernel, stride, padding, rows, monkeypatch):
+@pytest.mark.parametrize("kernel,stride,padding", [
+    (3, 1, (1, 1)), (3, 2, (0, 0)), (1, 1, (0, 0)), (2, 1, (0, 0)), (3, 2, (2, 1)),
+    (4, 1, (3, 3)), (4, 2, (1, 1)), (3, 3, (1, 0)), (1, 2, (0, 0)), (2, 2, (0, 1))])
+def test_conv2d_gradients_equal_xla(kernel, stride, padding):
     """`conv2d` in value, gradients and the second derivatives of R1 / path length (gradient of
-    a gradient norm), against `lax.conv_general_dilated`, with the blocked weight gradient
-    forced on and blocks of `rows` patch rows (several blocks, strided and padded views; the
-    strided layers' input gradient through the transposed convolution)."""
-    row_bytes = 2 * 9 * kernel * kernel * 3 * 4  # batch x out_w x kh x kw x C x float32
-    monkeypatch.setattr(conv, "_MIN_BLOCKED_FLOPS", 0)
-    monkeypatch.setattr(conv, "_PATCH_BLOCK_BYTES", rows * row_bytes)
+    a gradient norm), against `lax.conv_general_dilated` (strided layers: the input gradient
+    through the transposed convolution; odd and even sizes, kernels shorter and longer than
+    the stride, rows the strided form never reads)."""
     rng = np.random.default_rng(kernel * 10 + stride)
-    x = jnp.asarray(rng.normal(size=(2, 14, (9 - 1) * stride + kernel - 2 * padding[1], 3)),
+    x = jnp.asarray(rng.normal(size=(2, 14, (9 - 1) * stride + kernel - 2 * padding[1] + 1, 3)),
                     jnp.float32)
     w = jnp.asarray(rng.normal(size=(kernel, kernel, 3, 5)), jnp.float32)
     target = jnp.asarray(rng.normal(size=_lax_conv(x, w, stride, padding).shape), jnp.float32)
-    assert target.shape[2] == 9
 
-    def losses(f):
+    def derivatives(f):
         loss = lambda x, w: jnp.sum(jnp.sin(f(x, w, stride, padding)) * target)
         r1 = lambda x, w: jnp.sum(jnp.square(jax.grad(loss)(x, w)))
-        return jax.grad(loss, (0, 1)), jax.grad(r1, (0, 1))
+        path_length = lambda x, w: jnp.sum(jnp.square(jax.grad(loss, 1)(x, w)))
+        return [jax.grad(g, (0, 1))(x, w) for g in (loss, r1, path_length)]
 
     np.testing.assert_array_equal(conv.conv2d(x, w, stride, padding),
                                   _lax_conv(x, w, stride, padding))
-    for got, want in zip(losses(conv.conv2d), losses(_lax_conv), strict=True):
-        for g, r in zip(jax.jit(got)(x, w), want(x, w), strict=True):
-            # The same products summed in another order (blocks, im2col GEMM): float32 rounding
-            # of sums of <= 14 * 9 * 2 terms per weight, relative to the largest entry.
-            np.testing.assert_allclose(g, r, rtol=0, atol=1e-5 * float(jnp.max(jnp.abs(r))))
+    got = jax.jit(lambda: derivatives(conv.conv2d))()
+    for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(derivatives(_lax_conv)), strict=True):
+        # The same products summed in another order (scatter instead of stuffed correlation):
+        # float32 rounding of sums of <= 14 * 9 * 2 terms, relative to the largest entry.
+        np.testing.assert_allclose(g, r, rtol=0, atol=2e-5 * float(jnp.max(jnp.abs(r))))
 
 
 def _zero_stuffed_transposed_conv(x, v, up):
@@ -188,14 +185,10 @@ def _zero_stuffed_transposed_conv(x, v, up):
 @pytest.mark.parametrize("kernel,up,size", [
     ((3, 3), 2, (5, 6)), ((4, 4), 2, (4, 4)), ((1, 1), 2, (3, 5)), ((3, 2), 3, (4, 3)),
     ((5, 5), 4, (3, 3)), ((2, 3), 1, (4, 4))])
-@pytest.mark.parametrize("blocked", [False, True])
-def test_transposed_conv2d_equals_the_zero_stuffed_correlation(kernel, up, size, blocked,
-                                                               monkeypatch):
+def test_transposed_conv2d_equals_the_zero_stuffed_correlation(kernel, up, size):
     """Value, gradients and the second derivatives of R1 / path length (gradient of a
     gradient norm, with respect to the input and to the weights), kernels shorter and longer
-    than the stride, with XLA's weight gradients and with the blocked ones forced on."""
-    if blocked:
-        monkeypatch.setattr(conv, "_MIN_BLOCKED_FLOPS", 0)
+    than the stride."""
     rng = np.random.default_rng(kernel[0] * 10 + up)
     x = jnp.asarray(rng.normal(size=(2, *size, 3)), jnp.float32)
     v = jnp.asarray(rng.normal(size=(*kernel, 3, 4)), jnp.float32)
@@ -217,29 +210,18 @@ def test_transposed_conv2d_equals_the_zero_stuffed_correlation(kernel, up, size,
         np.testing.assert_allclose(g, r, rtol=0, atol=2e-5 * float(jnp.max(jnp.abs(r))))
 
 
-def test_weight_gradient_blocks_divide_the_output_rows(monkeypatch):
-    monkeypatch.setattr(conv, "_PATCH_BLOCK_BYTES", 1000)
-    assert conv._block_rows(12, 300) == 3  # 1000 // 300 = 3 rows fit; 3 divides 12
-    assert conv._block_rows(13, 300) == 1  # prime height: one row per block
-    assert conv._block_rows(12, 5000) == 1  # a row larger than a block still makes progress
-    assert conv._block_rows(4, 10) == 4  # everything in one block
-
-
 _MESH_LAYERS = {  # name: (flaxgan layer, its definition), both (x, w) -> y
-    "conv2d": (lambda x, w: conv.conv2d(x, w, 1, (1, 1)), lambda x, w: _lax_conv(x, w, 1, (1, 1))),
+    "conv2d": (lambda x, w: conv.conv2d(x, w, 2, (1, 1)), lambda x, w: _lax_conv(x, w, 2, (1, 1))),
     "transposed_conv2d": (lambda x, w: conv.transposed_conv2d(x, w, 2),
                           lambda x, w: _zero_stuffed_transposed_conv(x, w, 2))}
 
 
 @pytest.mark.parametrize("layer", sorted(_MESH_LAYERS))
-@pytest.mark.parametrize("blocked", [False, True])
-def test_custom_gradients_are_summed_over_the_mesh(layer, blocked, monkeypatch):
-    """Replicated weights, per-device batches (the training step's `shard_map`): the custom
-    weight gradients (blocked or XLA's) are per device and JAX sums them over the mesh, as for
-    XLA's own gradient (the gradient of a replicated input comes back replicated: already the
-    sum, not 1/8 of it)."""
-    if blocked:
-        monkeypatch.setattr(conv, "_MIN_BLOCKED_FLOPS", 0)
+def test_custom_gradients_are_summed_over_the_mesh(layer):
+    """Replicated weights, per-device batches (the training step's `shard_map`): the weight
+    gradients of the custom-gradient layers (the strided convolution, the transposed one) are
+    per device and JAX sums them over the mesh, as for XLA's own gradient (the gradient of a
+    replicated input comes back replicated: already the sum, not 1/8 of it)."""
     layer_fn, definition = _MESH_LAYERS[layer]
     mesh = jax.make_mesh((jax.device_count(),), ("batch",))
     spec = jax.sharding.PartitionSpec
