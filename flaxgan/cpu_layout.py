@@ -4,10 +4,13 @@ XLA runs one program per device, and on a CPU one program keeps the cores only p
 splitting the host into several devices runs the per-device slices of a data-parallel batch
 side by side. Which split is fastest depends on the workload (`benchmarks/RESULTS.md`, "The CPU
 device layout", 2 cores): training at 32 and 128 channels ran 1.7× and 1.2× faster on one host
-device per core than on one device, and 4 devices per core were no faster than one at 128
-channels; FID Inception features 1.5× faster on one device per core (4 per core: 1.6×); sampling
-the bundled 32² model was fastest on a single device (JAX's default), and so was the projector
-(against two) — so training and metrics choose here, sampling keeps JAX's default.
+device per core than on one device with YNNPACK's convolutions, and 4 devices per core were no
+faster than one at 128 channels; with XLA's own convolution kernels (`flaxgan.xla_cpu`) the two
+layouts trade places from run to run at 32-128 channels and one per core was 6 % faster at
+256² (2026-12-04, "Transposed convolutions"), so training keeps it; FID Inception features
+1.5× faster on one device per core (4 per core: 1.6×); sampling the bundled 32² model was
+fastest on a single device (JAX's default), and so was the projector (against two) — so
+training and metrics choose here, sampling keeps JAX's default.
 
 `configure(workload, batch_size)` applies that choice — one host device per core, lowered to a
 divisor of a training run's global batch — unless the user chose (`XLA_FLAGS` with
