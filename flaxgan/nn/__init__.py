@@ -6,7 +6,12 @@ the convolution form of the same operators as their reference.
 """
 
 from flaxgan.nn.activation import ACTIVATIONS, bias_act
-from flaxgan.nn.conv import conv2d_resample, modulated_conv2d, upsampling_conv2d
+from flaxgan.nn.conv import (
+    conv2d_resample,
+    modulated_conv2d,
+    transposed_conv2d,
+    upsampling_conv2d,
+)
 from flaxgan.nn.fir import setup_filter
 from flaxgan.nn.layers import Conv2dLayer, FullyConnectedLayer, minibatch_std, normalize_2nd_moment
 from flaxgan.nn.polyphase import downsample2d, filter2d, upfirdn2d, upsample2d
@@ -16,6 +21,7 @@ __all__ = [
     "bias_act",
     "conv2d_resample",
     "modulated_conv2d",
+    "transposed_conv2d",
     "upsampling_conv2d",
     "Conv2dLayer",
     "FullyConnectedLayer",

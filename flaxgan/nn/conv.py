@@ -226,9 +226,9 @@ def upsampling_conv2d(x: jax.Array, w: jax.Array, padding: tuple[int, int], grou
     kh, kw, in_per_group, out_channels = w.shape
     crop_y, crop_x = kh - 1 - padding[0], kw - 1 - padding[1]
     if groups == 1 and min(crop_y, crop_x) >= 0 and jax.default_backend() == "cpu":
-        # On the CPU the scatter form is cheaper still (9 multiply-adds for 3x3 at up 2, and
-        # a GEMM, which XLA CPU runs faster than its convolutions); it is the full transposed
-        # convolution of the flipped kernel, cropped to the padding asked for.
+        # On the CPU the scatter form is cheaper still (9 multiply-adds for 3x3 at up 2, one
+        # convolution per output phase with only that phase's taps); it is the full
+        # transposed convolution of the flipped kernel, cropped to the padding asked for.
         y = transposed_conv2d(x, jnp.flip(w, (0, 1)), up)
         return y[:, crop_y:y.shape[1] - crop_y, crop_x:y.shape[2] - crop_x]
     out_h = (height - 1) * up + 1 + 2 * padding[0] - kh + 1
