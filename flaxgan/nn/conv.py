@@ -38,9 +38,10 @@ __all__ = [
 # input gradient is therefore the transposed convolution of the output gradient, computed as
 # a scatter (`transposed_conv2d`: a stride-1 convolution per output phase), whose own input
 # gradient is the strided convolution again, so derivatives of any order keep these forms.
-# Forward + gradients of one layer, 2-core x86 (`benchmarks/conv_grad.py`): the generator's
-# upsampling layers 28-42x faster than XLA's autodiff, the discriminator's strided ones
-# 1.4-1.9x; both level with or faster than torch/oneDNN. Weight gradients stay XLA's: with
+# Forward + gradients of one layer, 2-core x86 (`benchmarks/conv_grad.py`, two runs): the
+# generator's upsampling layers 22-66x faster than XLA's autodiff and 1.3-2.2x torch/oneDNN,
+# the discriminator's strided ones 1.4-2.2x XLA's autodiff (torch: 1.3x at 32^2 x 128, but
+# 0.68-0.94x at 256^2 x 64). Weight gradients stay XLA's: with
 # convolutions on XLA's own kernels (`flaxgan.xla_cpu`) they run as fast as torch's at every
 # StyleGAN2 layer size measured, first and second order (`benchmarks/RESULTS.md`).
 
