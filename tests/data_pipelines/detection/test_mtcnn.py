@@ -154,6 +154,37 @@ def test_high_recall_keeps_reference_faces(celeba_detections, high_recall, human
     assert acc.detection_rate == 1.0
 
 
+def _darkened(image: np.ndarray, seed: int) -> np.ndarray:
+    """A dim, noisy copy: 0.35 x the pixel values plus Gaussian noise (sigma 6 levels)."""
+    noise = np.random.default_rng(seed).normal(0.0, 6.0, image.shape)
+    return np.clip(image * 0.35 + noise, 0, 255).astype(np.uint8)
+
+
+# Darkened vendored faces the reference cascade loses (at its O-Net box placement or its
+# R-Net crops) and `recall="high"` finds (506 vs 511 of the 512 vendored faces darkened so),
+# then faces both find.
+DARK_RESCUED = [1082, 1120, 1184, 1306, 1439]
+DARK_KEYS = DARK_RESCUED + list(range(1001, 1012))
+
+
+def test_high_recall_finds_faces_the_cascade_loses_on_dim_images(high_recall, human_landmarks):
+    images = [_darkened(read_rgb(CELEBA / f"{n:06d}.jpg"), seed=n) for n in DARK_KEYS]
+    names = [f"{n:06d}.jpg" for n in DARK_KEYS]
+    reference = dict(zip(names, mtcnn.MTCNN().detect_batch(images), strict=True))
+    high = dict(zip(names, high_recall.detect_batch(images), strict=True))
+    truth = {n: human_landmarks[n] for n in names}
+    ref_acc = agreement.landmark_accuracy(truth, reference)
+    high_acc = agreement.landmark_accuracy(truth, high)
+    for name, faces in reference.items():  # every reference face kept, same box
+        assert {f.box for f in faces} <= {f.box for f in high[name]}
+    # Measured: the reference 11 of 16 (none of DARK_RESCUED), high 16; one face of margin for
+    # scores that sit near a threshold on another CPU.
+    assert ref_acc.detected.sum() <= 12
+    assert high_acc.detected.sum() >= 15
+    assert sum(map(len, high.values())) == high_acc.detected.sum()  # nothing else fires
+    assert np.nanmedian(high_acc.nme) < 0.08  # the rescued landmarks sit on the faces
+
+
 def _synthetic_nonfaces() -> list[np.ndarray]:
     """89x109 noise, blurred noise, checkerboards, stripes, blank and gradient images."""
     rng = np.random.default_rng(0)
