@@ -4,6 +4,8 @@ r"""MTCNN accuracy against human-annotated landmarks: ours vs facenet-pytorch vs
     python -m benchmarks.mtcnn_landmarks --rows=:3000       # the tuning split
     python -m benchmarks.mtcnn_landmarks --nofacenet        # ours (+ stored PyPI mtcnn) only
     python -m benchmarks.mtcnn_landmarks --nonfaces=DIR     # + detections on non-face images
+    python -m benchmarks.mtcnn_landmarks --rows=:600 --degrade=dim:0.35 --nonfaces=
+                                                            # degraded copies (see --degrade)
 
 Faces: ../shared/data/celeba_small (CelebA aligned faces 001001-005000, 89x109) with the official
 human-annotated CelebA landmarks `list_landmarks_align_celeba.txt` there (annotated on the
@@ -58,6 +60,8 @@ import platform
 import sys
 import time
 import types
+import zlib
+from collections.abc import Callable
 
 import numpy as np
 from absl import app, flags
@@ -78,6 +82,11 @@ _REFERENCE = flags.DEFINE_string("reference", str(_SHARED / "mtcnn_reference.jso
                                  "PyPI mtcnn detections (JSON) to score as well; empty: none.")
 _FACENET = flags.DEFINE_boolean("facenet", True, "Run facenet-pytorch 2.6.0 if installed.")
 _BATCH = flags.DEFINE_integer("batch", 64, "Images per detector call.")
+_DEGRADE = flags.DEFINE_string(
+    "degrade", "", "Score degraded copies of the faces instead (annotations moved with them): "
+    "scale:S (bilinear resize by S), jpeg:Q (JPEG quality Q), dim:F (F x the values plus "
+    "Gaussian noise of 6 levels, seeded per file), blur:R (Gaussian blur, radius R), "
+    "rotate:DEG (about the centre, grey fill); empty: the files as they are.")
 _NONFACES = flags.DEFINE_string("nonfaces", str(_SHARED / "nonfaces"),
                                 "Folder of non-face images: detections per detector printed "
                                 "(plus synthetic noise, blank and texture images); empty: none.")
@@ -151,8 +160,51 @@ def _facenet_detector():
     return detect_batch, f"facenet-pytorch {version('facenet-pytorch')}"
 
 
-def _run(detect_batch, names: list[str], folder: pathlib.Path, batch: int):
-    images = {n: np.asarray(Image.open(folder / n).convert("RGB")) for n in names}
+def degrade(spec: str, image: np.ndarray, seed: int) -> tuple[np.ndarray, Callable]:
+    """A degraded copy of a uint8 `[H, W, 3]` image, and the map `move(points, pixel_centres)`
+    of `[..., 2]` pixel points from the original into it (`pixel_centres`: the points are pixel
+    indices, scaled as `(x + 0.5) * s - 0.5`; see the module docstring).
+
+    `spec` is `kind:value` (see `--degrade`); `seed` seeds `dim`'s noise.
+    """
+    import io
+
+    from PIL import ImageFilter
+
+    kind, _, value = spec.partition(":")
+    pil = Image.fromarray(image)
+    height, width = image.shape[:2]
+    unmoved = lambda points, pixel_centres=False: points  # noqa: E731
+    if kind == "scale":
+        s = float(value)
+        size = (round(width * s), round(height * s))
+
+        def scaled(points, pixel_centres=False):
+            return (points + 0.5) * s - 0.5 if pixel_centres else points * s
+
+        return np.asarray(pil.resize(size, Image.BILINEAR)), scaled
+    if kind == "jpeg":
+        buffer = io.BytesIO()
+        pil.save(buffer, "JPEG", quality=int(value))
+        return np.asarray(Image.open(buffer).convert("RGB")), unmoved
+    if kind == "dim":
+        noise = np.random.default_rng(seed).normal(0.0, 6.0, image.shape)
+        return np.clip(image * float(value) + noise, 0, 255).astype(np.uint8), unmoved
+    if kind == "blur":
+        return np.asarray(pil.filter(ImageFilter.GaussianBlur(float(value)))), unmoved
+    if kind == "rotate":
+        # PIL turns the picture counter-clockwise by DEG about its centre, (w / 2, h / 2) with
+        # pixel centres at i + 0.5: ((w - 1) / 2, (h - 1) / 2) in pixel indices, y down.
+        t = np.deg2rad(float(value))
+        centre = np.array([(width - 1) / 2, (height - 1) / 2])
+        turn = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])
+        rotated = pil.rotate(float(value), Image.BILINEAR, fillcolor=(128, 128, 128))
+        return np.asarray(rotated), \
+            lambda points, pixel_centres=False: (points - centre) @ turn.T + centre
+    raise ValueError(f"expected --degrade scale|jpeg|dim|blur|rotate:VALUE, got {spec!r}")
+
+
+def _run(detect_batch, names: list[str], images: dict[str, np.ndarray], batch: int):
     found, start = {}, time.perf_counter()
     for i in range(0, len(names), batch):
         chunk = names[i:i + batch]
@@ -180,7 +232,13 @@ def main(argv):
     annotations = agreement.load_landmarks(path)
     names = sorted(annotations)[agreement._parse_rows(_ROWS.value)]
     truth = agreement.scaled_landmarks({n: annotations[n] for n in names}, path.parent)
-
+    centre = agreement.scaled_landmarks({n: annotations[n] for n in names}, path.parent,
+                                        pixel_centres=True)
+    images = {n: np.asarray(Image.open(path.parent / n).convert("RGB")) for n in names}
+    if _DEGRADE.value:
+        for n in names:
+            images[n], move = degrade(_DEGRADE.value, images[n], zlib.crc32(n.encode()))
+            truth[n], centre[n] = move(truth[n]), move(centre[n], pixel_centres=True)
     detectors = {"ours": (mtcnn.MTCNN().detect_batch, "data_pipelines (Flax)"),
                  "ours_single": (mtcnn.MTCNN(mirror_landmarks=False).detect_batch,
                                  "data_pipelines (Flax), single O-Net pass"),
@@ -196,10 +254,10 @@ def main(argv):
     results, seconds = {}, {}
     for key, (fn, note) in detectors.items():
         notes[key] = note
-        _run(fn, names[: _BATCH.value], path.parent, _BATCH.value)  # warm-up (compilation)
-        results[key], seconds[key] = _run(fn, names, path.parent, _BATCH.value)
+        _run(fn, names[: _BATCH.value], images, _BATCH.value)  # warm-up (compilation)
+        results[key], seconds[key] = _run(fn, names, images, _BATCH.value)
     stored = None
-    if _REFERENCE.value and pathlib.Path(_REFERENCE.value).is_file():
+    if _REFERENCE.value and pathlib.Path(_REFERENCE.value).is_file() and not _DEGRADE.value:
         stored = agreement.load_reference(_REFERENCE.value)
         prefix = f"{path.parent.name}/"
         if all(prefix + n in stored for n in names):
@@ -210,19 +268,19 @@ def main(argv):
     kept = _kept(results["ours"], results["ours_high"])
     print(f"ours_high keeps every ours face with the same box on {kept}/{len(names)} images")
     nonfaces = _nonface_check(detectors, stored)
-    centre = agreement.scaled_landmarks({n: annotations[n] for n in names}, path.parent,
-                                        pixel_centres=True)
     frames = {"x * s": truth, "(x + 0.5) * s - 0.5": centre}
     tables = {}
     for frame, marks in frames.items():
         accuracy = {k: agreement.landmark_accuracy(marks, v) for k, v in results.items()}
         common = [k for i, k in enumerate(names) if all(a.detected[i] for a in accuracy.values())]
         tables[frame] = [_row(k, a, a.subset(common)) for k, a in accuracy.items()]
-        print(f"\n{len(names)} faces ({path.parent.name} rows {_ROWS.value}), annotation frame "
+        print(f"\n{len(names)} faces ({path.parent.name} rows {_ROWS.value}"
+              f"{', degraded ' + _DEGRADE.value if _DEGRADE.value else ''}), annotation frame "
               f"{frame}; common to all detectors: {len(common)}")
         _print_table(tables[frame])
     print(json.dumps(dict(machine=platform.processor() or platform.machine(),
                           cpu_count=os.cpu_count(), jax=jax.__version__, rows_slice=_ROWS.value,
+                          degrade=_DEGRADE.value,
                           faces=len(names), common=len(common), notes=notes,
                           ours_high_keeps_ours=kept, nonfaces=nonfaces,
                           seconds={k: round(v, 2) for k, v in seconds.items()}, results=tables)))

@@ -121,8 +121,8 @@ def high_recall():
 
 
 # The first vendored faces and 001135, where `recall="high"` finds the second person (the man
-# half out of the picture beside the annotated face; CelebA 001001-004000: 2,996 annotated faces
-# found instead of 2,994, 3 extra faces, all real; benchmarks/RESULTS.md). One image per call:
+# half out of the picture beside the annotated face; CelebA 001001-004000: 2,995 annotated faces
+# found instead of 2,994, 1 extra face, real; benchmarks/RESULTS.md). One image per call:
 # the single-image networks are compiled for the other tests already.
 HIGH_RECALL_KEYS = [f"celeba_small/{n:06d}.jpg" for n in range(1001, 1017)] + [
     "celeba_small/001135.jpg"]
@@ -273,6 +273,25 @@ def test_nms_keeps_best_and_distinct():
     scores = np.array([0.8, 0.9, 0.7])
     assert mtcnn.nms(boxes, scores, 0.5).tolist() == [1, 2]
     assert mtcnn.nms(boxes, scores, 0.9).tolist() == [1, 0, 2]
+
+
+def test_proposal_order_reference_vs_original():
+    # Two P-Net cells whose 12 x 12 windows do not overlap, both regressed onto one box: the
+    # reference order (regress, then NMS) keeps one proposal, the original order (NMS on the
+    # windows, then regress) keeps both; `recall="high"` scores the latter too.
+    prob = np.zeros((1, 12, 12), np.float32)
+    reg = np.zeros((1, 12, 12, 4), np.float32)
+    target = np.array([10.0, 10.0, 21.0, 21.0])
+    for (y, x), score in [((2, 2), 0.9), ((8, 8), 0.8)]:
+        prob[0, y, x] = score
+        window = np.array([2 * x + 1, 2 * y + 1, 2 * x + 12, 2 * y + 12])
+        reg[0, y, x] = (target - window) / 11
+    detector = mtcnn.MTCNN()
+    reference, _ = detector._proposals([(prob, reg)], [0.5])
+    original, index = detector._proposals([(prob, reg)], [0.5], cells_first=True)
+    np.testing.assert_allclose(reference, [target / 0.5], rtol=1e-6)
+    np.testing.assert_allclose(original, [target / 0.5] * 2, rtol=1e-6)
+    assert index.tolist() == [0, 0]
 
 
 def test_area_resize_is_box_average():
