@@ -496,8 +496,8 @@ class MTCNN:
         re-scored by R-Net on their mirrored crop, their antialiased crop and both
         (`_SECOND_CHANCE_VIEWS`); (b) the P-Net proposals in the original MTCNN order (NMS on
         the cells' windows before their box regression, and R-Net's NMS before its regression,
-        as in Zhang et al.'s code: more distinct placements of each face survive), each on its
-        best R-Net view. Those above the R-Net threshold go to O-Net, which scores each at its
+        the order of Zhang et al.'s code, with the reference's NMS rule: other placements of
+        each face survive), each on its best R-Net view. Those above the R-Net threshold go to O-Net, which scores each at its
         box and, where it fails there, at the box its own regression calibrated; (c) so are the
         boxes the reference's O-Net rejects (the reference scores a box before calibrating it,
         and O-Net's score depends on where the box sits: an off-centre box can lose a face). A
@@ -608,7 +608,8 @@ class MTCNN:
         detector's order), or with `cells_first` on the cells' own windows before their
         regression (the order of Zhang et al.'s code and facenet-pytorch: the regressed boxes of
         one face pile onto each other and suppress one another, the windows lie on a stride-2
-        grid, so more distinct placements of each face survive).
+        grid, so other placements of each face survive, and more of them: 7,629 proposals
+        against 6,436 on CelebA 001001-001600).
         """
         t_p = self.thresholds[0]
         nms_level, nms_pyramid = self.nms_thresholds[:2]
