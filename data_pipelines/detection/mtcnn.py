@@ -495,22 +495,23 @@ class MTCNN:
         second chances for what the cascade loses: (a) the P-Net proposals R-Net rejects,
         re-scored by R-Net on their mirrored crop, their antialiased crop and both
         (`_SECOND_CHANCE_VIEWS`); (b) the P-Net proposals in the original MTCNN order (NMS on
-        the cells' windows before their box regression, and R-Net's NMS before its regression,
-        the order of Zhang et al.'s code, with the reference's NMS rule: other placements of
-        each face survive), each on its best R-Net view. Those above the R-Net threshold go to O-Net, which scores each at its
-        box and, where it fails there, at the box its own regression calibrated; (c) so are the
-        boxes the reference's O-Net rejects (the reference scores a box before calibrating it,
-        and O-Net's score depends on where the box sits: an off-centre box can lose a face). A
-        second-chance face must be a face to O-Net on its crop *and* on the crop's mirror image
-        (both above the O-Net threshold), O-Net must place the same landmarks on both (mean
-        distance below `rescue_tolerance` of the box side), and its box must not be more than
-        one pyramid step below `min_face_size`: on faces the two passes agree, on the hair,
-        hands, clothing and animals O-Net sometimes accepts they mostly do not. A second-chance
-        face overlapping a reference face by more than the final NMS threshold (min-area) is
-        dropped, so every reference face keeps its box, score and landmarks. Chosen on CelebA
-        001001-004000 and on degraded copies of 001001-001600 (downscaled, JPEG-compressed,
-        dimmed with noise, blurred, rotated); figures in benchmarks/RESULTS.md (MTCNN against
-        human landmarks).
+        the cells' windows before their box regression, and R-Net's NMS before its regression:
+        the order of Zhang et al.'s code, with the reference's NMS rule; other placements of
+        each face survive), each on its best R-Net view. Those above the R-Net threshold go to
+        O-Net, which scores each at its box and, where it fails there, at the box its own
+        regression calibrated; (c) so are the boxes the reference's O-Net rejects (the
+        reference scores a box before calibrating it, and O-Net's score depends on where the
+        box sits: an off-centre box can lose a face). A second-chance face must be a face to
+        O-Net on its crop *and* on the crop's mirror image (both above the O-Net threshold),
+        O-Net must place the same landmarks on both (mean distance below `rescue_tolerance` of
+        the box side), and its box must not be more than one pyramid step below
+        `min_face_size`: on faces the two passes agree, on the hair, hands, clothing and
+        animals O-Net sometimes accepts they mostly do not. Second chances look only where the
+        reference found no face: an O-Net candidate or a face overlapping a reference face by
+        more than the final NMS threshold (min-area) is dropped, so every reference face keeps
+        its box, score and landmarks. Chosen on CelebA 001001-004000 and
+        on degraded copies of 001001-001600 (downscaled, JPEG-compressed, dimmed with noise,
+        blurred, rotated); figures in benchmarks/RESULTS.md (MTCNN against human landmarks).
       rescue_tolerance: `recall="high"` only: the largest mean landmark distance between the
         plain and mirrored O-Net passes of a second-chance face, as a fraction of its box side
         (0.05. On those development images, among the boxes where both passes score a face:
@@ -587,7 +588,7 @@ class MTCNN:
         found = self._final_nms(accepted)
         if self.recall == "high":
             rescued = self._second_chances(device_images, levels, scales,
-                                           (boxes[~ok], reg[~ok], index[~ok]), missed)
+                                           (boxes, scores, reg, index), missed, found)
             found = _merge(found, rescued, self.nms_thresholds[3])
 
         limit = np.array([width - 1, height - 1] * 2, np.float64)
@@ -626,45 +627,67 @@ class MTCNN:
 
     def _second_chances(self, images: jax.Array, levels: Sequence[tuple[np.ndarray, np.ndarray]],
                         scales: Sequence[float],
-                        rejected: tuple[np.ndarray, np.ndarray, np.ndarray],
-                        missed: tuple[np.ndarray, np.ndarray]) -> _Stage:
+                        proposals: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+                        missed: tuple[np.ndarray, np.ndarray], found: _Stage) -> _Stage:
         """`recall="high"`: the faces the reference cascade loses, verified (see the class).
 
         Args:
           levels, scales: the P-Net outputs per pyramid level, and the levels' scales.
-          rejected: `(boxes, reg, index)` of the reference proposals R-Net rejected.
+          proposals: `(boxes, scores, reg, index)`: the reference proposals and R-Net's plain
+            score and regression of each.
           missed: `(boxes, index)` of the boxes O-Net rejected, at its own calibration.
+          found: the reference's faces; O-Net candidates on them (overlapping one by more than
+            the final NMS threshold) are not scored again.
 
         Returns:
           The verified faces after the final NMS (not yet merged with the reference's).
         """
         params, t_r = self.params, self.thresholds[1]
+        boxes, plain, reg, index = proposals
+        views = self._best_rnet_view(images, boxes, index)
         # (a) proposals R-Net rejected, re-scored on other views of their crop;
-        boxes, reg, index = rejected
-        scores = self._best_rnet_view(images, boxes, index)
-        again = scores > t_r
-        a_boxes, a_index = self._rnet_survivors(boxes[again], scores[again], reg[again],
+        again = (plain <= t_r) & (views > t_r)
+        a_boxes, a_index = self._rnet_survivors(boxes[again], views[again], reg[again],
                                                 index[again])
-        # (b) the proposals in the original MTCNN order, each on its best view;
-        boxes, index = self._proposals(levels, scales, cells_first=True)
-        scores, reg = _run_refine(params["rnet"], images, boxes, index, 24)
-        scores = np.maximum(scores, self._best_rnet_view(images, boxes, index))
-        ok = scores > t_r
-        b_boxes, b_index = self._rnet_survivors(boxes[ok], scores[ok], reg[ok], index[ok],
-                                                nms_first=True)
+        # (b) the proposals in the original MTCNN order, each on its best view (most are
+        # reference proposals too, ~83 % on CelebA: their R-Net outputs are reused);
+        known = {(i, box.tobytes()): k
+                 for k, (box, i) in enumerate(zip(boxes, index, strict=True))}
+        o_boxes, o_index = self._proposals(levels, scales, cells_first=True)
+        rows = np.array([known.get((i, box.tobytes()), -1)
+                         for box, i in zip(o_boxes, o_index, strict=True)], np.int64)
+        new = rows < 0
+        o_scores = np.maximum(plain, views)[rows]
+        o_reg = reg[rows]
+        if new.any():
+            fresh_scores, o_reg[new] = _run_refine(params["rnet"], images, o_boxes[new],
+                                                   o_index[new], 24)
+            fresh_views = self._best_rnet_view(images, o_boxes[new], o_index[new])
+            o_scores[new] = np.maximum(fresh_scores, fresh_views)
+        ok = o_scores > t_r
+        b_boxes, b_index = self._rnet_survivors(o_boxes[ok], o_scores[ok], o_reg[ok],
+                                                o_index[ok], nms_first=True)
         # O-Net at each candidate's box, then where its own regression puts the box, with (c)
-        # the reference's O-Net rejections there.
-        rescued, (boxes, index) = self._onet(images, np.concatenate([a_boxes, b_boxes]),
-                                             np.concatenate([a_index, b_index]), verify=True)
-        relooked, _ = self._onet(images, np.concatenate([boxes, missed[0]]),
-                                 np.concatenate([index, missed[1]]), verify=True)
-        found = _concat(rescued, relooked)
+        # the reference's O-Net rejections there; only where the reference found no face.
+        boxes, index = self._unclaimed(np.concatenate([a_boxes, b_boxes]),
+                                       np.concatenate([a_index, b_index]), found)
+        rescued, (boxes, index) = self._onet(images, boxes, index, verify=True)
+        boxes, index = self._unclaimed(np.concatenate([boxes, missed[0]]),
+                                       np.concatenate([index, missed[1]]), found)
+        relooked, _ = self._onet(images, boxes, index, verify=True)
+        faces = _concat(rescued, relooked)
         # Boxes more than one pyramid step below the smallest face searched for are regression
         # artefacts of larger windows (on CelebA, 10-12 px patches of clothing and background).
-        side = np.maximum(found.boxes[:, 2] - found.boxes[:, 0],
-                          found.boxes[:, 3] - found.boxes[:, 1])
-        found = found.take(np.flatnonzero(side >= self.min_face_size * self.scale_factor))
-        return self._final_nms(found)
+        side = np.maximum(faces.boxes[:, 2] - faces.boxes[:, 0],
+                          faces.boxes[:, 3] - faces.boxes[:, 1])
+        faces = faces.take(np.flatnonzero(side >= self.min_face_size * self.scale_factor))
+        return self._final_nms(faces)
+
+    def _unclaimed(self, boxes: np.ndarray, index: np.ndarray,
+                   found: _Stage) -> tuple[np.ndarray, np.ndarray]:
+        """The boxes overlapping no face of `found` by more than the final NMS threshold."""
+        free = ~_claimed(boxes, index, found, self.nms_thresholds[3])
+        return boxes[free], index[free]
 
     def _best_rnet_view(self, images: jax.Array, boxes: np.ndarray,
                        index: np.ndarray) -> np.ndarray:
@@ -741,18 +764,23 @@ def _concat(a: _Stage, b: _Stage) -> _Stage:
                     zip(dataclasses.astuple(a), dataclasses.astuple(b), strict=True)))
 
 
+def _claimed(boxes: np.ndarray, index: np.ndarray, found: _Stage, threshold: float) -> np.ndarray:
+    """`[len(boxes)]` bool: the box overlaps a face of `found` in its image by more than
+    `threshold` (intersection over the smaller box, as the final NMS)."""
+    clash = np.zeros((len(boxes),), bool)
+    for i in np.unique(index):
+        mine, theirs = index == i, found.index == i
+        if theirs.any():
+            clash[mine] = (_overlap(boxes[mine], found.boxes[theirs], "min")
+                           > threshold).any(axis=1)
+    return clash
+
+
 def _merge(found: _Stage, rescued: _Stage, threshold: float) -> _Stage:
     """`found` plus the `rescued` faces that overlap no face of `found` in their image by more
-    than `threshold` (intersection over the smaller box, as the final NMS): the final NMS with
-    every `found` face ranked above every rescued one, so `found` is kept whole."""
-    if not len(rescued.boxes):
-        return found
-    clash = np.zeros((len(rescued.boxes),), bool)
-    for i in np.unique(rescued.index):
-        mine, theirs = rescued.index == i, found.index == i
-        if theirs.any():
-            clash[mine] = (_overlap(rescued.boxes[mine], found.boxes[theirs], "min")
-                           > threshold).any(axis=1)
+    than `threshold` (`_claimed`): the final NMS with every `found` face ranked above every
+    rescued one, so `found` is kept whole."""
+    clash = _claimed(rescued.boxes, rescued.index, found, threshold)
     return _concat(found, rescued.take(np.flatnonzero(~clash)))
 
 
