@@ -618,11 +618,11 @@ class MTCNN:
         for (prob, reg), scale in zip(levels, scales, strict=True):
             cells, offsets, scores, index = _pnet_cells(prob, reg, t_p)
             boxes = (cells + offsets) / scale
-            keep = _nms_per_image(cells / scale if cells_first else boxes, scores, index,
-                                  nms_level)
-            parts.append((cells[keep] / scale, boxes[keep], scores[keep], index[keep]))
-        cells, boxes, scores, index = (np.concatenate(p) for p in zip(*parts, strict=True))
-        keep = _nms_per_image(cells if cells_first else boxes, scores, index, nms_pyramid)
+            compared = cells / scale if cells_first else boxes  # what the NMS compares
+            keep = _nms_per_image(compared, scores, index, nms_level)
+            parts.append((compared[keep], boxes[keep], scores[keep], index[keep]))
+        compared, boxes, scores, index = (np.concatenate(p) for p in zip(*parts, strict=True))
+        keep = _nms_per_image(compared, scores, index, nms_pyramid)
         return _square(boxes[keep]), index[keep]
 
     def _second_chances(self, images: jax.Array, levels: Sequence[tuple[np.ndarray, np.ndarray]],
